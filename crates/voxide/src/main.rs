@@ -1,0 +1,2 @@
+//! The voxide binary.
+fn main() {}
