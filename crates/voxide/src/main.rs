@@ -1,2 +1,127 @@
-//! The voxide binary.
-fn main() {}
+//! The voxide binary: subcommands, configuration loading and wiring. No business logic lives
+//! here; each component's crate owns its behaviour.
+
+mod config;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+
+#[derive(Debug, Parser)]
+#[command(name = "voxide", version, about = "voxide: a Class-5 SIP softswitch")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run every component on this node (embedded SQLite by default).
+    Up(ConfigArgs),
+    /// Run the provisioning REST API alone.
+    Provisioning(ConfigArgs),
+    /// Operator commands against the provisioning API.
+    Admin(admin_cli::AdminArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ConfigArgs {
+    /// TOML configuration file (see docs/configuration.md); defaults apply without one.
+    #[arg(long, short = 'c', env = "VOXIDE_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: starting the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match cli.command {
+        Command::Admin(args) => runtime.block_on(async {
+            let mut stdout = std::io::stdout();
+            let mut stderr = std::io::stderr();
+            admin_cli::main_with(args, &mut stdout, &mut stderr).await
+        }),
+        Command::Up(args) | Command::Provisioning(args) => {
+            init_logging();
+            match runtime.block_on(run_node(args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("error: {error:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+/// Start the components this node runs and wait for SIGINT/SIGTERM.
+async fn run_node(args: ConfigArgs) -> anyhow::Result<()> {
+    let config = Config::load(args.config.as_deref())?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("data_dir: creating {}", config.data_dir.display()))?;
+    let database_url = config.database_url();
+    let store = store::Store::connect(&database_url)
+        .await
+        .with_context(|| format!("database.url: connecting to {database_url}"))?;
+    let bootstrap = provisioning::bootstrap_admin(
+        &store,
+        &config.data_dir,
+        std::env::var(provisioning::ADMIN_PASSWORD_ENV).ok(),
+    )
+    .await
+    .context("creating the first administrator")?;
+    match &bootstrap {
+        provisioning::Bootstrap::AlreadyPresent => {}
+        provisioning::Bootstrap::CreatedFromEnvironment => {
+            eprintln!("admin: created `admin` with the password from VOXIDE_ADMIN_PASSWORD");
+        }
+        provisioning::Bootstrap::CreatedWithGeneratedPassword(path) => {
+            eprintln!("admin: created `admin`; its password is in {}", path.display());
+        }
+    }
+
+    let api_config = config.api_config();
+    let scheme = if matches!(api_config.tls, provisioning::TlsMode::Plain) { "http" } else { "https" };
+    let api = provisioning::bind(api_config, store.clone())
+        .await
+        .context("api.listen: starting the provisioning API")?;
+    eprintln!("database:     {database_url}");
+    eprintln!("provisioning: {scheme}://{}/api/", api.local_addr());
+
+    shutdown_signal().await;
+    eprintln!("shutting down");
+    api.shutdown();
+    api.wait().await.context("provisioning API")?;
+    store.close().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = match signal(SignalKind::terminate()) {
+        Ok(stream) => stream,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}

@@ -1,0 +1,204 @@
+//! The client non-INVITE transaction (RFC 3261 §17.1.2, Figure 6).
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use sip_message::Message;
+
+use super::timer::TimerSet;
+use super::{
+    Event, Outputs, Reliability, Timer, TimerConfig, TransactionError, Transmit, response_status,
+};
+
+/// States of the client non-INVITE transaction (RFC 3261 Figure 6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ClientNonInviteState {
+    /// Request sent, no response yet; Timer E doubles up to T2.
+    Trying,
+    /// A provisional response arrived; Timer E keeps firing every T2.
+    Proceeding,
+    /// A final response arrived; Timer K absorbs its retransmissions.
+    Completed,
+    /// Done.
+    Terminated,
+}
+
+/// The client non-INVITE transaction: sends the request, retransmits it on Timer E, gives up on
+/// Timer F (RFC 3261 §17.1.2).
+#[derive(Debug)]
+pub struct ClientNonInviteTransaction {
+    state: ClientNonInviteState,
+    request: Message,
+    request_bytes: Bytes,
+    destination: SocketAddr,
+    reliability: Reliability,
+    config: TimerConfig,
+    retransmit_interval: Duration,
+    timers: TimerSet,
+    outputs: Outputs,
+    started: bool,
+}
+
+impl ClientNonInviteTransaction {
+    /// Starts the transaction: queues the request and starts Timers E (unreliable transport
+    /// only) and F (RFC 3261 §17.1.2.2).
+    pub fn new(
+        now: Instant,
+        request: Message,
+        destination: SocketAddr,
+        reliability: Reliability,
+        config: TimerConfig,
+    ) -> Self {
+        let mut transaction = Self::new_deferred(request, destination, reliability, config);
+        transaction.start(now);
+        transaction
+    }
+
+    /// Builds the transaction without sending yet; [`Self::start`] sends. Used for a CANCEL that
+    /// must wait for a provisional response to its INVITE (RFC 3261 §9.1).
+    pub fn new_deferred(
+        request: Message,
+        destination: SocketAddr,
+        reliability: Reliability,
+        config: TimerConfig,
+    ) -> Self {
+        let request_bytes = request.to_bytes();
+        Self {
+            state: ClientNonInviteState::Trying,
+            request,
+            request_bytes,
+            destination,
+            reliability,
+            config,
+            retransmit_interval: config.first_retransmit_interval(),
+            timers: TimerSet::default(),
+            outputs: Outputs::default(),
+            started: false,
+        }
+    }
+
+    /// Sends the request and starts the timers; does nothing when already started.
+    pub fn start(&mut self, now: Instant) {
+        if self.started || self.state != ClientNonInviteState::Trying {
+            return;
+        }
+        self.started = true;
+        self.outputs
+            .transmit(self.destination, self.request_bytes.clone());
+        if !self.reliability.is_reliable() {
+            self.timers.start(Timer::E, now + self.config.first_retransmit_interval());
+        }
+        self.timers
+            .start(Timer::F, now + self.config.transaction_timeout());
+    }
+
+    /// Whether the request was sent.
+    pub fn is_started(&self) -> bool {
+        self.started
+    }
+
+    /// Ends a transaction that was never started, without telling the peer anything.
+    pub fn abandon(&mut self) {
+        if !self.started && self.state != ClientNonInviteState::Terminated {
+            self.terminate();
+        }
+    }
+
+    /// The current state.
+    pub fn state(&self) -> ClientNonInviteState {
+        self.state
+    }
+
+    /// The request this transaction sends.
+    pub fn request(&self) -> &Message {
+        &self.request
+    }
+
+    /// Where the request goes.
+    pub fn destination(&self) -> SocketAddr {
+        self.destination
+    }
+
+    /// Feeds a response that matched this transaction (RFC 3261 §17.1.3).
+    pub fn handle_message(&mut self, now: Instant, response: Message) -> Result<(), TransactionError> {
+        let status = response_status(&response)?;
+        match self.state {
+            ClientNonInviteState::Trying | ClientNonInviteState::Proceeding => {
+                if status < 200 {
+                    self.state = ClientNonInviteState::Proceeding;
+                    self.outputs.event(Event::Response(response));
+                } else {
+                    self.timers.stop_all();
+                    self.state = ClientNonInviteState::Completed;
+                    self.outputs.event(Event::Response(response));
+                    if self.reliability.is_reliable() {
+                        self.terminate();
+                    } else {
+                        self.timers.start(Timer::K, now + self.config.t4);
+                    }
+                }
+            }
+            // §17.1.2.2: retransmitted responses are absorbed in Completed.
+            ClientNonInviteState::Completed | ClientNonInviteState::Terminated => {}
+        }
+        Ok(())
+    }
+
+    /// Fires every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(timer) = self.timers.pop_expired(now) {
+            match (timer, self.state) {
+                (Timer::E, ClientNonInviteState::Trying | ClientNonInviteState::Proceeding) => {
+                    self.outputs
+                        .transmit(self.destination, self.request_bytes.clone());
+                    // §17.1.2.2: doubling up to T2 while Trying, T2 flat once Proceeding.
+                    self.retransmit_interval = if self.state == ClientNonInviteState::Trying {
+                        self.config.doubled_capped(self.retransmit_interval)
+                    } else {
+                        self.config.t2_retransmit_interval()
+                    };
+                    self.timers.start(Timer::E, now + self.retransmit_interval);
+                }
+                (Timer::F, ClientNonInviteState::Trying | ClientNonInviteState::Proceeding) => {
+                    self.outputs.event(Event::Timeout(Timer::F));
+                    self.terminate();
+                }
+                (Timer::K, ClientNonInviteState::Completed) => self.terminate(),
+                _ => {}
+            }
+        }
+    }
+
+    /// The transport could not send for this transaction (RFC 3261 §17.1.4).
+    pub fn handle_transport_error(&mut self, _now: Instant) {
+        if matches!(
+            self.state,
+            ClientNonInviteState::Trying | ClientNonInviteState::Proceeding
+        ) {
+            self.outputs.event(Event::TransportError);
+            self.terminate();
+        }
+    }
+
+    /// The next message to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.outputs.poll_transmit()
+    }
+
+    /// When [`Self::handle_timeout`] must be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.earliest()
+    }
+
+    /// The next event for the transaction user.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.outputs.poll_event()
+    }
+
+    fn terminate(&mut self) {
+        self.timers.stop_all();
+        self.state = ClientNonInviteState::Terminated;
+        self.outputs.event(Event::Terminated);
+    }
+}

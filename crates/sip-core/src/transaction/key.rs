@@ -1,0 +1,186 @@
+//! Matching keys for transactions (RFC 3261 §17.1.3 and §17.2.3).
+
+use bytes::Bytes;
+use sip_message::{Message, Method};
+
+/// The branch prefix that marks an RFC 3261 branch, unique across space and time (RFC 3261
+/// §8.1.1.7). A branch without it came from an RFC 2543 element.
+pub const MAGIC_COOKIE: &[u8] = b"z9hG4bK";
+
+/// A header needed to match a message to a transaction is missing or malformed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    /// The header is absent or does not parse.
+    #[error("missing or malformed {0} header")]
+    Header(&'static str),
+    /// A response (or a request we send) whose top Via has no branch: nothing to match on
+    /// (RFC 3261 §17.1.3).
+    #[error("the top Via has no branch parameter")]
+    MissingBranch,
+    /// A request was expected.
+    #[error("the message is not a request")]
+    NotARequest,
+}
+
+/// The key of a client transaction: the top Via branch and the CSeq method of the request
+/// (RFC 3261 §17.1.3). The CSeq method tells a CANCEL apart from the INVITE it cancels, both
+/// carrying the same branch.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ClientKey {
+    /// The branch parameter of the top Via, compared exactly.
+    pub branch: Bytes,
+    /// The method in CSeq.
+    pub method: Method,
+}
+
+impl ClientKey {
+    /// The key of a request we send or of a response we receive (RFC 3261 §17.1.3).
+    pub fn from_message(message: &Message) -> Result<Self, KeyError> {
+        let via = message.top_via().map_err(|_| KeyError::Header("Via"))?;
+        let branch = via.branch().ok_or(KeyError::MissingBranch)?;
+        let branch = Bytes::copy_from_slice(branch);
+        let cseq = message.cseq().map_err(|_| KeyError::Header("CSeq"))?;
+        Ok(Self {
+            branch,
+            method: cseq.method.clone(),
+        })
+    }
+}
+
+/// The sent-by of a Via (RFC 3261 §18.2.1): host compared case-insensitively (kept lowercased
+/// here) and port as written (absent stays absent; §17.2.3 compares the values as they are).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SentBy {
+    /// Host, lowercased.
+    pub host: Bytes,
+    /// Port, when the Via names one.
+    pub port: Option<u16>,
+}
+
+/// The key of a server transaction (RFC 3261 §17.2.3).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ServerKey {
+    /// The request carries an RFC 3261 branch (magic cookie): branch, sent-by and method, with
+    /// ACK folded into INVITE so that it finds the INVITE transaction.
+    Branch {
+        /// The top Via branch, compared exactly.
+        branch: Bytes,
+        /// The top Via sent-by.
+        sent_by: SentBy,
+        /// The request method, INVITE for ACK.
+        method: Method,
+    },
+    /// RFC 2543 fallback (RFC 3261 §17.2.3, second half): Request-URI, To tag, From tag,
+    /// Call-ID, CSeq number and method, top Via — all compared as raw bytes, since a
+    /// retransmission repeats them byte for byte.
+    Rfc2543 {
+        /// The Request-URI.
+        request_uri: Bytes,
+        /// The To tag of the request, if any. For an ACK it is looked up both as given and as
+        /// absent (the INVITE had none; the ACK carries the tag of our response).
+        to_tag: Option<Bytes>,
+        /// The From tag, if any.
+        from_tag: Option<Bytes>,
+        /// Call-ID.
+        call_id: Bytes,
+        /// CSeq number.
+        cseq_number: u32,
+        /// The request method, INVITE for ACK.
+        method: Method,
+        /// The whole top Via value.
+        top_via: Bytes,
+    },
+}
+
+impl ServerKey {
+    /// The key of an incoming request (RFC 3261 §17.2.3).
+    pub fn from_request(request: &Message) -> Result<Self, KeyError> {
+        let method = request.method().ok_or(KeyError::NotARequest)?;
+        let method = if *method == Method::Ack {
+            Method::Invite
+        } else {
+            method.clone()
+        };
+        let via = request.top_via().map_err(|_| KeyError::Header("Via"))?;
+        if let Some(branch) = via.branch()
+            && branch.starts_with(MAGIC_COOKIE)
+        {
+            let sent_by = SentBy {
+                host: Bytes::from(via.host.as_bytes().to_ascii_lowercase()),
+                port: via.port,
+            };
+            return Ok(ServerKey::Branch {
+                branch: Bytes::copy_from_slice(branch),
+                sent_by,
+                method,
+            });
+        }
+        let request_uri = request_uri_bytes(request)?;
+        let to = request.to().map_err(|_| KeyError::Header("To"))?;
+        let from = request.from().map_err(|_| KeyError::Header("From"))?;
+        let call_id = request.call_id().map_err(|_| KeyError::Header("Call-ID"))?;
+        let cseq = request.cseq().map_err(|_| KeyError::Header("CSeq"))?;
+        let top_via = Bytes::copy_from_slice(via.raw);
+        Ok(ServerKey::Rfc2543 {
+            request_uri,
+            to_tag: to.tag().map(Bytes::copy_from_slice),
+            from_tag: from.tag().map(Bytes::copy_from_slice),
+            call_id: Bytes::copy_from_slice(call_id),
+            cseq_number: cseq.number,
+            method,
+            top_via,
+        })
+    }
+
+    /// The same key with another method: a CANCEL's key with INVITE names the INVITE
+    /// transaction it cancels (RFC 3261 §9.2).
+    pub fn with_method(&self, method: Method) -> Self {
+        let mut key = self.clone();
+        match &mut key {
+            ServerKey::Branch { method: m, .. } | ServerKey::Rfc2543 { method: m, .. } => {
+                *m = method;
+            }
+        }
+        key
+    }
+
+    /// The same key without a To tag (RFC 2543 ACK lookup); `None` for a branch key or a key
+    /// that already has no To tag.
+    pub(crate) fn without_to_tag(&self) -> Option<Self> {
+        match self {
+            ServerKey::Rfc2543 {
+                to_tag: Some(_), ..
+            } => {
+                let mut key = self.clone();
+                if let ServerKey::Rfc2543 { to_tag, .. } = &mut key {
+                    *to_tag = None;
+                }
+                Some(key)
+            }
+            _ => None,
+        }
+    }
+
+    /// The To tag of an RFC 2543 key.
+    pub(crate) fn to_tag(&self) -> Option<&Bytes> {
+        match self {
+            ServerKey::Rfc2543 { to_tag, .. } => to_tag.as_ref(),
+            ServerKey::Branch { .. } => None,
+        }
+    }
+
+    /// The method the key matches.
+    pub fn method(&self) -> &Method {
+        match self {
+            ServerKey::Branch { method, .. } | ServerKey::Rfc2543 { method, .. } => method,
+        }
+    }
+}
+
+/// The Request-URI as written on the request line.
+fn request_uri_bytes(request: &Message) -> Result<Bytes, KeyError> {
+    match request.request_uri() {
+        Some(Ok(uri)) => Ok(Bytes::copy_from_slice(uri.raw)),
+        _ => Err(KeyError::Header("Request-URI")),
+    }
+}

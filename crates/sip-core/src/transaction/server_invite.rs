@@ -1,0 +1,242 @@
+//! The server INVITE transaction (RFC 3261 §17.2.1 as updated by RFC 6026 §8.5–8.7, Figure 7).
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use sip_message::{Message, Method};
+
+use super::timer::TimerSet;
+use super::{
+    Event, Outputs, Reliability, Timer, TimerConfig, TransactionError, Transmit, make_response,
+    response_status,
+};
+
+/// States of the server INVITE transaction (RFC 6026 Figure 7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ServerInviteState {
+    /// INVITE passed to the TU; provisional responses may be sent.
+    Proceeding,
+    /// A 300–699 response was sent; Timer G retransmits it until the ACK arrives or Timer H fires.
+    Completed,
+    /// The ACK arrived; Timer I absorbs ACK retransmissions.
+    Confirmed,
+    /// A 2xx was sent (RFC 6026 §8.6); the TU retransmits it, ACKs go to the TU, Timer L ends it.
+    Accepted,
+    /// Done.
+    Terminated,
+}
+
+impl ServerInviteState {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Proceeding => "Proceeding",
+            Self::Completed => "Completed",
+            Self::Confirmed => "Confirmed",
+            Self::Accepted => "Accepted",
+            Self::Terminated => "Terminated",
+        }
+    }
+}
+
+/// The server INVITE transaction: answers INVITE retransmissions with the last response,
+/// retransmits non-2xx final responses on Timer G until the ACK, and — RFC 6026 — stays in
+/// Accepted after a 2xx so that INVITE retransmissions are absorbed and ACKs reach the TU.
+#[derive(Debug)]
+pub struct ServerInviteTransaction {
+    state: ServerInviteState,
+    request: Message,
+    source: SocketAddr,
+    reliability: Reliability,
+    config: TimerConfig,
+    last_response: Option<Bytes>,
+    retransmit_interval: Duration,
+    timers: TimerSet,
+    outputs: Outputs,
+}
+
+impl ServerInviteTransaction {
+    /// Creates the transaction for an INVITE from `source`. With `send_trying` it answers 100
+    /// Trying at once, as RFC 3261 §17.2.1 asks unless the TU answers within 200 ms.
+    pub fn new(
+        _now: Instant,
+        request: Message,
+        source: SocketAddr,
+        reliability: Reliability,
+        config: TimerConfig,
+        send_trying: bool,
+    ) -> Self {
+        let mut transaction = Self {
+            state: ServerInviteState::Proceeding,
+            request,
+            source,
+            reliability,
+            config,
+            last_response: None,
+            retransmit_interval: config.first_retransmit_interval(),
+            timers: TimerSet::default(),
+            outputs: Outputs::default(),
+        };
+        if send_trying {
+            let trying = make_response(&transaction.request, 100, "Trying", None).to_bytes();
+            transaction.outputs.transmit(source, trying.clone());
+            transaction.last_response = Some(trying);
+        }
+        transaction
+    }
+
+    /// The current state.
+    pub fn state(&self) -> ServerInviteState {
+        self.state
+    }
+
+    /// The INVITE that created the transaction.
+    pub fn request(&self) -> &Message {
+        &self.request
+    }
+
+    /// Where the INVITE came from and responses go.
+    pub fn source(&self) -> SocketAddr {
+        self.source
+    }
+
+    /// Feeds an INVITE retransmission or an ACK that matched this transaction (RFC 3261
+    /// §17.2.1, RFC 6026 §8.7).
+    pub fn handle_message(&mut self, now: Instant, request: Message) -> Result<(), TransactionError> {
+        let Some(method) = request.method() else {
+            return Err(TransactionError::WrongMessageKind {
+                expected: "request",
+            });
+        };
+        if *method == Method::Ack {
+            match self.state {
+                ServerInviteState::Completed => {
+                    self.timers.stop(Timer::G);
+                    self.timers.stop(Timer::H);
+                    self.state = ServerInviteState::Confirmed;
+                    if self.reliability.is_reliable() {
+                        self.terminate();
+                    } else {
+                        self.timers.start(Timer::I, now + self.config.t4);
+                    }
+                }
+                ServerInviteState::Accepted => self.outputs.event(Event::Acknowledged(request)),
+                // An ACK before any final response, or an ACK retransmission in Confirmed.
+                _ => {}
+            }
+        } else {
+            match self.state {
+                ServerInviteState::Proceeding | ServerInviteState::Completed => {
+                    if let Some(response) = &self.last_response {
+                        self.outputs.transmit(self.source, response.clone());
+                    }
+                }
+                // RFC 6026 §8.7: INVITE retransmissions in Accepted are absorbed; the TU
+                // retransmits the 2xx on its own schedule.
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends a response from the TU (RFC 3261 §17.2.1, RFC 6026 §8.6).
+    pub fn send_response(&mut self, now: Instant, response: Message) -> Result<(), TransactionError> {
+        let status = response_status(&response)?;
+        match (self.state, status) {
+            (ServerInviteState::Proceeding, 100..=199) => {
+                let bytes = response.to_bytes();
+                self.outputs.transmit(self.source, bytes.clone());
+                self.last_response = Some(bytes);
+            }
+            (ServerInviteState::Proceeding, 200..=299) => {
+                let bytes = response.to_bytes();
+                self.outputs.transmit(self.source, bytes.clone());
+                self.last_response = Some(bytes);
+                self.state = ServerInviteState::Accepted;
+                self.timers
+                    .start(Timer::L, now + self.config.transaction_timeout());
+            }
+            (ServerInviteState::Proceeding, _) => {
+                let bytes = response.to_bytes();
+                self.outputs.transmit(self.source, bytes.clone());
+                self.last_response = Some(bytes);
+                self.state = ServerInviteState::Completed;
+                if !self.reliability.is_reliable() {
+                    self.timers.start(Timer::G, now + self.config.first_retransmit_interval());
+                }
+                self.timers
+                    .start(Timer::H, now + self.config.transaction_timeout());
+            }
+            // RFC 6026 §8.6: the TU retransmits its 2xx (and 2xx of other forks) through the
+            // transaction while it is Accepted.
+            (ServerInviteState::Accepted, 200..=299) => {
+                let bytes = response.to_bytes();
+                self.outputs.transmit(self.source, bytes.clone());
+                self.last_response = Some(bytes);
+            }
+            (state, status) => {
+                return Err(TransactionError::ResponseNotAllowed {
+                    status,
+                    state: state.name(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Fires every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(timer) = self.timers.pop_expired(now) {
+            match (timer, self.state) {
+                (Timer::G, ServerInviteState::Completed) => {
+                    if let Some(response) = &self.last_response {
+                        self.outputs.transmit(self.source, response.clone());
+                    }
+                    self.retransmit_interval = self.config.doubled_capped(self.retransmit_interval);
+                    self.timers.start(Timer::G, now + self.retransmit_interval);
+                }
+                (Timer::H, ServerInviteState::Completed) => {
+                    self.outputs.event(Event::Timeout(Timer::H));
+                    self.terminate();
+                }
+                (Timer::I, ServerInviteState::Confirmed)
+                | (Timer::L, ServerInviteState::Accepted) => self.terminate(),
+                _ => {}
+            }
+        }
+    }
+
+    /// The transport could not send a response (RFC 3261 §17.2.4, RFC 6026 Figure 7).
+    pub fn handle_transport_error(&mut self, _now: Instant) {
+        match self.state {
+            ServerInviteState::Proceeding | ServerInviteState::Completed => {
+                self.outputs.event(Event::TransportError);
+                self.terminate();
+            }
+            // RFC 6026 Figure 7: Accepted informs the TU and stays, so later 2xx can still go.
+            ServerInviteState::Accepted => self.outputs.event(Event::TransportError),
+            ServerInviteState::Confirmed | ServerInviteState::Terminated => {}
+        }
+    }
+
+    /// The next message to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.outputs.poll_transmit()
+    }
+
+    /// When [`Self::handle_timeout`] must be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.earliest()
+    }
+
+    /// The next event for the transaction user.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.outputs.poll_event()
+    }
+
+    fn terminate(&mut self) {
+        self.timers.stop_all();
+        self.state = ServerInviteState::Terminated;
+        self.outputs.event(Event::Terminated);
+    }
+}

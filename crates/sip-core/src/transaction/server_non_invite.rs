@@ -1,0 +1,172 @@
+//! The server non-INVITE transaction (RFC 3261 §17.2.2, Figure 8).
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::Bytes;
+use sip_message::Message;
+
+use super::timer::TimerSet;
+use super::{
+    Event, Outputs, Reliability, Timer, TimerConfig, TransactionError, Transmit, response_status,
+};
+
+/// States of the server non-INVITE transaction (RFC 3261 Figure 8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ServerNonInviteState {
+    /// Request passed to the TU, nothing sent yet; retransmissions are absorbed silently.
+    Trying,
+    /// A provisional response was sent; retransmissions get it again.
+    Proceeding,
+    /// A final response was sent; retransmissions get it again until Timer J fires.
+    Completed,
+    /// Done.
+    Terminated,
+}
+
+impl ServerNonInviteState {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Trying => "Trying",
+            Self::Proceeding => "Proceeding",
+            Self::Completed => "Completed",
+            Self::Terminated => "Terminated",
+        }
+    }
+}
+
+/// The server non-INVITE transaction: absorbs request retransmissions, answering each with the
+/// last response sent (RFC 3261 §17.2.2).
+#[derive(Debug)]
+pub struct ServerNonInviteTransaction {
+    state: ServerNonInviteState,
+    request: Message,
+    source: SocketAddr,
+    reliability: Reliability,
+    config: TimerConfig,
+    last_response: Option<Bytes>,
+    timers: TimerSet,
+    outputs: Outputs,
+}
+
+impl ServerNonInviteTransaction {
+    /// Creates the transaction for a request that arrived from `source` (RFC 3261 §17.2.2).
+    pub fn new(
+        _now: Instant,
+        request: Message,
+        source: SocketAddr,
+        reliability: Reliability,
+        config: TimerConfig,
+    ) -> Self {
+        Self {
+            state: ServerNonInviteState::Trying,
+            request,
+            source,
+            reliability,
+            config,
+            last_response: None,
+            timers: TimerSet::default(),
+            outputs: Outputs::default(),
+        }
+    }
+
+    /// The current state.
+    pub fn state(&self) -> ServerNonInviteState {
+        self.state
+    }
+
+    /// The request that created the transaction.
+    pub fn request(&self) -> &Message {
+        &self.request
+    }
+
+    /// Where the request came from and responses go.
+    pub fn source(&self) -> SocketAddr {
+        self.source
+    }
+
+    /// Feeds a retransmission of the request (RFC 3261 §17.2.2).
+    pub fn handle_message(&mut self, _now: Instant, request: Message) -> Result<(), TransactionError> {
+        if !request.is_request() {
+            return Err(TransactionError::WrongMessageKind {
+                expected: "request",
+            });
+        }
+        match self.state {
+            ServerNonInviteState::Proceeding | ServerNonInviteState::Completed => {
+                if let Some(response) = &self.last_response {
+                    self.outputs.transmit(self.source, response.clone());
+                }
+            }
+            ServerNonInviteState::Trying | ServerNonInviteState::Terminated => {}
+        }
+        Ok(())
+    }
+
+    /// Sends a response from the TU (RFC 3261 §17.2.2). A second final response, or any response
+    /// after the final one, is refused.
+    pub fn send_response(&mut self, now: Instant, response: Message) -> Result<(), TransactionError> {
+        let status = response_status(&response)?;
+        match self.state {
+            ServerNonInviteState::Trying | ServerNonInviteState::Proceeding => {
+                let bytes = response.to_bytes();
+                self.outputs.transmit(self.source, bytes.clone());
+                self.last_response = Some(bytes);
+                if status < 200 {
+                    self.state = ServerNonInviteState::Proceeding;
+                } else {
+                    self.state = ServerNonInviteState::Completed;
+                    if self.reliability.is_reliable() {
+                        self.terminate();
+                    } else {
+                        self.timers
+                            .start(Timer::J, now + self.config.transaction_timeout());
+                    }
+                }
+                Ok(())
+            }
+            state => Err(TransactionError::ResponseNotAllowed {
+                status,
+                state: state.name(),
+            }),
+        }
+    }
+
+    /// Fires every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(timer) = self.timers.pop_expired(now) {
+            if timer == Timer::J && self.state == ServerNonInviteState::Completed {
+                self.terminate();
+            }
+        }
+    }
+
+    /// The transport could not send a response (RFC 3261 §17.2.4).
+    pub fn handle_transport_error(&mut self, _now: Instant) {
+        if self.state != ServerNonInviteState::Terminated {
+            self.outputs.event(Event::TransportError);
+            self.terminate();
+        }
+    }
+
+    /// The next message to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.outputs.poll_transmit()
+    }
+
+    /// When [`Self::handle_timeout`] must be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.earliest()
+    }
+
+    /// The next event for the transaction user.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.outputs.poll_event()
+    }
+
+    fn terminate(&mut self) {
+        self.timers.stop_all();
+        self.state = ServerNonInviteState::Terminated;
+        self.outputs.event(Event::Terminated);
+    }
+}

@@ -1,0 +1,850 @@
+//! The message: one `Bytes` buffer, an index of spans into it, and pending edits applied
+//! when the message is printed.
+
+use crate::headers::{CSeq, Contact, Credentials, MediaType, NameAddr, SessionExpires, Via};
+use crate::syntax::{ListSplit, is_lws, is_token, parse_u32, trim};
+use crate::uri::Uri;
+use crate::{HeaderName, Limits, Method, ParseError};
+use bytes::{BufMut, Bytes, BytesMut};
+use smallvec::SmallVec;
+
+/// Byte range `start..end` of the message buffer. `u32` keeps the header index small; the
+/// buffer is bounded by [`Limits::max_message_size`] long before `u32` overflows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Span {
+    pub(crate) start: u32,
+    pub(crate) end: u32,
+}
+
+impl Span {
+    pub(crate) fn new(start: usize, end: usize) -> Span {
+        Span { start: start as u32, end: end as u32 }
+    }
+
+    fn range(self) -> std::ops::Range<usize> {
+        self.start as usize..self.end as usize
+    }
+}
+
+/// A value that is either still in the received buffer or was set by an edit.
+#[derive(Debug, Clone)]
+pub(crate) enum Value {
+    Span(Span),
+    Owned(Bytes),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct HeaderEntry {
+    pub(crate) name: HeaderName,
+    /// The whole received line (name to line end, folded continuations included) while the
+    /// header is untouched; `None` once edited, which makes it print from its parts.
+    pub(crate) line: Option<Span>,
+    /// The name as spelled on the wire (`v`, `MaX-fOrWaRdS`), reused when an edited
+    /// original header is reprinted.
+    pub(crate) name_span: Option<Span>,
+    pub(crate) value: Value,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum StartLine {
+    Request { method: Method, uri: Value },
+    Response { status: u16, reason: Value },
+}
+
+/// Inline capacity of the header index: a typical INVITE after a few proxies has 12–20
+/// header lines, so most messages never allocate for the index.
+const INLINE_HEADERS: usize = 16;
+
+/// A SIP message (RFC 3261 §7) over one shared buffer.
+///
+/// Parsing indexes the start line, every header line and the body without copying. Typed
+/// accessors parse a header value on demand and borrow from the buffer. Edits are recorded
+/// in the index and applied by [`Message::write_to`]; every untouched line prints exactly as
+/// received.
+///
+/// Header values are handed out trimmed, with line folding kept as received (CRLF plus
+/// white space inside the value); typed views treat folding as ordinary white space.
+#[derive(Debug, Clone)]
+pub struct Message {
+    buffer: Bytes,
+    start_line: StartLine,
+    /// The received start line including its line end.
+    start_line_span: Span,
+    start_line_edited: bool,
+    headers: SmallVec<[HeaderEntry; INLINE_HEADERS]>,
+    body: Value,
+    /// First byte of the message (leading CRLFs skipped, RFC 3261 §7.5) and one past its
+    /// last byte (end of the Content-Length body, RFC 4475 §3.1.1.8).
+    message_span: Span,
+    edited: bool,
+}
+
+impl Message {
+    /// Parses one complete datagram with [`Limits::default`].
+    pub fn parse(datagram: Bytes) -> Result<Message, ParseError> {
+        Message::parse_with_limits(datagram, &Limits::default())
+    }
+
+    /// Parses one complete message: start line, header index and body framed by
+    /// Content-Length (the rest of the datagram when absent, RFC 3261 §18.3). Checks the
+    /// framing rules of RFC 3261 and RFC 4475; header values are checked when read, or all at
+    /// once by [`Message::validate`].
+    pub fn parse_with_limits(datagram: Bytes, limits: &Limits) -> Result<Message, ParseError> {
+        if datagram.len() > limits.max_message_size {
+            return Err(ParseError::MessageTooLarge { size: datagram.len(), limit: limits.max_message_size });
+        }
+        let bytes: &[u8] = &datagram;
+        let mut position = 0;
+        while bytes[position..].starts_with(b"\r\n") {
+            position += 2;
+        }
+        if position >= bytes.len() {
+            return Err(ParseError::Empty);
+        }
+        let message_start = position;
+        let first_line_end = memchr::memchr(b'\n', &bytes[position..])
+            .map(|offset| position + offset)
+            .ok_or(ParseError::Unterminated)?;
+        let first_line = strip_cr(&bytes[position..first_line_end]);
+        let start_line = parse_start_line(&datagram, first_line, position)?;
+        let start_line_span = Span::new(position, first_line_end + 1);
+        position = first_line_end + 1;
+
+        let mut headers: SmallVec<[HeaderEntry; INLINE_HEADERS]> = SmallVec::new();
+        let body_start = loop {
+            let line_end = memchr::memchr(b'\n', &bytes[position..])
+                .map(|offset| position + offset)
+                .ok_or(ParseError::Unterminated)?;
+            let line = strip_cr(&bytes[position..line_end]);
+            if line.is_empty() {
+                break line_end + 1;
+            }
+            if line[0] == b' ' || line[0] == b'\t' {
+                // Folded continuation (RFC 3261 §7.3.1): extends the previous value.
+                let previous = headers
+                    .last_mut()
+                    .ok_or(ParseError::MalformedHeaderLine { line: 1 })?;
+                let content_end = position + trim_end_wsp(line).len();
+                if let (Some(span), Value::Span(value)) = (&mut previous.line, &mut previous.value) {
+                    span.end = (line_end + 1) as u32;
+                    if content_end > position + leading_wsp(line) {
+                        if value.start == value.end {
+                            value.start = (position + leading_wsp(line)) as u32;
+                        }
+                        value.end = content_end as u32;
+                    }
+                }
+                position = line_end + 1;
+                continue;
+            }
+            if headers.len() >= limits.max_headers {
+                return Err(ParseError::TooManyHeaders { limit: limits.max_headers });
+            }
+            let colon = memchr::memchr(b':', line);
+            let name_end = colon.unwrap_or(line.len());
+            let name = trim_end_wsp(&line[..name_end]);
+            if name.len() > limits.max_header_name_len {
+                return Err(ParseError::HeaderNameTooLong { length: name.len(), limit: limits.max_header_name_len });
+            }
+            let Some(colon) = colon else {
+                return Err(ParseError::MalformedHeaderLine { line: headers.len() + 1 });
+            };
+            if !is_token(name) {
+                return Err(ParseError::MalformedHeaderLine { line: headers.len() + 1 });
+            }
+            let header_name = HeaderName::from_shared(&datagram, name);
+            let value_start = position + colon + 1 + leading_wsp(&line[colon + 1..]);
+            let value_end = (position + trim_end_wsp(line).len()).max(value_start);
+            headers.push(HeaderEntry {
+                name: header_name,
+                line: Some(Span::new(position, line_end + 1)),
+                name_span: Some(Span::new(position, position + name.len())),
+                value: Value::Span(Span::new(value_start, value_end)),
+            });
+            position = line_end + 1;
+        };
+        // Read after the loop so a folded Content-Length value is seen whole.
+        let mut content_length: Option<u32> = None;
+        for entry in headers.iter().filter(|entry| entry.name == HeaderName::ContentLength) {
+            let Value::Span(span) = entry.value else { continue };
+            let length = parse_u32(&bytes[span.range()])
+                .ok_or_else(|| ParseError::header(HeaderName::ContentLength, "not a non-negative number"))?;
+            match content_length {
+                Some(previous) if previous != length => return Err(ParseError::ConflictingContentLength),
+                Some(_) => return Err(ParseError::DuplicateHeader { header: HeaderName::ContentLength }),
+                None => content_length = Some(length),
+            }
+        }
+        let available = bytes.len() - body_start;
+        let body_end = match content_length {
+            Some(length) => {
+                let length = length as usize;
+                if length > available {
+                    return Err(ParseError::BodyTruncated { declared: length, available });
+                }
+                body_start + length
+            }
+            None => bytes.len(),
+        };
+        Ok(Message {
+            start_line,
+            start_line_span,
+            start_line_edited: false,
+            headers,
+            body: Value::Span(Span::new(body_start, body_end)),
+            message_span: Span::new(message_start, body_end),
+            edited: false,
+            buffer: datagram,
+        })
+    }
+
+    /// Checks everything RFC 3261 and RFC 4475 require of a well-formed message beyond
+    /// framing: the Request-URI (no `?headers`, RFC 3261 §19.1.5), the mandatory headers
+    /// (Via, From, To, Call-ID, CSeq: §8.1.1), single-instance headers appearing once
+    /// (RFC 4475 §3.3.8), CSeq method equal to the request method (§8.1.1.5), and the
+    /// syntax of every Via, From, To, Contact, Route, Record-Route, Max-Forwards and
+    /// Content-Type value.
+    pub fn validate(&self) -> Result<(), ParseError> {
+        if let Some(uri) = self.request_uri() {
+            let uri = uri.map_err(|error| match error {
+                ParseError::InvalidUri { reason } => ParseError::InvalidRequestUri { reason },
+                other => other,
+            })?;
+            if uri.headers.is_some() {
+                return Err(ParseError::InvalidRequestUri { reason: "headers component in the Request-URI" });
+            }
+        }
+        for header in [HeaderName::CallId, HeaderName::From, HeaderName::To, HeaderName::CSeq, HeaderName::MaxForwards] {
+            if self.entries(&header).nth(1).is_some() {
+                return Err(ParseError::DuplicateHeader { header });
+            }
+        }
+        if self.entries(&HeaderName::Via).next().is_none() {
+            return Err(ParseError::MissingHeader { header: HeaderName::Via });
+        }
+        for via in self.vias() {
+            via?;
+        }
+        self.from()?;
+        self.to()?;
+        self.call_id()?;
+        let cseq = self.cseq()?;
+        if let Some(method) = self.method()
+            && *method != cseq.method
+        {
+            return Err(ParseError::MethodMismatch);
+        }
+        self.max_forwards()?;
+        for contact in self.contacts() {
+            contact?;
+        }
+        for route in self.routes().chain(self.record_routes()) {
+            route?;
+        }
+        self.content_type()?;
+        Ok(())
+    }
+
+    /// Whether this is a request.
+    pub fn is_request(&self) -> bool {
+        matches!(self.start_line, StartLine::Request { .. })
+    }
+
+    /// Whether this is a response.
+    pub fn is_response(&self) -> bool {
+        !self.is_request()
+    }
+
+    /// The request method; `None` for a response.
+    pub fn method(&self) -> Option<&Method> {
+        match &self.start_line {
+            StartLine::Request { method, .. } => Some(method),
+            StartLine::Response { .. } => None,
+        }
+    }
+
+    /// The Request-URI bytes as received (or as set by [`Message::set_request_uri`]).
+    pub fn request_uri_bytes(&self) -> Option<&[u8]> {
+        match &self.start_line {
+            StartLine::Request { uri, .. } => Some(self.value(uri)),
+            StartLine::Response { .. } => None,
+        }
+    }
+
+    /// The Request-URI, parsed on each call; `None` for a response.
+    pub fn request_uri(&self) -> Option<Result<Uri<'_>, ParseError>> {
+        self.request_uri_bytes().map(Uri::parse)
+    }
+
+    /// The status code; `None` for a request.
+    pub fn status(&self) -> Option<u16> {
+        match &self.start_line {
+            StartLine::Response { status, .. } => Some(*status),
+            StartLine::Request { .. } => None,
+        }
+    }
+
+    /// The reason phrase as received (any bytes, UTF-8 allowed; may be empty).
+    pub fn reason(&self) -> Option<&[u8]> {
+        match &self.start_line {
+            StartLine::Response { reason, .. } => Some(self.value(reason)),
+            StartLine::Request { .. } => None,
+        }
+    }
+
+    fn value<'s>(&'s self, value: &'s Value) -> &'s [u8] {
+        match value {
+            Value::Span(span) => &self.buffer[span.range()],
+            Value::Owned(bytes) => bytes,
+        }
+    }
+
+    fn entries<'s>(&'s self, name: &'s HeaderName) -> impl Iterator<Item = &'s HeaderEntry> + 's {
+        self.headers.iter().filter(move |entry| entry.name == *name)
+    }
+
+    /// Every header as `(name, value)`, in order, values as [`Message::header`] gives them.
+    pub fn headers(&self) -> impl Iterator<Item = (&HeaderName, &[u8])> {
+        self.headers.iter().map(|entry| (&entry.name, self.value(&entry.value)))
+    }
+
+    /// Number of header lines.
+    pub fn header_count(&self) -> usize {
+        self.headers.len()
+    }
+
+    /// The first value of `name`: trimmed, line folding kept as received, the whole line
+    /// even for list headers.
+    pub fn header(&self, name: &HeaderName) -> Option<&[u8]> {
+        self.entries(name).next().map(|entry| self.value(&entry.value))
+    }
+
+    /// Whether a header called `name` is present.
+    pub fn has_header(&self, name: &HeaderName) -> bool {
+        self.entries(name).next().is_some()
+    }
+
+    /// Every value of `name`, in order. For list headers ([`HeaderName::is_list`]) each
+    /// line is split on the commas between elements (not inside quotes or `<>`) and empty
+    /// elements are skipped.
+    pub fn header_values<'s>(&'s self, name: &HeaderName) -> impl Iterator<Item = &'s [u8]> + use<'s> {
+        self.list_elements(name.clone()).filter_map(|element| element.ok().filter(|e| !e.is_empty()))
+    }
+
+    /// Elements of every line of `name`, split when the header is a list. An empty
+    /// element or an unterminated quote is an error naming the header.
+    fn list_elements<'s>(&'s self, name: HeaderName) -> impl Iterator<Item = Result<&'s [u8], ParseError>> + use<'s> {
+        let is_list = name.is_list();
+        let error_name = name.clone();
+        self.headers
+            .iter()
+            .filter(move |entry| entry.name == name)
+            .flat_map(move |entry| {
+                let value = self.value(&entry.value);
+                let name = error_name.clone();
+                let mut split = if is_list { Some(ListSplit::new(value)) } else { None };
+                let mut whole = if is_list { None } else { Some(value) };
+                std::iter::from_fn(move || {
+                    if let Some(value) = whole.take() {
+                        return Some(Ok(value));
+                    }
+                    match split.as_mut()?.next()? {
+                        Ok([]) => Some(Err(ParseError::header(name.clone(), "empty list element"))),
+                        Ok(element) => Some(Ok(element)),
+                        Err(()) => Some(Err(ParseError::header(name.clone(), "unterminated quoted string"))),
+                    }
+                })
+            })
+    }
+
+    fn required(&self, name: HeaderName) -> Result<&[u8], ParseError> {
+        self.header(&name).ok_or(ParseError::MissingHeader { header: name })
+    }
+
+    /// Call-ID (RFC 3261 §20.8): `word [ "@" word ]`, returned as received.
+    pub fn call_id(&self) -> Result<&[u8], ParseError> {
+        let value = self.required(HeaderName::CallId)?;
+        if value.is_empty() || value.iter().any(|&b| is_lws(b) || b < 0x21 || b > 0x7e) {
+            return Err(ParseError::header(HeaderName::CallId, "not a word"));
+        }
+        Ok(value)
+    }
+
+    /// CSeq (RFC 3261 §20.16).
+    pub fn cseq(&self) -> Result<CSeq<'_>, ParseError> {
+        CSeq::parse(self.required(HeaderName::CSeq)?)
+    }
+
+    /// Every Via value, top first, list elements split (RFC 3261 §20.42).
+    pub fn vias(&self) -> impl Iterator<Item = Result<Via<'_>, ParseError>> {
+        self.list_elements(HeaderName::Via).map(|element| element.and_then(Via::parse))
+    }
+
+    /// The topmost Via value.
+    pub fn top_via(&self) -> Result<Via<'_>, ParseError> {
+        self.vias().next().unwrap_or(Err(ParseError::MissingHeader { header: HeaderName::Via }))
+    }
+
+    /// From (RFC 3261 §20.20).
+    pub fn from(&self) -> Result<NameAddr<'_>, ParseError> {
+        NameAddr::parse(self.required(HeaderName::From)?, &HeaderName::From)
+    }
+
+    /// To (RFC 3261 §20.39).
+    pub fn to(&self) -> Result<NameAddr<'_>, ParseError> {
+        NameAddr::parse(self.required(HeaderName::To)?, &HeaderName::To)
+    }
+
+    /// Every Contact value (RFC 3261 §20.10), `*` included.
+    pub fn contacts(&self) -> impl Iterator<Item = Result<Contact<'_>, ParseError>> {
+        self.list_elements(HeaderName::Contact).map(|element| element.and_then(Contact::parse))
+    }
+
+    fn name_addrs(&self, name: HeaderName) -> impl Iterator<Item = Result<NameAddr<'_>, ParseError>> {
+        let error_name = name.clone();
+        self.list_elements(name)
+            .map(move |element| element.and_then(|value| NameAddr::parse(value, &error_name)))
+    }
+
+    /// Every Route value, top first (RFC 3261 §20.34).
+    pub fn routes(&self) -> impl Iterator<Item = Result<NameAddr<'_>, ParseError>> {
+        self.name_addrs(HeaderName::Route)
+    }
+
+    /// Every Record-Route value, top first (RFC 3261 §20.30).
+    pub fn record_routes(&self) -> impl Iterator<Item = Result<NameAddr<'_>, ParseError>> {
+        self.name_addrs(HeaderName::RecordRoute)
+    }
+
+    /// Every Path value (RFC 3327).
+    pub fn paths(&self) -> impl Iterator<Item = Result<NameAddr<'_>, ParseError>> {
+        self.name_addrs(HeaderName::Path)
+    }
+
+    /// Every Service-Route value (RFC 3608).
+    pub fn service_routes(&self) -> impl Iterator<Item = Result<NameAddr<'_>, ParseError>> {
+        self.name_addrs(HeaderName::ServiceRoute)
+    }
+
+    /// Every P-Asserted-Identity value (RFC 3325).
+    pub fn asserted_identities(&self) -> impl Iterator<Item = Result<NameAddr<'_>, ParseError>> {
+        self.name_addrs(HeaderName::PAssertedIdentity)
+    }
+
+    fn optional_number(&self, name: HeaderName) -> Result<Option<u32>, ParseError> {
+        match self.header(&name) {
+            None => Ok(None),
+            Some(value) => parse_u32(trim(value))
+                .map(Some)
+                .ok_or(ParseError::header(name, "not a 32-bit number")),
+        }
+    }
+
+    /// Max-Forwards (RFC 3261 §20.22); leading zeros allowed.
+    pub fn max_forwards(&self) -> Result<Option<u32>, ParseError> {
+        self.optional_number(HeaderName::MaxForwards)
+    }
+
+    /// Expires (RFC 3261 §20.19) in seconds.
+    pub fn expires(&self) -> Result<Option<u32>, ParseError> {
+        self.optional_number(HeaderName::Expires)
+    }
+
+    /// Content-Length as received (RFC 3261 §20.14).
+    pub fn content_length(&self) -> Result<Option<u32>, ParseError> {
+        self.optional_number(HeaderName::ContentLength)
+    }
+
+    /// Min-Expires (RFC 3261 §20.23).
+    pub fn min_expires(&self) -> Result<Option<u32>, ParseError> {
+        self.optional_number(HeaderName::MinExpires)
+    }
+
+    /// Content-Type (RFC 3261 §20.15).
+    pub fn content_type(&self) -> Result<Option<MediaType<'_>>, ParseError> {
+        self.header(&HeaderName::ContentType).map(MediaType::parse).transpose()
+    }
+
+    /// Session-Expires (RFC 4028 §4).
+    pub fn session_expires(&self) -> Result<Option<SessionExpires<'_>>, ParseError> {
+        self.header(&HeaderName::SessionExpires).map(SessionExpires::parse).transpose()
+    }
+
+    fn credentials(&self, name: HeaderName) -> impl Iterator<Item = Result<Credentials<'_>, ParseError>> {
+        let error_name = name.clone();
+        self.list_elements(name)
+            .map(move |value| value.and_then(|value| Credentials::parse(value, &error_name)))
+    }
+
+    /// Every Authorization value (RFC 3261 §20.7), one per header line.
+    pub fn authorizations(&self) -> impl Iterator<Item = Result<Credentials<'_>, ParseError>> {
+        self.credentials(HeaderName::Authorization)
+    }
+
+    /// Every Proxy-Authorization value (RFC 3261 §20.28).
+    pub fn proxy_authorizations(&self) -> impl Iterator<Item = Result<Credentials<'_>, ParseError>> {
+        self.credentials(HeaderName::ProxyAuthorization)
+    }
+
+    /// Every WWW-Authenticate challenge (RFC 3261 §20.44).
+    pub fn www_authenticates(&self) -> impl Iterator<Item = Result<Credentials<'_>, ParseError>> {
+        self.credentials(HeaderName::WwwAuthenticate)
+    }
+
+    /// Every Proxy-Authenticate challenge (RFC 3261 §20.27).
+    pub fn proxy_authenticates(&self) -> impl Iterator<Item = Result<Credentials<'_>, ParseError>> {
+        self.credentials(HeaderName::ProxyAuthenticate)
+    }
+
+    /// Supported option tags (RFC 3261 §20.37).
+    pub fn supported(&self) -> impl Iterator<Item = &[u8]> {
+        self.header_values(&HeaderName::Supported)
+    }
+
+    /// Require option tags (RFC 3261 §20.32).
+    pub fn require(&self) -> impl Iterator<Item = &[u8]> {
+        self.header_values(&HeaderName::Require)
+    }
+
+    /// Proxy-Require option tags (RFC 3261 §20.29).
+    pub fn proxy_require(&self) -> impl Iterator<Item = &[u8]> {
+        self.header_values(&HeaderName::ProxyRequire)
+    }
+
+    /// The body (exactly Content-Length bytes; bytes after it in the datagram are dropped).
+    pub fn body(&self) -> Bytes {
+        match &self.body {
+            Value::Span(span) => self.buffer.slice(span.range()),
+            Value::Owned(bytes) => bytes.clone(),
+        }
+    }
+
+    /// The buffer the message was parsed from, exactly as received.
+    pub fn as_bytes(&self) -> &Bytes {
+        &self.buffer
+    }
+
+    /// Whether any edit was made since parsing.
+    pub fn is_edited(&self) -> bool {
+        self.edited
+    }
+
+    // ----- edits -----
+
+    /// Replaces the Request-URI (ignored on responses).
+    pub fn set_request_uri(&mut self, new_uri: impl Into<Bytes>) {
+        if let StartLine::Request { uri, .. } = &mut self.start_line {
+            *uri = Value::Owned(new_uri.into());
+            self.start_line_edited = true;
+            self.edited = true;
+        }
+    }
+
+    /// Adds a Via line on top of all others (RFC 3261 §16.6 step 8).
+    pub fn push_via(&mut self, value: impl Into<Bytes>) {
+        let at = self.headers.iter().position(|entry| entry.name == HeaderName::Via).unwrap_or(0);
+        self.insert(at, HeaderName::Via, value.into());
+    }
+
+    /// Removes the topmost Via value, also when several values share its line
+    /// (RFC 3261 §18.1.2 / §16.7 step 3). `false` when there is no Via.
+    pub fn pop_via(&mut self) -> bool {
+        self.remove_first_value(&HeaderName::Via)
+    }
+
+    /// Appends a header after the last one.
+    pub fn add_header(&mut self, name: HeaderName, value: impl Into<Bytes>) {
+        let at = self.headers.len();
+        self.insert(at, name, value.into());
+    }
+
+    /// Inserts a header before all others.
+    pub fn add_header_first(&mut self, name: HeaderName, value: impl Into<Bytes>) {
+        self.insert(0, name, value.into());
+    }
+
+    /// Inserts a header before the first header called `name` (or appends it), so a new
+    /// Record-Route lands on top of existing ones (RFC 3261 §16.6 step 4).
+    pub fn add_header_before(&mut self, name: HeaderName, value: impl Into<Bytes>) {
+        let at = self.headers.iter().position(|entry| entry.name == name).unwrap_or(self.headers.len());
+        self.insert(at, name, value.into());
+    }
+
+    fn insert(&mut self, at: usize, name: HeaderName, value: Bytes) {
+        self.headers.insert(at, HeaderEntry { name, line: None, name_span: None, value: Value::Owned(value) });
+        self.edited = true;
+    }
+
+    /// Removes every header called `name`; returns how many lines went.
+    pub fn remove_header(&mut self, name: &HeaderName) -> usize {
+        let before = self.headers.len();
+        self.headers.retain(|entry| entry.name != *name);
+        let removed = before - self.headers.len();
+        if removed > 0 {
+            self.edited = true;
+        }
+        removed
+    }
+
+    /// Replaces every header called `name` by one line with `value`, at the place of the
+    /// first one (appended when absent).
+    pub fn replace_header(&mut self, name: HeaderName, value: impl Into<Bytes>) {
+        let at = self.headers.iter().position(|entry| entry.name == name);
+        self.remove_header(&name);
+        let at = at.unwrap_or(self.headers.len());
+        self.insert(at, name, value.into());
+    }
+
+    /// Removes the first value of `name`: the whole line when it holds one value, else the
+    /// first list element (e.g. pop the top Route, RFC 3261 §16.4). `false` when absent.
+    pub fn remove_first_value(&mut self, name: &HeaderName) -> bool {
+        let Some(index) = self.headers.iter().position(|entry| entry.name == *name) else {
+            return false;
+        };
+        let value = self.value(&self.headers[index].value);
+        let split_at = if name.is_list() { first_list_separator(value) } else { None };
+        let rest_offset = split_at.map(|comma| {
+            let rest = &value[comma + 1..];
+            comma + 1 + (rest.len() - trim_start_lws(rest).len())
+        });
+        match rest_offset {
+            Some(offset) if offset < value.len() => {
+                let entry = &mut self.headers[index];
+                entry.value = match &entry.value {
+                    Value::Span(span) => Value::Span(Span::new(span.start as usize + offset, span.end as usize)),
+                    Value::Owned(bytes) => Value::Owned(bytes.slice(offset..)),
+                };
+                entry.line = None;
+            }
+            _ => {
+                self.headers.remove(index);
+            }
+        }
+        self.edited = true;
+        true
+    }
+
+    /// Replaces the body and rewrites Content-Length to match (in place of the first
+    /// Content-Length line, or appended).
+    pub fn set_body(&mut self, body: Bytes) {
+        let length = Bytes::from(body.len().to_string());
+        self.body = Value::Owned(body);
+        self.replace_header(HeaderName::ContentLength, length);
+    }
+
+    // ----- printing -----
+
+    /// The message as it goes on the wire: untouched bytes exactly as received, edits
+    /// applied. Without edits this shares the received buffer.
+    pub fn to_bytes(&self) -> Bytes {
+        if !self.edited {
+            return self.buffer.slice(self.message_span.range());
+        }
+        let mut out = BytesMut::with_capacity(self.printed_len_estimate());
+        self.write_to(&mut out);
+        out.freeze()
+    }
+
+    fn printed_len_estimate(&self) -> usize {
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|entry| match (&entry.line, &entry.value) {
+                (Some(line), _) => line.range().len(),
+                (None, value) => self.value(value).len() + entry.name.as_bytes().len() + 4,
+            })
+            .sum();
+        self.start_line_span.range().len() + 64 + headers + 2 + self.value(&self.body).len()
+    }
+
+    /// Appends the wire form to `out` (see [`Message::to_bytes`]).
+    pub fn write_to(&self, out: &mut BytesMut) {
+        if !self.edited {
+            out.extend_from_slice(&self.buffer[self.message_span.range()]);
+            return;
+        }
+        if self.start_line_edited {
+            match &self.start_line {
+                StartLine::Request { method, uri } => {
+                    out.extend_from_slice(method.as_bytes());
+                    out.put_u8(b' ');
+                    out.extend_from_slice(self.value(uri));
+                    out.extend_from_slice(b" SIP/2.0\r\n");
+                }
+                StartLine::Response { status, reason } => {
+                    out.extend_from_slice(b"SIP/2.0 ");
+                    out.extend_from_slice(status.to_string().as_bytes());
+                    out.put_u8(b' ');
+                    out.extend_from_slice(self.value(reason));
+                    out.extend_from_slice(b"\r\n");
+                }
+            }
+        } else {
+            out.extend_from_slice(&self.buffer[self.start_line_span.range()]);
+        }
+        for entry in &self.headers {
+            match entry.line {
+                Some(line) => out.extend_from_slice(&self.buffer[line.range()]),
+                None => {
+                    match entry.name_span {
+                        Some(span) => out.extend_from_slice(&self.buffer[span.range()]),
+                        None => out.extend_from_slice(entry.name.as_bytes()),
+                    }
+                    out.extend_from_slice(b": ");
+                    out.extend_from_slice(self.value(&entry.value));
+                    out.extend_from_slice(b"\r\n");
+                }
+            }
+        }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(self.value(&self.body));
+    }
+
+    /// Builds a message from parts written by [`crate::MessageBuilder`].
+    pub(crate) fn from_parts(
+        buffer: Bytes,
+        start_line: StartLine,
+        start_line_span: Span,
+        headers: SmallVec<[HeaderEntry; INLINE_HEADERS]>,
+        body: Span,
+    ) -> Message {
+        Message {
+            start_line,
+            start_line_span,
+            start_line_edited: false,
+            headers,
+            body: Value::Span(body),
+            message_span: Span::new(0, buffer.len()),
+            edited: false,
+            buffer,
+        }
+    }
+}
+
+impl std::fmt::Display for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&String::from_utf8_lossy(&self.to_bytes()))
+    }
+}
+
+/// Index of the comma ending the first element of a list value, outside quotes and `<>`.
+fn first_list_separator(value: &[u8]) -> Option<usize> {
+    let mut index = 0;
+    let mut in_angle = false;
+    while index < value.len() {
+        match value[index] {
+            b'"' => {
+                index = crate::syntax::quoted_string_end(value, index)?;
+                continue;
+            }
+            b'<' => in_angle = true,
+            b'>' => in_angle = false,
+            b',' if !in_angle => return Some(index),
+            _ => {}
+        }
+        index += 1;
+    }
+    None
+}
+
+fn strip_cr(line: &[u8]) -> &[u8] {
+    match line {
+        [rest @ .., b'\r'] => rest,
+        _ => line,
+    }
+}
+
+fn leading_wsp(bytes: &[u8]) -> usize {
+    bytes.iter().take_while(|&&b| b == b' ' || b == b'\t').count()
+}
+
+fn trim_end_wsp(mut bytes: &[u8]) -> &[u8] {
+    while let [rest @ .., b' ' | b'\t'] = bytes {
+        bytes = rest;
+    }
+    bytes
+}
+
+fn trim_start_lws(mut bytes: &[u8]) -> &[u8] {
+    while let [first, rest @ ..] = bytes {
+        if is_lws(*first) {
+            bytes = rest;
+        } else {
+            break;
+        }
+    }
+    bytes
+}
+
+/// Parses the request line (RFC 3261 §7.1: `Method SP Request-URI SP SIP-Version`, single
+/// SPs only, RFC 4475 §3.1.2.9/§3.1.2.10) or the status line (§7.2).
+fn parse_start_line(buffer: &Bytes, line: &[u8], offset: usize) -> Result<StartLine, ParseError> {
+    let malformed = |reason| ParseError::MalformedStartLine { reason };
+    if line.len() >= 4 && line[..4].eq_ignore_ascii_case(b"SIP/") {
+        let first_space = memchr::memchr(b' ', line).ok_or(malformed("no status code"))?;
+        check_version(&line[..first_space])?;
+        let rest = &line[first_space + 1..];
+        let code_end = memchr::memchr(b' ', rest).ok_or(ParseError::InvalidStatusCode)?;
+        let code = &rest[..code_end];
+        if code.len() != 3 || !code.iter().all(u8::is_ascii_digit) {
+            return Err(ParseError::InvalidStatusCode);
+        }
+        let status = u16::from(code[0] - b'0') * 100 + u16::from(code[1] - b'0') * 10 + u16::from(code[2] - b'0');
+        if !(100..=699).contains(&status) {
+            return Err(ParseError::InvalidStatusCode);
+        }
+        let reason = &rest[code_end + 1..];
+        if reason.iter().any(|&b| b == b'\r' || b == b'\n') {
+            return Err(malformed("control character in the reason phrase"));
+        }
+        let reason_start = offset + first_space + 1 + code_end + 1;
+        return Ok(StartLine::Response {
+            status,
+            reason: Value::Span(Span::new(reason_start, reason_start + reason.len())),
+        });
+    }
+    let first_space = memchr::memchr(b' ', line).ok_or(malformed("no Request-URI"))?;
+    let last_space = memchr::memrchr(b' ', line).unwrap_or(first_space);
+    let method = &line[..first_space];
+    if !is_token(method) {
+        return Err(malformed("method is not a token"));
+    }
+    if last_space == first_space {
+        return Err(malformed("no SIP-Version"));
+    }
+    let version = &line[last_space + 1..];
+    if version.is_empty() {
+        return Err(malformed("trailing white space after the SIP-Version"));
+    }
+    let uri = &line[first_space + 1..last_space];
+    if uri.is_empty() || uri.iter().any(|&b| b == b' ' || b == b'\t') {
+        return Err(malformed("more than one SP between request-line elements"));
+    }
+    check_version(version)?;
+    if uri[0] == b'<' {
+        return Err(ParseError::InvalidRequestUri { reason: "Request-URI enclosed in <>" });
+    }
+    let uri_start = offset + first_space + 1;
+    Ok(StartLine::Request {
+        method: Method::from_shared(buffer, method),
+        uri: Value::Span(Span::new(uri_start, uri_start + uri.len())),
+    })
+}
+
+/// `SIP-Version = "SIP" "/" 1*DIGIT "." 1*DIGIT` (case-insensitive); only 2.0 is spoken
+/// (RFC 3261 §7.1), other versions get 505.
+fn check_version(version: &[u8]) -> Result<(), ParseError> {
+    if version.len() < 4 || !version[..4].eq_ignore_ascii_case(b"SIP/") {
+        return Err(ParseError::MalformedStartLine { reason: "bad SIP-Version" });
+    }
+    let number = &version[4..];
+    let dot = memchr::memchr(b'.', number).ok_or(ParseError::MalformedStartLine { reason: "bad SIP-Version" })?;
+    let (major, minor) = (&number[..dot], &number[dot + 1..]);
+    if major.is_empty() || minor.is_empty() || !major.iter().chain(minor).all(u8::is_ascii_digit) {
+        return Err(ParseError::MalformedStartLine { reason: "bad SIP-Version" });
+    }
+    if number != b"2.0" {
+        return Err(ParseError::UnsupportedVersion);
+    }
+    Ok(())
+}

@@ -1,0 +1,2 @@
+//! endpoint placeholder
+pub struct SipEndpoint;
