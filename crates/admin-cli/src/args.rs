@@ -4,7 +4,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 
-use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::settings::ConnectionArgs;
 
@@ -45,7 +45,7 @@ pub enum AdminCommand {
     /// Numbers of a subscriber
     #[command(subcommand)]
     Number(NumberCommand),
-    /// Subscriber, domain and customer preferences
+    /// Subscriber, domain, customer and peering server preferences
     #[command(subcommand)]
     Preference(PreferenceCommand),
     /// Call forwarding (unconditional, busy, timeout, not available)
@@ -65,9 +65,6 @@ pub enum DomainCommand {
     Add {
         /// Domain name (FQDN, IPv4 address or bracketed IPv6 address)
         domain: String,
-        /// Reseller owning the domain
-        #[arg(long, default_value_t = 1)]
-        reseller_id: u64,
     },
     /// List domains
     List {
@@ -82,47 +79,36 @@ pub enum DomainCommand {
     },
 }
 
+/// Life-cycle status of a new customer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum CustomerType {
-    Sipaccount,
-    Pbxaccount,
+pub enum CustomerStatus {
+    Active,
+    Pending,
+    Locked,
 }
 
-impl CustomerType {
+impl CustomerStatus {
     pub(crate) fn api_name(self) -> &'static str {
         match self {
-            Self::Sipaccount => "sipaccount",
-            Self::Pbxaccount => "pbxaccount",
+            Self::Active => "active",
+            Self::Pending => "pending",
+            Self::Locked => "locked",
         }
     }
 }
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum CustomerCommand {
-    /// Create a customer; with --email a customer contact is created for it first
-    #[command(group(ArgGroup::new("contact").required(true).args(["email", "contact_id"])))]
+    /// Create a customer
     Add {
-        /// E-mail of a new customer contact to create for this customer
-        #[arg(long)]
-        email: Option<String>,
-        /// An existing customer contact
-        #[arg(long)]
-        contact_id: Option<u64>,
-        /// Billing profile of the customer
-        #[arg(long, default_value_t = 1)]
-        billing_profile_id: u64,
-        /// Reseller of the new contact (with --email)
-        #[arg(long, default_value_t = 1)]
-        reseller_id: u64,
-        /// Account type
-        #[arg(long = "type", value_enum, default_value_t = CustomerType::Sipaccount)]
-        customer_type: CustomerType,
+        /// Customer name
+        name: String,
         /// Operator's own reference for the customer
         #[arg(long)]
         external_id: Option<String>,
-        /// Upper limit of subscribers (unlimited when absent)
-        #[arg(long)]
-        max_subscribers: Option<u32>,
+        /// Initial status
+        #[arg(long, value_enum, default_value_t = CustomerStatus::Active)]
+        status: CustomerStatus,
     },
     /// List customers
     List,
@@ -143,11 +129,15 @@ impl FromStr for SubscriberRef {
             return Ok(Self::Id(id));
         }
         match text.rsplit_once('@') {
-            Some((username, domain)) if !username.is_empty() && !domain.is_empty() => Ok(Self::Address {
-                username: username.to_owned(),
-                domain: domain.to_owned(),
-            }),
-            _ => Err(format!("'{text}' is neither a subscriber id nor username@domain")),
+            Some((username, domain)) if !username.is_empty() && !domain.is_empty() => {
+                Ok(Self::Address {
+                    username: username.to_owned(),
+                    domain: domain.to_owned(),
+                })
+            }
+            _ => Err(format!(
+                "'{text}' is neither a subscriber id nor username@domain"
+            )),
         }
     }
 }
@@ -296,6 +286,9 @@ pub struct PreferenceTarget {
     /// A customer's preferences (id)
     #[arg(long, value_name = "CUSTOMER_ID")]
     pub customer: Option<u64>,
+    /// A peering server's preferences (name or id)
+    #[arg(long, value_name = "SERVER")]
+    pub peer_server: Option<String>,
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -405,9 +398,6 @@ pub enum PeerGroupCommand {
     Add {
         /// Unique group name
         name: String,
-        /// The sippeering contract the group bills to
-        #[arg(long)]
-        contract_id: Option<u64>,
         /// Priority among groups, 1 (highest) to 9
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=9))]
         priority: u8,
@@ -419,7 +409,7 @@ pub enum PeerGroupCommand {
     List,
 }
 
-/// SIP transport of a peering server (API codes 1, 2, 3).
+/// SIP transport of a peering server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Transport {
     Udp,
@@ -428,11 +418,11 @@ pub enum Transport {
 }
 
 impl Transport {
-    pub(crate) fn api_code(self) -> u8 {
+    pub(crate) fn api_name(self) -> &'static str {
         match self {
-            Self::Udp => 1,
-            Self::Tcp => 2,
-            Self::Tls => 3,
+            Self::Udp => "udp",
+            Self::Tcp => "tcp",
+            Self::Tls => "tls",
         }
     }
 }
@@ -526,20 +516,17 @@ pub enum RewriteSetCommand {
         /// Free text
         #[arg(long)]
         description: Option<String>,
-        /// Reseller owning the set
-        #[arg(long, default_value_t = 1)]
-        reseller_id: u64,
     },
     /// List rewrite rule sets
     List,
 }
 
-/// Whether a rewrite rule applies to calls entering or leaving the platform, or to LNP.
+/// Whether a rewrite rule normalises numbers of calls entering the platform or renders numbers
+/// for calls leaving it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum RewriteDirection {
     In,
     Out,
-    Lnp,
 }
 
 impl RewriteDirection {
@@ -547,7 +534,6 @@ impl RewriteDirection {
         match self {
             Self::In => "in",
             Self::Out => "out",
-            Self::Lnp => "lnp",
         }
     }
 }
@@ -583,7 +569,7 @@ pub enum RewriteRuleCommand {
         /// Free text (required by the API)
         #[arg(long)]
         description: String,
-        /// Inbound, outbound or LNP
+        /// Inbound (normalise) or outbound (render)
         #[arg(long, value_enum, default_value_t = RewriteDirection::In)]
         direction: RewriteDirection,
         /// Caller or callee number
@@ -622,8 +608,16 @@ mod tests {
 
     #[test]
     fn global_flags_work_after_the_subcommand() {
-        let args = parse(&["subscriber", "list", "--json", "--url", "http://127.0.0.1:9", "--user", "u"])
-            .expect("parses");
+        let args = parse(&[
+            "subscriber",
+            "list",
+            "--json",
+            "--url",
+            "http://127.0.0.1:9",
+            "--user",
+            "u",
+        ])
+        .expect("parses");
         assert!(args.json);
         assert_eq!(args.connection.url.as_deref(), Some("http://127.0.0.1:9"));
         assert_eq!(args.connection.user.as_deref(), Some("u"));
@@ -632,43 +626,102 @@ mod tests {
     #[test]
     fn subscriber_add_takes_positionals_and_number_parts() {
         let args = parse(&[
-            "subscriber", "add", "example.org", "alice", "s3cret", "--customer", "7", "--cc", "43",
-            "--ac", "1", "--sn", "234567", "--display-name", "Alice",
+            "subscriber",
+            "add",
+            "example.org",
+            "alice",
+            "s3cret",
+            "--customer",
+            "7",
+            "--cc",
+            "43",
+            "--ac",
+            "1",
+            "--sn",
+            "234567",
+            "--display-name",
+            "Alice",
         ])
         .expect("parses");
         let AdminCommand::Subscriber(SubscriberCommand::Add {
-            domain, username, password, customer, cc, ac, sn, display_name, ..
+            domain,
+            username,
+            password,
+            customer,
+            cc,
+            ac,
+            sn,
+            display_name,
+            ..
         }) = args.command
         else {
             panic!("wrong command {:?}", args.command);
         };
         assert_eq!(
-            (domain.as_str(), username.as_str(), password.as_str(), customer),
+            (
+                domain.as_str(),
+                username.as_str(),
+                password.as_str(),
+                customer
+            ),
             ("example.org", "alice", "s3cret", 7)
         );
-        assert_eq!((cc.as_deref(), ac.as_deref(), sn.as_deref()), (Some("43"), Some("1"), Some("234567")));
+        assert_eq!(
+            (cc.as_deref(), ac.as_deref(), sn.as_deref()),
+            (Some("43"), Some("1"), Some("234567"))
+        );
         assert_eq!(display_name.as_deref(), Some("Alice"));
     }
 
     #[test]
     fn usage_errors_name_the_flag() {
-        let error = parse(&["subscriber", "add", "example.org", "alice", "pw", "--customer", "1", "--cc", "43"])
-            .expect_err("cc without sn");
+        let error = parse(&[
+            "subscriber",
+            "add",
+            "example.org",
+            "alice",
+            "pw",
+            "--customer",
+            "1",
+            "--cc",
+            "43",
+        ])
+        .expect_err("cc without sn");
         assert!(error.to_string().contains("--sn"), "{error}");
 
-        let error = parse(&["subscriber", "add", "example.org", "alice", "pw", "--customer", "1", "--cc", "4x"])
-            .expect_err("non-digit cc");
+        let error = parse(&[
+            "subscriber",
+            "add",
+            "example.org",
+            "alice",
+            "pw",
+            "--customer",
+            "1",
+            "--cc",
+            "4x",
+        ])
+        .expect_err("non-digit cc");
         let text = error.to_string();
         assert!(text.contains("--cc") && text.contains("digits"), "{text}");
 
-        let error = parse(&["subscriber", "add", "example.org", "alice", "pw"]).expect_err("no customer");
+        let error =
+            parse(&["subscriber", "add", "example.org", "alice", "pw"]).expect_err("no customer");
         assert!(error.to_string().contains("--customer"), "{error}");
 
         let error = parse(&["peer", "server", "add", "g", "s1", "not-an-ip"]).expect_err("bad ip");
         assert!(error.to_string().contains("<IP>"), "{error}");
 
-        let error = parse(&["peer", "server", "add", "g", "s1", "192.0.2.1", "--weight", "200"])
-            .expect_err("weight out of range");
+        let error = parse(&[
+            "peer",
+            "server",
+            "add",
+            "g",
+            "s1",
+            "192.0.2.1",
+            "--weight",
+            "200",
+        ])
+        .expect_err("weight out of range");
         assert!(error.to_string().contains("--weight"), "{error}");
     }
 
@@ -690,9 +743,22 @@ mod tests {
 
     #[test]
     fn preference_needs_exactly_one_target() {
-        let args = parse(&["preference", "set", "--domain", "example.org", "allowed_ips", "192.0.2.0/24", "198.51.100.1"])
-            .expect("parses");
-        let AdminCommand::Preference(PreferenceCommand::Set { target, name, values }) = args.command else {
+        let args = parse(&[
+            "preference",
+            "set",
+            "--domain",
+            "example.org",
+            "allowed_ips",
+            "192.0.2.0/24",
+            "198.51.100.1",
+        ])
+        .expect("parses");
+        let AdminCommand::Preference(PreferenceCommand::Set {
+            target,
+            name,
+            values,
+        }) = args.command
+        else {
             panic!("wrong command");
         };
         assert_eq!(target.domain.as_deref(), Some("example.org"));
@@ -700,20 +766,43 @@ mod tests {
         assert_eq!(values, ["192.0.2.0/24", "198.51.100.1"]);
 
         assert!(parse(&["preference", "get", "cli"]).is_err());
-        let error = parse(&["preference", "get", "--domain", "d", "--customer", "1", "cli"])
-            .expect_err("two targets");
+        let error = parse(&[
+            "preference",
+            "get",
+            "--domain",
+            "d",
+            "--customer",
+            "1",
+            "cli",
+        ])
+        .expect_err("two targets");
         assert!(error.to_string().contains("--customer"), "{error}");
     }
 
     #[test]
     fn callforward_set_collects_destinations_in_order() {
         let args = parse(&[
-            "callforward", "set", "alice@example.org", "cft", "--to", "4311", "--to", "voicebox",
-            "--timeout", "20", "--ringtimeout", "15",
+            "callforward",
+            "set",
+            "alice@example.org",
+            "cft",
+            "--to",
+            "4311",
+            "--to",
+            "voicebox",
+            "--timeout",
+            "20",
+            "--ringtimeout",
+            "15",
         ])
         .expect("parses");
-        let AdminCommand::CallForward(CallForwardCommand::Set { kind, destinations, timeout, ringtimeout, .. }) =
-            args.command
+        let AdminCommand::CallForward(CallForwardCommand::Set {
+            kind,
+            destinations,
+            timeout,
+            ringtimeout,
+            ..
+        }) = args.command
         else {
             panic!("wrong command");
         };

@@ -64,7 +64,8 @@ impl ApiClient {
     /// `/api/<path>` under the base URL, with the query pairs appended.
     fn url(&self, path: &str, query: &[(&str, String)]) -> Result<Url, CliError> {
         let text = format!("{}/api/{}", self.base_url, path.trim_start_matches('/'));
-        let mut url = Url::parse(&text).map_err(|e| CliError::settings("--url", format!("{text}: {e}")))?;
+        let mut url =
+            Url::parse(&text).map_err(|e| CliError::settings("--url", format!("{text}: {e}")))?;
         if !query.is_empty() {
             let mut pairs = url.query_pairs_mut();
             for (key, value) in query {
@@ -84,7 +85,10 @@ impl ApiClient {
             .http
             .request(method, url.clone())
             .basic_auth(&self.user, Some(&self.password))
-            .header(reqwest::header::ACCEPT, "application/hal+json, application/json");
+            .header(
+                reqwest::header::ACCEPT,
+                "application/hal+json, application/json",
+            );
         if let Some((content_type, body)) = body {
             let bytes = serde_json::to_vec(body).map_err(|e| CliError::Protocol {
                 url: url.to_string(),
@@ -133,7 +137,11 @@ impl ApiClient {
 
     /// Every item of collection `name` (e.g. `domains`) that matches the filters, following
     /// the HAL `next` links page by page.
-    pub async fn list(&self, name: &str, filters: &[(&str, String)]) -> Result<Vec<Value>, CliError> {
+    pub async fn list(
+        &self,
+        name: &str,
+        filters: &[(&str, String)],
+    ) -> Result<Vec<Value>, CliError> {
         let mut items = Vec::new();
         for page in 1..=MAX_PAGES {
             let mut query: Vec<(&str, String)> = filters.to_vec();
@@ -151,7 +159,9 @@ impl ApiClient {
                 Some(other) => {
                     return Err(CliError::Protocol {
                         url: url.to_string(),
-                        detail: format!("_embedded.ngcp:{name} is neither a list nor an object: {other}"),
+                        detail: format!(
+                            "_embedded.ngcp:{name} is neither a list nor an object: {other}"
+                        ),
                     });
                 }
             }
@@ -195,15 +205,20 @@ impl ApiClient {
     /// PATCH `path` with a JSON Patch (RFC 6902) array.
     pub async fn patch(&self, path: &str, operations: &Value) -> Result<(), CliError> {
         let url = self.url(path, &[])?;
-        self.send(Method::PATCH, url, Some(("application/json-patch+json", operations)))
-            .await?;
+        self.send(
+            Method::PATCH,
+            url,
+            Some(("application/json-patch+json", operations)),
+        )
+        .await?;
         Ok(())
     }
 
     /// PUT (full replacement) of `path`.
     pub async fn put(&self, path: &str, body: &Value) -> Result<(), CliError> {
         let url = self.url(path, &[])?;
-        self.send(Method::PUT, url, Some(("application/json", body))).await?;
+        self.send(Method::PUT, url, Some(("application/json", body)))
+            .await?;
         Ok(())
     }
 
@@ -233,7 +248,8 @@ pub(crate) fn problem_to_error(status: StatusCode, body: &str) -> CliError {
         .or_else(|| member("title"))
         .or_else(|| {
             let trimmed = body.trim();
-            (!trimmed.is_empty() && trimmed.len() <= 200 && parsed.is_none()).then(|| trimmed.to_owned())
+            (!trimmed.is_empty() && trimmed.len() <= 200 && parsed.is_none())
+                .then(|| trimmed.to_owned())
         })
         .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned());
     if field.is_none() {
@@ -302,15 +318,19 @@ fn tls_config(settings: &Settings) -> Result<ClientConfig, CliError> {
 }
 
 fn read_root_certificates(path: &Path) -> Result<RootCertStore, CliError> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| CliError::settings("--ca-cert", format!("cannot read {}: {e}", path.display())))?;
+    let bytes = std::fs::read(path).map_err(|e| {
+        CliError::settings("--ca-cert", format!("cannot read {}: {e}", path.display()))
+    })?;
     let mut roots = RootCertStore::empty();
     for certificate in CertificateDer::pem_slice_iter(&bytes) {
         let certificate = certificate.map_err(|e| {
             CliError::settings("--ca-cert", format!("{}: bad PEM: {e}", path.display()))
         })?;
         roots.add(certificate).map_err(|e| {
-            CliError::settings("--ca-cert", format!("{}: unusable certificate: {e}", path.display()))
+            CliError::settings(
+                "--ca-cert",
+                format!("{}: unusable certificate: {e}", path.display()),
+            )
         })?;
     }
     if roots.is_empty() {
@@ -386,7 +406,10 @@ mod tests {
             "detail":"already exists in domain example.org","field":"username","code":422,
             "message":"Validation failed"}"#;
         let error = problem_to_error(StatusCode::UNPROCESSABLE_ENTITY, body);
-        assert_eq!(error.to_string(), "username: already exists in domain example.org");
+        assert_eq!(
+            error.to_string(),
+            "username: already exists in domain example.org"
+        );
     }
 
     #[test]
@@ -394,7 +417,11 @@ mod tests {
         let body = r#"{"code":422,"message":"Validation failed. field='username', input='', errors='required'"}"#;
         let error = problem_to_error(StatusCode::UNPROCESSABLE_ENTITY, body);
         match &error {
-            CliError::Api { status, field, detail } => {
+            CliError::Api {
+                status,
+                field,
+                detail,
+            } => {
                 assert_eq!(*status, 422);
                 assert_eq!(field.as_deref(), Some("username"));
                 assert!(detail.starts_with("Validation failed."));

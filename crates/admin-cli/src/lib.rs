@@ -22,7 +22,7 @@ pub mod settings;
 
 pub use args::{
     AdminArgs, AdminCli, AdminCommand, AliasCommand, CallForwardCommand, CallForwardType,
-    CustomerCommand, CustomerType, DomainCommand, NumberCommand, PeerCommand, PeerGroupCommand,
+    CustomerCommand, CustomerStatus, DomainCommand, NumberCommand, PeerCommand, PeerGroupCommand,
     PeerRuleCommand, PeerServerCommand, PreferenceCommand, PreferenceTarget, RewriteCommand,
     RewriteDirection, RewriteField, RewriteRuleCommand, RewriteSetCommand, SubscriberCommand,
     SubscriberRef, Transport,
@@ -75,7 +75,11 @@ pub fn report(error: &CliError, stderr: &mut dyn Write) -> ExitCode {
 }
 
 /// [`run`], then [`report`] on failure: what the binary's `admin` subcommand calls.
-pub async fn main_with(args: AdminArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) -> ExitCode {
+pub async fn main_with(
+    args: AdminArgs,
+    stdout: &mut dyn Write,
+    stderr: &mut dyn Write,
+) -> ExitCode {
     match run(args, stdout, stderr).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => report(&error, stderr),

@@ -104,7 +104,11 @@ pub(crate) fn write_list(
 }
 
 /// Writes one item: a two-column FIELD/VALUE table (HAL `_links` left out), or its JSON.
-pub(crate) fn write_item(out: &mut dyn Write, mode: OutputMode, item: &Value) -> Result<(), CliError> {
+pub(crate) fn write_item(
+    out: &mut dyn Write,
+    mode: OutputMode,
+    item: &Value,
+) -> Result<(), CliError> {
     if mode == OutputMode::Json {
         return write_json(out, item);
     }
@@ -224,14 +228,21 @@ mod tests {
         assert!(lines[0].starts_with("ID"), "{text}");
         let domain_column = lines[0].find("DOMAIN").expect("header");
         assert_eq!(lines[1].find("a.example"), Some(domain_column), "{text}");
-        assert_eq!(lines[2].find("long-name.example"), Some(domain_column), "{text}");
+        assert_eq!(
+            lines[2].find("long-name.example"),
+            Some(domain_column),
+            "{text}"
+        );
         assert!(lines[1].ends_with("4312345"), "{text}");
         assert_eq!(lines[2].trim_end(), lines[2]);
     }
 
     #[test]
     fn empty_list_says_none_and_json_mode_prints_an_array() {
-        assert_eq!(render(|out| write_list(out, OutputMode::Table, &COLUMNS, &[])), "(none)\n");
+        assert_eq!(
+            render(|out| write_list(out, OutputMode::Table, &COLUMNS, &[])),
+            "(none)\n"
+        );
         let items = [json!({"id": 1})];
         let text = render(|out| write_list(out, OutputMode::Json, &COLUMNS, &items));
         let parsed: Value = serde_json::from_str(&text).expect("valid JSON");
@@ -248,7 +259,11 @@ mod tests {
         });
         let text = render(|out| write_item(out, OutputMode::Table, &item));
         assert!(!text.contains("_links"), "{text}");
-        assert!(text.lines().any(|l| l.starts_with("username") && l.ends_with("alice")), "{text}");
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("username") && l.ends_with("alice")),
+            "{text}"
+        );
         assert!(text.lines().any(|l| l.ends_with("431234567")), "{text}");
         assert!(text.lines().any(|l| l.ends_with("4311,4312")), "{text}");
     }
@@ -272,7 +287,10 @@ mod tests {
         assert_eq!(cell_text(&json!(12)), "12");
         assert_eq!(cell_text(&json!(["a", "b"])), "a,b");
         assert_eq!(cell_text(&json!({"k": 1})), r#"{"k":1}"#);
-        assert_eq!(number_text(&json!({"cc": "49", "sn": "301234"})).as_deref(), Some("49301234"));
+        assert_eq!(
+            number_text(&json!({"cc": "49", "sn": "301234"})).as_deref(),
+            Some("49301234")
+        );
         assert_eq!(number_text(&json!({"cc": "49"})), None);
     }
 }

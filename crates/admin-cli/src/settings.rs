@@ -104,7 +104,8 @@ impl Settings {
         } else {
             (DEFAULT_API_URL.to_owned(), "default URL".to_owned())
         };
-        let base_url = normalise_base_url(&url).map_err(|detail| CliError::settings(url_source, detail))?;
+        let base_url =
+            normalise_base_url(&url).map_err(|detail| CliError::settings(url_source, detail))?;
 
         let user = non_empty(args.user.clone())
             .or_else(|| non_empty(env(ENV_USER)))
@@ -112,7 +113,9 @@ impl Settings {
             .ok_or_else(|| {
                 CliError::settings(
                     "--user",
-                    format!("no API user given (use --user, {ENV_USER} or [admin] user in --config)"),
+                    format!(
+                        "no API user given (use --user, {ENV_USER} or [admin] user in --config)"
+                    ),
                 )
             })?;
         let password = non_empty(args.password.clone())
@@ -138,12 +141,17 @@ impl Settings {
 }
 
 fn read_config_file(path: &Path) -> Result<AdminSection, CliError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| CliError::settings("--config", format!("cannot read {}: {e}", path.display())))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        CliError::settings("--config", format!("cannot read {}: {e}", path.display()))
+    })?;
     let parsed: ConfigFile = toml::from_str(&text).map_err(|e| {
         CliError::settings(
             "--config",
-            format!("{} is not a valid config file: {}", path.display(), e.message()),
+            format!(
+                "{} is not a valid config file: {}",
+                path.display(),
+                e.message()
+            ),
         )
     })?;
     Ok(parsed.admin)
@@ -202,7 +210,11 @@ mod tests {
             config: Some(file.path().to_owned()),
             ..ConnectionArgs::default()
         };
-        let env = env_of(&[(ENV_URL, "https://env.example"), (ENV_USER, "envuser"), (ENV_PASSWORD, "envpw")]);
+        let env = env_of(&[
+            (ENV_URL, "https://env.example"),
+            (ENV_USER, "envuser"),
+            (ENV_PASSWORD, "envpw"),
+        ]);
         let settings = Settings::resolve(&args, &env).expect("resolves");
         assert_eq!(settings.base_url, "http://127.0.0.1:8080");
         assert_eq!(settings.user, "flaguser");
@@ -262,7 +274,10 @@ mod tests {
             ..ConnectionArgs::default()
         };
         let env = env_of(&[(ENV_USER, "envuser"), (ENV_PASSWORD, "p")]);
-        assert_eq!(Settings::resolve(&args, &env).expect("resolves").user, "envuser");
+        assert_eq!(
+            Settings::resolve(&args, &env).expect("resolves").user,
+            "envuser"
+        );
     }
 
     #[test]
@@ -284,7 +299,11 @@ mod tests {
 
     #[test]
     fn bad_url_names_its_source() {
-        let env = env_of(&[(ENV_URL, "ftp://x.example"), (ENV_USER, "u"), (ENV_PASSWORD, "p")]);
+        let env = env_of(&[
+            (ENV_URL, "ftp://x.example"),
+            (ENV_USER, "u"),
+            (ENV_PASSWORD, "p"),
+        ]);
         let error = Settings::resolve(&ConnectionArgs::default(), &env).expect_err("bad scheme");
         assert!(error.to_string().starts_with("VOXIDE_API_URL:"), "{error}");
 
@@ -303,7 +322,10 @@ mod tests {
             ..ConnectionArgs::default()
         };
         let error = Settings::resolve(&args, &env_of(&[])).expect_err("missing file");
-        assert!(error.to_string().starts_with("--config: cannot read"), "{error}");
+        assert!(
+            error.to_string().starts_with("--config: cannot read"),
+            "{error}"
+        );
 
         let file = config_file("[admin]\nurll = \"typo\"\n");
         let args = ConnectionArgs {
@@ -317,9 +339,18 @@ mod tests {
 
     #[test]
     fn base_url_normalisation() {
-        assert_eq!(normalise_base_url("https://h:1443/").as_deref(), Ok("https://h:1443"));
-        assert_eq!(normalise_base_url("https://h:1443/api").as_deref(), Ok("https://h:1443"));
-        assert_eq!(normalise_base_url("https://h:1443/api/").as_deref(), Ok("https://h:1443"));
+        assert_eq!(
+            normalise_base_url("https://h:1443/").as_deref(),
+            Ok("https://h:1443")
+        );
+        assert_eq!(
+            normalise_base_url("https://h:1443/api").as_deref(),
+            Ok("https://h:1443")
+        );
+        assert_eq!(
+            normalise_base_url("https://h:1443/api/").as_deref(),
+            Ok("https://h:1443")
+        );
         assert_eq!(
             normalise_base_url("http://h/prefix/").as_deref(),
             Ok("http://h/prefix")

@@ -95,41 +95,41 @@ fn client_address(request: &Request) -> IpAddr {
 
 /// Middleware: lets the request through only with valid administrator credentials.
 pub async fn require_admin(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    match authenticate(&state, &request).await {
+    // Read what is needed up front: the request itself is not `Sync`, so it must not be
+    // borrowed across an await.
+    let address = client_address(&request);
+    let credentials = basic_credentials(&request);
+    match authenticate(&state, address, credentials).await {
         Ok(()) => next.run(request).await,
         Err(error) => error.into_response(),
     }
 }
 
-async fn authenticate(state: &AppState, request: &Request) -> Result<(), ApiError> {
-    let address = client_address(request);
+async fn authenticate(
+    state: &AppState,
+    address: IpAddr,
+    credentials: Option<(String, String)>,
+) -> Result<(), ApiError> {
     let now = Instant::now();
     // Checked before the credentials so a blocked client learns nothing, right or wrong.
     if let Some(seconds) = state.login_limiter.blocked_for(address, now) {
         return Err(ApiError::too_many_requests(seconds));
     }
-    let Some((login, password)) = basic_credentials(request) else {
+    let Some((login, password)) = credentials else {
         return Err(ApiError::unauthorized());
     };
     let key = VerifiedLogins::key(&login, &password);
     if state.verified_logins.is_fresh(&key, now) {
         return Ok(());
     }
+    // The store runs a hash check for unknown logins too, so timing does not reveal which
+    // logins exist (security.md A3: no user-existence oracle).
     let admin = state
         .store
-        .find_admin_by_login(&login)
+        .verify_admin(&login, &password)
         .await
         .map_err(crate::resources::store_error)?;
-    // A missing login still runs a hash check so response timing does not reveal which logins
-    // exist (security.md A3: no user-existence oracle).
-    let hash = admin
-        .as_ref()
-        .map(|admin| admin.password_hash.clone())
-        .unwrap_or_else(|| state.decoy_hash.clone());
-    let valid = store::verify_password(&password, &hash)
-        .await
-        .map_err(crate::resources::store_error)?;
-    if valid && admin.is_some() {
+    if admin.is_some() {
         state.login_limiter.record_success(address);
         state.verified_logins.remember(key, now);
         Ok(())
@@ -177,7 +177,7 @@ pub enum Bootstrap {
     CreatedWithGeneratedPassword(std::path::PathBuf),
 }
 
-/// Create the first administrator (`admin`) when there is none. The password comes from
+/// Create the first administrator ([`store::INITIAL_ADMIN_LOGIN`]) when there is none. The password comes from
 /// `password_from_env` (pass `std::env::var(ADMIN_PASSWORD_ENV).ok()`), else one is generated and
 /// written to `<data_dir>/admin-password`, readable by the owner only.
 pub async fn bootstrap_admin(
@@ -185,7 +185,7 @@ pub async fn bootstrap_admin(
     data_dir: &Path,
     password_from_env: Option<String>,
 ) -> Result<Bootstrap, BootstrapError> {
-    if store.count_admins().await? > 0 {
+    if store.list_admins(store::Page::new(1, 1)).await?.total_count > 0 {
         return Ok(Bootstrap::AlreadyPresent);
     }
     let (password, outcome) = match password_from_env.filter(|password| !password.is_empty()) {
@@ -206,11 +206,9 @@ pub async fn bootstrap_admin(
             (password, Bootstrap::CreatedWithGeneratedPassword(path))
         }
     };
-    store
-        .create_admin(&store::NewAdmin {
-            login: store::INITIAL_ADMIN_LOGIN.to_owned(),
-            password,
-        })
-        .await?;
-    Ok(outcome)
+    match store.ensure_initial_admin(&password).await? {
+        Some(_) => Ok(outcome),
+        // Another process created one between the check and the insert.
+        None => Ok(Bootstrap::AlreadyPresent),
+    }
 }

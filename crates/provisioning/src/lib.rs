@@ -106,19 +106,14 @@ pub struct AppState {
     pub store: store::Store,
     pub(crate) login_limiter: Arc<login_limiter::LoginLimiter>,
     pub(crate) verified_logins: Arc<auth::VerifiedLogins>,
-    /// An argon2 hash of a random password, checked when a login does not exist so that
-    /// unknown and known logins take equally long.
-    pub(crate) decoy_hash: String,
 }
 
 /// Build the API router (all routes, authentication, OpenAPI document) for `store`.
 pub async fn router(store: store::Store, login_limit: LoginLimit) -> Result<Router, ApiStartError> {
-    let decoy_hash = store::hash_password(&auth::generate_password()).await?;
     let state = AppState {
         store,
         login_limiter: Arc::new(login_limiter::LoginLimiter::new(login_limit)),
         verified_logins: Arc::new(auth::VerifiedLogins::default()),
-        decoy_hash,
     };
     Ok(resources::router(state))
 }

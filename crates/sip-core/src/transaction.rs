@@ -13,6 +13,42 @@
 //!
 //! [`make_response`], [`make_ack_for_non_2xx`], [`make_cancel`], [`new_branch`] and [`new_tag`]
 //! build the messages the transaction user and the transactions need.
+//!
+//! A driver (socket + clock) uses the layer like this:
+//!
+//! ```
+//! use std::net::SocketAddr;
+//! use std::time::Instant;
+//! use bytes::Bytes;
+//! use sip_core::transaction::{Incoming, Reliability, TransactionLayer, make_response};
+//! use sip_message::Message;
+//!
+//! let mut layer = TransactionLayer::default();
+//! let now = Instant::now(); // the driver's clock; the layer never reads one
+//! let source: SocketAddr = "192.0.2.1:5060".parse().unwrap();
+//! let datagram = Bytes::from_static(
+//!     b"OPTIONS sip:bob@example.com SIP/2.0\r\n\
+//!       Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK74bf9\r\n\
+//!       To: <sip:bob@example.com>\r\nFrom: <sip:alice@example.com>;tag=9fxced76sl\r\n\
+//!       Call-ID: 3848276298220188511@192.0.2.1\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n\
+//!       Content-Length: 0\r\n\r\n",
+//! );
+//! let message = Message::parse(datagram)?;
+//! match layer.handle_incoming(now, message, source, Reliability::Unreliable)? {
+//!     Incoming::NewRequest { id, request } => {
+//!         let ok = make_response(&request, 200, "OK", Some(b"a6c85cf"));
+//!         layer.send_response(now, id, ok)?;
+//!     }
+//!     _ => unreachable!("a first OPTIONS creates a server transaction"),
+//! }
+//! let transmit = layer.poll_transmit().expect("the 200 goes out");
+//! assert_eq!(transmit.destination, source); // socket.send_to(&transmit.payload, …)
+//! while let Some((_id, _event)) = layer.poll_event() { /* hand to the TU */ }
+//! // Timer J keeps the transaction for retransmissions; sleep until then, then call
+//! // `layer.handle_timeout(that_instant)`.
+//! assert!(layer.poll_timeout().is_some());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 mod client_invite;
 mod client_non_invite;

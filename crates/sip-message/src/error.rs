@@ -24,7 +24,8 @@ pub enum ParseError {
     /// The input holds no message at all (empty, or only CRLFs).
     #[error("empty message")]
     Empty,
-    /// The header section does not end with an empty line (RFC 3261 §7).
+    /// The header section is cut off: the input ends inside the start line or a header
+    /// line. (A datagram that ends right after a complete header line is accepted.)
     #[error("header section is not terminated by an empty line")]
     Unterminated,
     /// The request line or status line does not follow RFC 3261 §7.1 / §7.2.
@@ -47,7 +48,10 @@ pub enum ParseError {
     MalformedHeaderLine { line: usize },
     /// A header value does not follow its grammar.
     #[error("malformed {header} header: {reason}")]
-    InvalidHeader { header: HeaderName, reason: &'static str },
+    InvalidHeader {
+        header: HeaderName,
+        reason: &'static str,
+    },
     /// A header a request or response must carry is absent (RFC 3261 §8.1.1).
     #[error("missing {header} header")]
     MissingHeader { header: HeaderName },
@@ -94,7 +98,9 @@ impl ParseError {
             ParseError::InvalidHeader { header, .. } => {
                 format!("Bad Request - malformed {header} header")
             }
-            ParseError::MissingHeader { header } => format!("Bad Request - missing {header} header"),
+            ParseError::MissingHeader { header } => {
+                format!("Bad Request - missing {header} header")
+            }
             ParseError::DuplicateHeader { header } => {
                 format!("Bad Request - more than one {header} header")
             }
@@ -105,12 +111,18 @@ impl ParseError {
             ParseError::MalformedStartLine { .. } | ParseError::InvalidStatusCode => {
                 "Bad Request - malformed start line".to_owned()
             }
-            ParseError::InvalidRequestUri { .. } => "Bad Request - malformed Request-URI".to_owned(),
-            ParseError::MalformedHeaderLine { .. } => "Bad Request - malformed header line".to_owned(),
+            ParseError::InvalidRequestUri { .. } => {
+                "Bad Request - malformed Request-URI".to_owned()
+            }
+            ParseError::MalformedHeaderLine { .. } => {
+                "Bad Request - malformed header line".to_owned()
+            }
             ParseError::ConflictingContentLength => {
                 "Bad Request - conflicting Content-Length".to_owned()
             }
-            ParseError::BodyTruncated { .. } => "Bad Request - body shorter than Content-Length".to_owned(),
+            ParseError::BodyTruncated { .. } => {
+                "Bad Request - body shorter than Content-Length".to_owned()
+            }
             ParseError::MissingContentLength => "Bad Request - missing Content-Length".to_owned(),
             ParseError::MethodMismatch => "Bad Request - CSeq method mismatch".to_owned(),
             ParseError::InvalidUri { .. } => "Bad Request - malformed URI".to_owned(),

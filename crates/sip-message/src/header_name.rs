@@ -17,7 +17,20 @@ macro_rules! header_names {
             Other(Bytes),
         }
 
+        /// Index of each known variant in [`KNOWN_NAMES`].
+        #[allow(dead_code, reason = "variants exist to be cast to their index")]
+        #[repr(u8)]
+        enum KnownIndex { $( $variant, )* }
+
         impl HeaderName {
+            /// Interned id: the index in [`KNOWN_NAMES`], or [`OTHER_ID`].
+            pub(crate) fn id(&self) -> u8 {
+                match self {
+                    $( HeaderName::$variant => KnownIndex::$variant as u8, )*
+                    HeaderName::Other(_) => OTHER_ID,
+                }
+            }
+
             /// The canonical full name, as printed for headers this crate writes.
             pub fn as_bytes(&self) -> &[u8] {
                 match self {
@@ -43,25 +56,17 @@ macro_rules! header_names {
                 }
             }
 
-            fn known_ignore_case(name: &[u8]) -> Option<HeaderName> {
-                $(
-                    if name.eq_ignore_ascii_case($canonical.as_bytes()) {
-                        return Some(HeaderName::$variant);
-                    }
-                )*
-                None
-            }
-
-            fn from_compact(letter: u8) -> Option<HeaderName> {
-                let letter = letter.to_ascii_lowercase();
-                $(
-                    if $compact == Some(letter) {
-                        return Some(HeaderName::$variant);
-                    }
-                )*
-                None
+            /// The known header at `index` of [`KNOWN_NAMES`].
+            fn known_at(index: usize) -> Option<HeaderName> {
+                const ALL: &[HeaderName] = &[$( HeaderName::$variant, )*];
+                ALL.get(index).cloned()
             }
         }
+
+        /// Canonical names of the known headers, in declaration order.
+        const KNOWN_NAMES: &[&str] = &[$( $canonical, )*];
+        /// Compact letters of the known headers, in declaration order.
+        const KNOWN_COMPACT: &[Option<u8>] = &[$( $compact, )*];
     };
 }
 
@@ -130,26 +135,135 @@ impl HeaderName {
         HeaderName::lookup(name).unwrap_or_else(|| HeaderName::Other(Bytes::copy_from_slice(name)))
     }
 
-    /// Like [`HeaderName::from_bytes`], sharing `source` for unknown names instead of copying.
-    pub(crate) fn from_shared(source: &Bytes, name: &[u8]) -> HeaderName {
-        HeaderName::lookup(name).unwrap_or_else(|| HeaderName::Other(source.slice_ref(name)))
-    }
-
     /// A header name from a static string, e.g. `HeaderName::from_static("P-Charge-Info")`.
     pub fn from_static(name: &'static str) -> HeaderName {
         HeaderName::lookup(name.as_bytes())
             .unwrap_or_else(|| HeaderName::Other(Bytes::from_static(name.as_bytes())))
     }
 
-    /// The known header for `name`, if any. Dispatches on length and first letter first,
-    /// because this runs once per header line on the hot path.
+    /// The interned id for a name as found on the wire ([`OTHER_ID`] when unknown). `name`
+    /// must be a `token`.
+    #[inline]
+    pub(crate) fn lookup_id(name: &[u8]) -> u8 {
+        let (Some(&first), Some(&last)) = (name.first(), name.last()) else {
+            return OTHER_ID;
+        };
+        for &candidate in &LOOKUP[bucket(name.len(), first, last)] {
+            if candidate == EMPTY {
+                return OTHER_ID;
+            }
+            let index = usize::from(candidate);
+            let matches = if name.len() == 1 {
+                KNOWN_COMPACT[index] == Some(first | 0x20)
+            } else {
+                token_eq_canonical(name, KNOWN_NAMES[index].as_bytes())
+            };
+            if matches {
+                return candidate;
+            }
+        }
+        OTHER_ID
+    }
+
+    /// The canonical name for interned id `id` (empty for [`OTHER_ID`]).
+    pub(crate) fn canonical_name(id: u8) -> &'static [u8] {
+        KNOWN_NAMES
+            .get(usize::from(id))
+            .map_or(&[], |name| name.as_bytes())
+    }
+
+    /// The known header with interned id `id`.
+    pub(crate) fn from_id(id: u8) -> Option<HeaderName> {
+        HeaderName::known_at(usize::from(id))
+    }
+
+    /// The known header for `name`, if any. This runs once per header line on the hot
+    /// path, so it hashes length, first and last byte into [`LOOKUP`] and compares at
+    /// most [`BUCKET_SIZE`] candidates instead of scanning every known name.
     fn lookup(name: &[u8]) -> Option<HeaderName> {
-        match name.len() {
-            0 => None,
-            1 => HeaderName::from_compact(name[0]),
-            _ => HeaderName::known_ignore_case(name),
+        // lookup_id relies on its input being a token.
+        if !crate::syntax::is_token(name) {
+            return None;
+        }
+        HeaderName::from_id(HeaderName::lookup_id(name))
+    }
+}
+
+/// Id of every header name that is not interned.
+pub(crate) const OTHER_ID: u8 = u8::MAX;
+
+/// Case-insensitive equality of a `token` (already checked by the caller) with a canonical
+/// name made of letters and `-`, eight bytes at a time. Setting bit 0x20 folds letters to
+/// lower case; every non-letter token byte already has that bit set, and the bytes it would
+/// collide with are control characters that are not token bytes, so no false match exists.
+#[inline]
+fn token_eq_canonical(token: &[u8], canonical: &[u8]) -> bool {
+    const FOLD: u64 = 0x2020_2020_2020_2020;
+    if token.len() != canonical.len() {
+        return false;
+    }
+    let mut token_chunks = token.chunks_exact(8);
+    let mut canonical_chunks = canonical.chunks_exact(8);
+    for (a, b) in token_chunks.by_ref().zip(canonical_chunks.by_ref()) {
+        let a = u64::from_le_bytes(a.try_into().unwrap_or_default());
+        let b = u64::from_le_bytes(b.try_into().unwrap_or_default());
+        if a | FOLD != b | FOLD {
+            return false;
         }
     }
+    token_chunks
+        .remainder()
+        .iter()
+        .zip(canonical_chunks.remainder())
+        .all(|(a, b)| a | 0x20 == b | 0x20)
+}
+
+const BUCKETS: usize = 256;
+const BUCKET_SIZE: usize = 3;
+const EMPTY: u8 = u8::MAX;
+
+/// Case-insensitive hash of a header name from its length and end bytes (`| 0x20` folds
+/// ASCII letters to lower case and leaves `-` and digits alone).
+const fn bucket(length: usize, first: u8, last: u8) -> usize {
+    (length.wrapping_mul(37)
+        ^ ((first | 0x20) as usize).wrapping_mul(11)
+        ^ ((last | 0x20) as usize))
+        % BUCKETS
+}
+
+/// Known-name hash table, built at compile time; a bucket overflow fails the build.
+static LOOKUP: [[u8; BUCKET_SIZE]; BUCKETS] = {
+    let mut table = [[EMPTY; BUCKET_SIZE]; BUCKETS];
+    let mut index = 0;
+    while index < KNOWN_NAMES.len() {
+        let name = KNOWN_NAMES[index].as_bytes();
+        table = insert(
+            table,
+            bucket(name.len(), name[0], name[name.len() - 1]),
+            index as u8,
+        );
+        if let Some(letter) = KNOWN_COMPACT[index] {
+            table = insert(table, bucket(1, letter, letter), index as u8);
+        }
+        index += 1;
+    }
+    table
+};
+
+const fn insert(
+    mut table: [[u8; BUCKET_SIZE]; BUCKETS],
+    bucket: usize,
+    value: u8,
+) -> [[u8; BUCKET_SIZE]; BUCKETS] {
+    let mut slot = 0;
+    while slot < BUCKET_SIZE {
+        if table[bucket][slot] == EMPTY {
+            table[bucket][slot] = value;
+            return table;
+        }
+        slot += 1;
+    }
+    panic!("header name hash bucket overflow: change the bucket hash");
 }
 
 impl PartialEq for HeaderName {
@@ -181,5 +295,58 @@ impl fmt::Display for HeaderName {
 impl From<&'static str> for HeaderName {
     fn from(name: &'static str) -> HeaderName {
         HeaderName::from_static(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_known_name_and_compact_form_resolves() {
+        for (index, name) in KNOWN_NAMES.iter().enumerate() {
+            let known = HeaderName::known_at(index).unwrap();
+            assert_eq!(HeaderName::from_bytes(name.as_bytes()), known);
+            assert_eq!(
+                HeaderName::from_bytes(name.to_ascii_uppercase().as_bytes()),
+                known
+            );
+            assert_eq!(
+                HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()),
+                known
+            );
+            assert_eq!(known.as_bytes(), name.as_bytes());
+            if let Some(letter) = KNOWN_COMPACT[index] {
+                assert_eq!(HeaderName::from_bytes(&[letter]), known);
+                assert_eq!(
+                    HeaderName::from_bytes(&[letter.to_ascii_uppercase()]),
+                    known
+                );
+                assert_eq!(known.compact_form(), Some(letter));
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_names_compare_case_insensitively() {
+        let name = HeaderName::from_bytes(b"X-Custom");
+        assert!(matches!(name, HeaderName::Other(_)));
+        assert_eq!(name, HeaderName::from_static("x-CUSTOM"));
+        assert_ne!(name, HeaderName::Via);
+        assert!(matches!(HeaderName::from_bytes(b"z"), HeaderName::Other(_)));
+        assert!(matches!(
+            HeaderName::from_bytes(b"Vias"),
+            HeaderName::Other(_)
+        ));
+        assert!(matches!(
+            HeaderName::from_bytes(b"C%6Fntact"),
+            HeaderName::Other(_)
+        ));
+        assert_eq!(HeaderName::from_bytes(b"i"), HeaderName::CallId);
+        assert_eq!(HeaderName::from_bytes(b"CALL-id"), HeaderName::CallId);
+        assert!(matches!(
+            HeaderName::from_bytes(b"Call\rID"),
+            HeaderName::Other(_)
+        ));
     }
 }

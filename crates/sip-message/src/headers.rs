@@ -2,7 +2,9 @@
 //! for list headers) and borrows from the message buffer.
 
 use crate::params::{Params, validate_header_params};
-use crate::syntax::{is_lws, is_token, is_token_byte, parse_u32, quoted_string_end, skip_lws, trim, unquote};
+use crate::syntax::{
+    is_lws, is_token, is_token_byte, parse_u32, quoted_string_end, skip_lws, trim, unquote,
+};
 use crate::uri::{Host, Uri, parse_host};
 use crate::{HeaderName, Method, ParseError};
 use smallvec::SmallVec;
@@ -18,18 +20,19 @@ fn token_end(bytes: &[u8], from: usize) -> usize {
 
 /// Reads `SWS ";" params` at the end of a value: returns the parameter section, after
 /// checking it against `generic-param` (RFC 3261 §25.1).
-fn trailing_params(
-    rest: &[u8],
-    header: &HeaderName,
-) -> Result<Params<'_>, ParseError> {
+fn trailing_params<'a>(rest: &'a [u8], header: &HeaderName) -> Result<Params<'a>, ParseError> {
     let rest = trim(rest);
     match rest {
         [] => Ok(Params::default()),
         [b';', section @ ..] => {
-            validate_header_params(section).map_err(|reason| ParseError::header(header.clone(), reason))?;
+            validate_header_params(section)
+                .map_err(|reason| ParseError::header(header.clone(), reason))?;
             Ok(Params::new(section))
         }
-        _ => Err(ParseError::header(header.clone(), "unexpected characters before the parameters")),
+        _ => Err(ParseError::header(
+            header.clone(),
+            "unexpected characters before the parameters",
+        )),
     }
 }
 
@@ -75,7 +78,8 @@ impl<'a> Via<'a> {
         if transport.is_empty() || host_start == transport_end {
             return Err(fail("bad transport"));
         }
-        let (host, after_host) = parse_host(&value[host_start..]).map_err(|_| fail("bad sent-by host"))?;
+        let (host, after_host) =
+            parse_host(&value[host_start..]).map_err(|_| fail("bad sent-by host"))?;
         let mut rest = after_host;
         let mut port = None;
         let after_lws = &rest[skip_lws(rest, 0)..];
@@ -90,7 +94,15 @@ impl<'a> Via<'a> {
             rest = &more[digits..];
         }
         let params = trailing_params(rest, &HeaderName::Via)?;
-        Ok(Via { raw: value, protocol_name, protocol_version, transport, host, port, params })
+        Ok(Via {
+            raw: value,
+            protocol_name,
+            protocol_version,
+            transport,
+            host,
+            port,
+            params,
+        })
     }
 
     /// The `branch` parameter, raw (RFC 3261 §8.1.1.7).
@@ -108,7 +120,9 @@ impl<'a> Via<'a> {
     /// `Some(Some(port))` filled in. A malformed value reads as `Some(None)`.
     pub fn rport(&self) -> Option<Option<u16>> {
         self.params.get(b"rport").map(|value| {
-            value.and_then(|v| parse_u32(v)).and_then(|p| u16::try_from(p).ok())
+            value
+                .and_then(parse_u32)
+                .and_then(|p| u16::try_from(p).ok())
         })
     }
 
@@ -154,13 +168,14 @@ impl<'a> NameAddr<'a> {
         let mut display_name = None;
         let mut index = 0;
         if value[0] == b'"' {
-            let end = quoted_string_end(value, 0).ok_or_else(|| fail("unterminated quoted display name"))?;
+            let end = quoted_string_end(value, 0)
+                .ok_or_else(|| fail("unterminated quoted display name"))?;
             display_name = Some(&value[..end]);
             index = skip_lws(value, end);
             if value.get(index) != Some(&b'<') {
                 return Err(fail("quoted display name without <addr-spec>"));
             }
-        } else if let Some(open) = memchr::memchr(b'<', value) {
+        } else if let Some(open) = crate::syntax::find_byte(b'<', value) {
             // Unquoted display name: *(token LWS) (RFC 3261 §25.1; RFC 4475 §3.1.2.15).
             let name = trim(&value[..open]);
             if !name.is_empty() {
@@ -175,10 +190,18 @@ impl<'a> NameAddr<'a> {
             index = open;
         }
         if value.get(index) == Some(&b'<') {
-            let close = memchr::memchr(b'>', &value[index..]).ok_or_else(|| fail("missing >"))? + index;
+            let close = crate::syntax::find_byte(b'>', &value[index..])
+                .ok_or_else(|| fail("missing >"))?
+                + index;
             let uri = Uri::parse(&value[index + 1..close]).map_err(|_| fail("bad URI"))?;
             let params = trailing_params(&value[close + 1..], header)?;
-            return Ok(NameAddr { raw: value, display_name, uri, angle_brackets: true, params });
+            return Ok(NameAddr {
+                raw: value,
+                display_name,
+                uri,
+                angle_brackets: true,
+                params,
+            });
         }
         // addr-spec form: parameters after the URI are header parameters, and the URI may
         // not carry `?headers` or `;` of its own (RFC 3261 §20.10, RFC 4475 §3.1.2.13).
@@ -192,7 +215,13 @@ impl<'a> NameAddr<'a> {
         }
         let uri = Uri::parse(uri_bytes).map_err(|_| fail("bad URI"))?;
         let params = trailing_params(&value[end..], header)?;
-        Ok(NameAddr { raw: value, display_name: None, uri, angle_brackets: false, params })
+        Ok(NameAddr {
+            raw: value,
+            display_name: None,
+            uri,
+            angle_brackets: false,
+            params,
+        })
     }
 
     /// The `tag` parameter, raw (RFC 3261 §19.3).
@@ -213,6 +242,10 @@ impl<'a> NameAddr<'a> {
 
 /// One Contact value: `*` or an address (RFC 3261 §20.10).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "a borrowed view on the stack; boxing would allocate per value"
+)]
 pub enum Contact<'a> {
     /// `Contact: *` (only valid in REGISTER with Expires: 0).
     Wildcard,
@@ -239,7 +272,10 @@ impl<'a> Contact<'a> {
 
     /// The `expires` contact parameter, when present and numeric.
     pub fn expires(&self) -> Option<u32> {
-        self.address()?.param(b"expires").flatten().and_then(parse_u32)
+        self.address()?
+            .param(b"expires")
+            .flatten()
+            .and_then(parse_u32)
     }
 }
 
@@ -258,7 +294,8 @@ impl<'a> CSeq<'a> {
         let fail = |reason| ParseError::header(HeaderName::CSeq, reason);
         let value = trim(raw);
         let digits = value.iter().take_while(|b| b.is_ascii_digit()).count();
-        let number = parse_u32(&value[..digits]).ok_or_else(|| fail("sequence number is not a 32-bit number"))?;
+        let number = parse_u32(&value[..digits])
+            .ok_or_else(|| fail("sequence number is not a 32-bit number"))?;
         let method_start = skip_lws(value, digits);
         if method_start == digits {
             return Err(fail("no white space after the sequence number"));
@@ -267,7 +304,11 @@ impl<'a> CSeq<'a> {
         if !is_token(method_raw) {
             return Err(fail("method is not a token"));
         }
-        Ok(CSeq { number, method: Method::from_bytes(method_raw), method_raw })
+        Ok(CSeq {
+            number,
+            method: Method::from_bytes(method_raw),
+            method_raw,
+        })
     }
 }
 
@@ -304,19 +345,24 @@ impl<'a> Credentials<'a> {
             // first token except trailing padding.
             let after_first = skip_lws(rest, token_end(rest, 0));
             let looks_like_params = rest.get(after_first) == Some(&b'=')
-                && rest.get(skip_lws(rest, after_first + 1)).is_some_and(|&b| b != b'=');
+                && rest
+                    .get(skip_lws(rest, after_first + 1))
+                    .is_some_and(|&b| b != b'=');
             if looks_like_params {
                 for element in crate::syntax::ListSplit::new(rest) {
                     let element = element.map_err(|_| fail("unterminated quoted string"))?;
                     if element.is_empty() {
                         continue;
                     }
-                    let eq = memchr::memchr(b'=', element).ok_or_else(|| fail("auth-param without ="))?;
+                    let eq = crate::syntax::find_byte(b'=', element)
+                        .ok_or_else(|| fail("auth-param without ="))?;
                     let name = trim(&element[..eq]);
                     let param_value = trim(&element[eq + 1..]);
                     let value_ok = match param_value.first() {
                         Some(b'"') => quoted_string_end(param_value, 0) == Some(param_value.len()),
-                        Some(_) => param_value.iter().all(|&b| is_token_byte(b) || matches!(b, b'/' | b':' | b'=')),
+                        Some(_) => param_value
+                            .iter()
+                            .all(|&b| is_token_byte(b) || matches!(b, b'/' | b':' | b'=')),
                         None => false,
                     };
                     if !is_token(name) || !value_ok {
@@ -328,7 +374,12 @@ impl<'a> Credentials<'a> {
                 token68 = Some(rest);
             }
         }
-        Ok(Credentials { raw: value, scheme, params, token68 })
+        Ok(Credentials {
+            raw: value,
+            scheme,
+            params,
+            token68,
+        })
     }
 
     /// Whether the scheme is `Digest` (case-insensitive).
@@ -385,7 +436,8 @@ impl<'a> MediaType<'a> {
 
     /// Case-insensitive match, e.g. `is(b"application", b"sdp")`.
     pub fn is(&self, media_type: &[u8], subtype: &[u8]) -> bool {
-        self.media_type.eq_ignore_ascii_case(media_type) && self.subtype.eq_ignore_ascii_case(subtype)
+        self.media_type.eq_ignore_ascii_case(media_type)
+            && self.subtype.eq_ignore_ascii_case(subtype)
     }
 }
 
@@ -404,7 +456,10 @@ impl<'a> SessionExpires<'a> {
         let delta_seconds = parse_u32(&value[..digits])
             .ok_or_else(|| ParseError::header(HeaderName::SessionExpires, "bad delta-seconds"))?;
         let params = trailing_params(&value[digits..], &HeaderName::SessionExpires)?;
-        Ok(SessionExpires { delta_seconds, params })
+        Ok(SessionExpires {
+            delta_seconds,
+            params,
+        })
     }
 
     /// `uac` or `uas`, raw.
@@ -419,7 +474,10 @@ mod tests {
 
     #[test]
     fn via_with_folding_and_spaces() {
-        let via = Via::parse(b"SIP  / 2.0  / TCP     spindle.example.com   ;\r\n  branch  =   z9hG4bK9ikj8  ").unwrap();
+        let via = Via::parse(
+            b"SIP  / 2.0  / TCP     spindle.example.com   ;\r\n  branch  =   z9hG4bK9ikj8  ",
+        )
+        .unwrap();
         assert_eq!(via.transport, b"TCP");
         assert_eq!(via.host, Host::Domain(b"spindle.example.com"));
         assert_eq!(via.branch(), Some(&b"z9hG4bK9ikj8"[..]));
@@ -428,7 +486,10 @@ mod tests {
 
     #[test]
     fn via_ipv6_and_rport() {
-        let via = Via::parse(b"SIP/2.0/UDP [2001:db8::9:1]:5061;received=2001:db8::9:255;rport;branch=z9hG4bKas3").unwrap();
+        let via = Via::parse(
+            b"SIP/2.0/UDP [2001:db8::9:1]:5061;received=2001:db8::9:255;rport;branch=z9hG4bKas3",
+        )
+        .unwrap();
         assert_eq!(via.host, Host::Ipv6(b"2001:db8::9:1"));
         assert_eq!(via.port, Some(5061));
         assert_eq!(via.received(), Some(&b"2001:db8::9:255"[..]));
@@ -441,16 +502,29 @@ mod tests {
 
     #[test]
     fn via_rejects_garbage() {
-        for bad in [&b"SIP/2.0/UDP 192.0.2.15;;"[..], b"SIP/2.0 host", b"SIP/2.0/UDP", b"SIP/2.0/UDP host:99999", b"SIP/2.0/UDPhost"] {
+        for bad in [
+            &b"SIP/2.0/UDP 192.0.2.15;;"[..],
+            b"SIP/2.0 host",
+            b"SIP/2.0/UDP",
+            b"SIP/2.0/UDP host:99999",
+            b"SIP/2.0/UDPhost",
+        ] {
             assert!(Via::parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
     }
 
     #[test]
     fn name_addr_forms() {
-        let quoted = NameAddr::parse(b"\"J Rosenberg \\\\\\\"\"       <sip:jdrosen@example.com>\r\n  ;\r\n  tag = 98asjd8", &HeaderName::From).unwrap();
+        let quoted = NameAddr::parse(
+            b"\"J Rosenberg \\\\\\\"\"       <sip:jdrosen@example.com>\r\n  ;\r\n  tag = 98asjd8",
+            &HeaderName::From,
+        )
+        .unwrap();
         assert_eq!(quoted.tag(), Some(&b"98asjd8"[..]));
-        assert_eq!(quoted.display_name_unquoted().as_deref(), Some(&b"J Rosenberg \\\""[..]));
+        assert_eq!(
+            quoted.display_name_unquoted().as_deref(),
+            Some(&b"J Rosenberg \\\""[..])
+        );
         let bare = NameAddr::parse(b"sip:user@example.com;tag=1;x", &HeaderName::To).unwrap();
         assert!(!bare.angle_brackets);
         assert_eq!(bare.uri.raw, b"sip:user@example.com");
@@ -470,7 +544,11 @@ mod tests {
             b"\"Joe\" <sip:joe@example.org>;;;;",
             b"<sip:x@y",
         ] {
-            assert!(NameAddr::parse(bad, &HeaderName::To).is_err(), "{}", String::from_utf8_lossy(bad));
+            assert!(
+                NameAddr::parse(bad, &HeaderName::To).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 
@@ -492,10 +570,20 @@ mod tests {
         )
         .unwrap();
         assert!(credentials.is_digest());
-        assert_eq!(credentials.param(b"NONCE").as_deref(), Some(&b"dcd98b, 7102"[..]));
-        assert_eq!(credentials.param(b"algorithm").as_deref(), Some(&b"MD5"[..]));
+        assert_eq!(
+            credentials.param(b"NONCE").as_deref(),
+            Some(&b"dcd98b, 7102"[..])
+        );
+        assert_eq!(
+            credentials.param(b"algorithm").as_deref(),
+            Some(&b"MD5"[..])
+        );
         assert_eq!(credentials.params.len(), 8);
-        let unknown = Credentials::parse(b"NoOneKnowsThisScheme opaque-data=here", &HeaderName::Authorization).unwrap();
+        let unknown = Credentials::parse(
+            b"NoOneKnowsThisScheme opaque-data=here",
+            &HeaderName::Authorization,
+        )
+        .unwrap();
         assert_eq!(unknown.scheme, b"NoOneKnowsThisScheme");
         assert_eq!(unknown.param(b"opaque-data").as_deref(), Some(&b"here"[..]));
         let basic = Credentials::parse(b"Basic dXNlcjpwYXNz", &HeaderName::Authorization).unwrap();
@@ -505,7 +593,10 @@ mod tests {
 
     #[test]
     fn media_type_and_session_expires() {
-        let media = MediaType::parse(b"multipart/signed;protocol=\"application/pkcs7-signature\"; micalg=sha1").unwrap();
+        let media = MediaType::parse(
+            b"multipart/signed;protocol=\"application/pkcs7-signature\"; micalg=sha1",
+        )
+        .unwrap();
         assert!(media.is(b"MULTIPART", b"signed"));
         assert_eq!(media.params.get(b"micalg"), Some(Some(&b"sha1"[..])));
         assert!(MediaType::parse(b"application").is_err());

@@ -1,8 +1,9 @@
 //! The message: one `Bytes` buffer, an index of spans into it, and pending edits applied
 //! when the message is printed.
 
+use crate::header_name::OTHER_ID;
 use crate::headers::{CSeq, Contact, Credentials, MediaType, NameAddr, SessionExpires, Via};
-use crate::syntax::{ListSplit, is_lws, is_token, parse_u32, trim};
+use crate::syntax::{ListSplit, is_lws, is_token, is_token_byte, parse_u32, trim};
 use crate::uri::Uri;
 use crate::{HeaderName, Limits, Method, ParseError};
 use bytes::{BufMut, Bytes, BytesMut};
@@ -18,7 +19,10 @@ pub(crate) struct Span {
 
 impl Span {
     pub(crate) fn new(start: usize, end: usize) -> Span {
-        Span { start: start as u32, end: end as u32 }
+        Span {
+            start: start as u32,
+            end: end as u32,
+        }
     }
 
     fn range(self) -> std::ops::Range<usize> {
@@ -26,22 +30,26 @@ impl Span {
     }
 }
 
-/// A value that is either still in the received buffer or was set by an edit.
-#[derive(Debug, Clone)]
+/// Text that is either still in the received buffer or was set by an edit (an index into
+/// [`Message::owned`], which keeps the index entries small and `Copy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Value {
     Span(Span),
-    Owned(Bytes),
+    Owned(u32),
 }
 
-#[derive(Debug, Clone)]
+/// One header line in the index: 40 bytes, so the inline index of a typical message stays
+/// within a few cache lines and moves cheaply.
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct HeaderEntry {
-    pub(crate) name: HeaderName,
+    /// Interned name id ([`HeaderName::lookup_id`]).
+    pub(crate) id: u8,
+    /// The name as spelled on the wire (`v`, `MaX-fOrWaRdS`) or as given to an edit;
+    /// `None` prints the canonical name of `id`.
+    pub(crate) name: Option<Value>,
     /// The whole received line (name to line end, folded continuations included) while the
     /// header is untouched; `None` once edited, which makes it print from its parts.
     pub(crate) line: Option<Span>,
-    /// The name as spelled on the wire (`v`, `MaX-fOrWaRdS`), reused when an edited
-    /// original header is reprinted.
-    pub(crate) name_span: Option<Span>,
     pub(crate) value: Value,
 }
 
@@ -73,6 +81,8 @@ pub struct Message {
     start_line_edited: bool,
     headers: SmallVec<[HeaderEntry; INLINE_HEADERS]>,
     body: Value,
+    /// Bytes set by edits, referenced by [`Value::Owned`].
+    owned: Vec<Bytes>,
     /// First byte of the message (leading CRLFs skipped, RFC 3261 §7.5) and one past its
     /// last byte (end of the Content-Length body, RFC 4475 §3.1.1.8).
     message_span: Span,
@@ -91,7 +101,10 @@ impl Message {
     /// once by [`Message::validate`].
     pub fn parse_with_limits(datagram: Bytes, limits: &Limits) -> Result<Message, ParseError> {
         if datagram.len() > limits.max_message_size {
-            return Err(ParseError::MessageTooLarge { size: datagram.len(), limit: limits.max_message_size });
+            return Err(ParseError::MessageTooLarge {
+                size: datagram.len(),
+                limit: limits.max_message_size,
+            });
         }
         let bytes: &[u8] = &datagram;
         let mut position = 0;
@@ -111,9 +124,19 @@ impl Message {
         position = first_line_end + 1;
 
         let mut headers: SmallVec<[HeaderEntry; INLINE_HEADERS]> = SmallVec::new();
+        // One searcher over the rest of the buffer: cheaper than a fresh search per line.
+        let mut line_ends = memchr::memchr_iter(b'\n', &bytes[position..]);
+        let section_start = position;
         let body_start = loop {
-            let line_end = memchr::memchr(b'\n', &bytes[position..])
-                .map(|offset| position + offset)
+            if position == bytes.len() {
+                // The datagram ends right after a complete header line: RFC 4475 §3.1.2.15
+                // ships such a message, and a datagram cannot carry more, so the header
+                // section ends here with an empty body.
+                break position;
+            }
+            let line_end = line_ends
+                .next()
+                .map(|offset| section_start + offset)
                 .ok_or(ParseError::Unterminated)?;
             let line = strip_cr(&bytes[position..line_end]);
             if line.is_empty() {
@@ -125,7 +148,8 @@ impl Message {
                     .last_mut()
                     .ok_or(ParseError::MalformedHeaderLine { line: 1 })?;
                 let content_end = position + trim_end_wsp(line).len();
-                if let (Some(span), Value::Span(value)) = (&mut previous.line, &mut previous.value) {
+                if let (Some(span), Value::Span(value)) = (&mut previous.line, &mut previous.value)
+                {
                     span.end = (line_end + 1) as u32;
                     if content_end > position + leading_wsp(line) {
                         if value.start == value.end {
@@ -138,40 +162,58 @@ impl Message {
                 continue;
             }
             if headers.len() >= limits.max_headers {
-                return Err(ParseError::TooManyHeaders { limit: limits.max_headers });
+                return Err(ParseError::TooManyHeaders {
+                    limit: limits.max_headers,
+                });
             }
-            let colon = memchr::memchr(b':', line);
-            let name_end = colon.unwrap_or(line.len());
-            let name = trim_end_wsp(&line[..name_end]);
-            if name.len() > limits.max_header_name_len {
-                return Err(ParseError::HeaderNameTooLong { length: name.len(), limit: limits.max_header_name_len });
+            // field-name = token, then optional white space and the colon (RFC 3261 §7.3.1);
+            // one scan finds the end of the name and checks its characters.
+            let name_len = line
+                .iter()
+                .position(|&b| !is_token_byte(b))
+                .unwrap_or(line.len());
+            if name_len > limits.max_header_name_len {
+                return Err(ParseError::HeaderNameTooLong {
+                    length: name_len,
+                    limit: limits.max_header_name_len,
+                });
             }
-            let Some(colon) = colon else {
-                return Err(ParseError::MalformedHeaderLine { line: headers.len() + 1 });
-            };
-            if !is_token(name) {
-                return Err(ParseError::MalformedHeaderLine { line: headers.len() + 1 });
+            let colon = name_len + leading_wsp(&line[name_len..]);
+            if name_len == 0 || line.get(colon) != Some(&b':') {
+                return Err(ParseError::MalformedHeaderLine {
+                    line: headers.len() + 1,
+                });
             }
-            let header_name = HeaderName::from_shared(&datagram, name);
+            let id = HeaderName::lookup_id(&line[..name_len]);
             let value_start = position + colon + 1 + leading_wsp(&line[colon + 1..]);
             let value_end = (position + trim_end_wsp(line).len()).max(value_start);
             headers.push(HeaderEntry {
-                name: header_name,
+                id,
+                name: Some(Value::Span(Span::new(position, position + name_len))),
                 line: Some(Span::new(position, line_end + 1)),
-                name_span: Some(Span::new(position, position + name.len())),
                 value: Value::Span(Span::new(value_start, value_end)),
             });
             position = line_end + 1;
         };
         // Read after the loop so a folded Content-Length value is seen whole.
         let mut content_length: Option<u32> = None;
-        for entry in headers.iter().filter(|entry| entry.name == HeaderName::ContentLength) {
-            let Value::Span(span) = entry.value else { continue };
-            let length = parse_u32(&bytes[span.range()])
-                .ok_or_else(|| ParseError::header(HeaderName::ContentLength, "not a non-negative number"))?;
+        let content_length_id = HeaderName::ContentLength.id();
+        for entry in headers.iter().filter(|entry| entry.id == content_length_id) {
+            let Value::Span(span) = entry.value else {
+                continue;
+            };
+            let length = parse_u32(&bytes[span.range()]).ok_or_else(|| {
+                ParseError::header(HeaderName::ContentLength, "not a non-negative number")
+            })?;
             match content_length {
-                Some(previous) if previous != length => return Err(ParseError::ConflictingContentLength),
-                Some(_) => return Err(ParseError::DuplicateHeader { header: HeaderName::ContentLength }),
+                Some(previous) if previous != length => {
+                    return Err(ParseError::ConflictingContentLength);
+                }
+                Some(_) => {
+                    return Err(ParseError::DuplicateHeader {
+                        header: HeaderName::ContentLength,
+                    });
+                }
                 None => content_length = Some(length),
             }
         }
@@ -180,7 +222,10 @@ impl Message {
             Some(length) => {
                 let length = length as usize;
                 if length > available {
-                    return Err(ParseError::BodyTruncated { declared: length, available });
+                    return Err(ParseError::BodyTruncated {
+                        declared: length,
+                        available,
+                    });
                 }
                 body_start + length
             }
@@ -192,6 +237,7 @@ impl Message {
             start_line_edited: false,
             headers,
             body: Value::Span(Span::new(body_start, body_end)),
+            owned: Vec::new(),
             message_span: Span::new(message_start, body_end),
             edited: false,
             buffer: datagram,
@@ -211,16 +257,26 @@ impl Message {
                 other => other,
             })?;
             if uri.headers.is_some() {
-                return Err(ParseError::InvalidRequestUri { reason: "headers component in the Request-URI" });
+                return Err(ParseError::InvalidRequestUri {
+                    reason: "headers component in the Request-URI",
+                });
             }
         }
-        for header in [HeaderName::CallId, HeaderName::From, HeaderName::To, HeaderName::CSeq, HeaderName::MaxForwards] {
+        for header in [
+            HeaderName::CallId,
+            HeaderName::From,
+            HeaderName::To,
+            HeaderName::CSeq,
+            HeaderName::MaxForwards,
+        ] {
             if self.entries(&header).nth(1).is_some() {
                 return Err(ParseError::DuplicateHeader { header });
             }
         }
         if self.entries(&HeaderName::Via).next().is_none() {
-            return Err(ParseError::MissingHeader { header: HeaderName::Via });
+            return Err(ParseError::MissingHeader {
+                header: HeaderName::Via,
+            });
         }
         for via in self.vias() {
             via?;
@@ -292,20 +348,73 @@ impl Message {
         }
     }
 
-    fn value<'s>(&'s self, value: &'s Value) -> &'s [u8] {
-        match value {
+    fn value(&self, value: &Value) -> &[u8] {
+        match *value {
             Value::Span(span) => &self.buffer[span.range()],
-            Value::Owned(bytes) => bytes,
+            Value::Owned(index) => &self.owned[index as usize],
         }
     }
 
-    fn entries<'s>(&'s self, name: &'s HeaderName) -> impl Iterator<Item = &'s HeaderEntry> + 's {
-        self.headers.iter().filter(move |entry| entry.name == *name)
+    fn value_bytes(&self, value: &Value) -> Bytes {
+        match *value {
+            Value::Span(span) => self.buffer.slice(span.range()),
+            Value::Owned(index) => self.owned[index as usize].clone(),
+        }
+    }
+
+    fn own(&mut self, bytes: Bytes) -> Value {
+        self.owned.push(bytes);
+        Value::Owned((self.owned.len() - 1) as u32)
+    }
+
+    /// The name of `entry` as it prints: wire spelling if known, else canonical.
+    fn entry_name_bytes(&self, entry: &HeaderEntry) -> &[u8] {
+        match &entry.name {
+            Some(name) => self.value(name),
+            None => HeaderName::canonical_name(entry.id),
+        }
+    }
+
+    /// Whether `entry` is a header called `name` (whose id is `id`).
+    #[inline]
+    fn is_named(&self, entry: &HeaderEntry, id: u8, name: &HeaderName) -> bool {
+        entry.id == id
+            && (id != OTHER_ID
+                || self
+                    .entry_name_bytes(entry)
+                    .eq_ignore_ascii_case(name.as_bytes()))
+    }
+
+    fn entries<'s, 'n>(
+        &'s self,
+        name: &'n HeaderName,
+    ) -> impl Iterator<Item = &'s HeaderEntry> + use<'s, 'n> {
+        let id = name.id();
+        self.headers
+            .iter()
+            .filter(move |entry| self.is_named(entry, id, name))
+    }
+
+    fn position_of(&self, name: &HeaderName) -> Option<usize> {
+        let id = name.id();
+        self.headers
+            .iter()
+            .position(|entry| self.is_named(entry, id, name))
+    }
+
+    fn entry_name(&self, entry: &HeaderEntry) -> HeaderName {
+        match (HeaderName::from_id(entry.id), &entry.name) {
+            (Some(known), _) => known,
+            (None, Some(name)) => HeaderName::Other(self.value_bytes(name)),
+            (None, None) => HeaderName::Other(Bytes::new()),
+        }
     }
 
     /// Every header as `(name, value)`, in order, values as [`Message::header`] gives them.
-    pub fn headers(&self) -> impl Iterator<Item = (&HeaderName, &[u8])> {
-        self.headers.iter().map(|entry| (&entry.name, self.value(&entry.value)))
+    pub fn headers(&self) -> impl Iterator<Item = (HeaderName, &[u8])> {
+        self.headers
+            .iter()
+            .map(|entry| (self.entry_name(entry), self.value(&entry.value)))
     }
 
     /// Number of header lines.
@@ -316,7 +425,9 @@ impl Message {
     /// The first value of `name`: trimmed, line folding kept as received, the whole line
     /// even for list headers.
     pub fn header(&self, name: &HeaderName) -> Option<&[u8]> {
-        self.entries(name).next().map(|entry| self.value(&entry.value))
+        self.entries(name)
+            .next()
+            .map(|entry| self.value(&entry.value))
     }
 
     /// Whether a header called `name` is present.
@@ -327,22 +438,34 @@ impl Message {
     /// Every value of `name`, in order. For list headers ([`HeaderName::is_list`]) each
     /// line is split on the commas between elements (not inside quotes or `<>`) and empty
     /// elements are skipped.
-    pub fn header_values<'s>(&'s self, name: &HeaderName) -> impl Iterator<Item = &'s [u8]> + use<'s> {
-        self.list_elements(name.clone()).filter_map(|element| element.ok().filter(|e| !e.is_empty()))
+    pub fn header_values<'s>(
+        &'s self,
+        name: &HeaderName,
+    ) -> impl Iterator<Item = &'s [u8]> + use<'s> {
+        self.list_elements(name.clone())
+            .filter_map(|element| element.ok().filter(|e| !e.is_empty()))
     }
 
     /// Elements of every line of `name`, split when the header is a list. An empty
     /// element or an unterminated quote is an error naming the header.
-    fn list_elements<'s>(&'s self, name: HeaderName) -> impl Iterator<Item = Result<&'s [u8], ParseError>> + use<'s> {
+    fn list_elements<'s>(
+        &'s self,
+        name: HeaderName,
+    ) -> impl Iterator<Item = Result<&'s [u8], ParseError>> + use<'s> {
         let is_list = name.is_list();
         let error_name = name.clone();
+        let id = name.id();
         self.headers
             .iter()
-            .filter(move |entry| entry.name == name)
+            .filter(move |entry| self.is_named(entry, id, &name))
             .flat_map(move |entry| {
                 let value = self.value(&entry.value);
                 let name = error_name.clone();
-                let mut split = if is_list { Some(ListSplit::new(value)) } else { None };
+                let mut split = if is_list {
+                    Some(ListSplit::new(value))
+                } else {
+                    None
+                };
                 let mut whole = if is_list { None } else { Some(value) };
                 std::iter::from_fn(move || {
                     if let Some(value) = whole.take() {
@@ -351,20 +474,24 @@ impl Message {
                     match split.as_mut()?.next()? {
                         Ok([]) => Some(Err(ParseError::header(name.clone(), "empty list element"))),
                         Ok(element) => Some(Ok(element)),
-                        Err(()) => Some(Err(ParseError::header(name.clone(), "unterminated quoted string"))),
+                        Err(()) => Some(Err(ParseError::header(
+                            name.clone(),
+                            "unterminated quoted string",
+                        ))),
                     }
                 })
             })
     }
 
     fn required(&self, name: HeaderName) -> Result<&[u8], ParseError> {
-        self.header(&name).ok_or(ParseError::MissingHeader { header: name })
+        self.header(&name)
+            .ok_or(ParseError::MissingHeader { header: name })
     }
 
     /// Call-ID (RFC 3261 §20.8): `word [ "@" word ]`, returned as received.
     pub fn call_id(&self) -> Result<&[u8], ParseError> {
         let value = self.required(HeaderName::CallId)?;
-        if value.is_empty() || value.iter().any(|&b| is_lws(b) || b < 0x21 || b > 0x7e) {
+        if value.is_empty() || value.iter().any(|b| !(0x21..=0x7e).contains(b)) {
             return Err(ParseError::header(HeaderName::CallId, "not a word"));
         }
         Ok(value)
@@ -377,12 +504,15 @@ impl Message {
 
     /// Every Via value, top first, list elements split (RFC 3261 §20.42).
     pub fn vias(&self) -> impl Iterator<Item = Result<Via<'_>, ParseError>> {
-        self.list_elements(HeaderName::Via).map(|element| element.and_then(Via::parse))
+        self.list_elements(HeaderName::Via)
+            .map(|element| element.and_then(Via::parse))
     }
 
     /// The topmost Via value.
     pub fn top_via(&self) -> Result<Via<'_>, ParseError> {
-        self.vias().next().unwrap_or(Err(ParseError::MissingHeader { header: HeaderName::Via }))
+        self.vias().next().unwrap_or(Err(ParseError::MissingHeader {
+            header: HeaderName::Via,
+        }))
     }
 
     /// From (RFC 3261 §20.20).
@@ -397,10 +527,14 @@ impl Message {
 
     /// Every Contact value (RFC 3261 §20.10), `*` included.
     pub fn contacts(&self) -> impl Iterator<Item = Result<Contact<'_>, ParseError>> {
-        self.list_elements(HeaderName::Contact).map(|element| element.and_then(Contact::parse))
+        self.list_elements(HeaderName::Contact)
+            .map(|element| element.and_then(Contact::parse))
     }
 
-    fn name_addrs(&self, name: HeaderName) -> impl Iterator<Item = Result<NameAddr<'_>, ParseError>> {
+    fn name_addrs(
+        &self,
+        name: HeaderName,
+    ) -> impl Iterator<Item = Result<NameAddr<'_>, ParseError>> {
         let error_name = name.clone();
         self.list_elements(name)
             .map(move |element| element.and_then(|value| NameAddr::parse(value, &error_name)))
@@ -462,15 +596,22 @@ impl Message {
 
     /// Content-Type (RFC 3261 §20.15).
     pub fn content_type(&self) -> Result<Option<MediaType<'_>>, ParseError> {
-        self.header(&HeaderName::ContentType).map(MediaType::parse).transpose()
+        self.header(&HeaderName::ContentType)
+            .map(MediaType::parse)
+            .transpose()
     }
 
     /// Session-Expires (RFC 4028 §4).
     pub fn session_expires(&self) -> Result<Option<SessionExpires<'_>>, ParseError> {
-        self.header(&HeaderName::SessionExpires).map(SessionExpires::parse).transpose()
+        self.header(&HeaderName::SessionExpires)
+            .map(SessionExpires::parse)
+            .transpose()
     }
 
-    fn credentials(&self, name: HeaderName) -> impl Iterator<Item = Result<Credentials<'_>, ParseError>> {
+    fn credentials(
+        &self,
+        name: HeaderName,
+    ) -> impl Iterator<Item = Result<Credentials<'_>, ParseError>> {
         let error_name = name.clone();
         self.list_elements(name)
             .map(move |value| value.and_then(|value| Credentials::parse(value, &error_name)))
@@ -482,7 +623,9 @@ impl Message {
     }
 
     /// Every Proxy-Authorization value (RFC 3261 §20.28).
-    pub fn proxy_authorizations(&self) -> impl Iterator<Item = Result<Credentials<'_>, ParseError>> {
+    pub fn proxy_authorizations(
+        &self,
+    ) -> impl Iterator<Item = Result<Credentials<'_>, ParseError>> {
         self.credentials(HeaderName::ProxyAuthorization)
     }
 
@@ -513,10 +656,7 @@ impl Message {
 
     /// The body (exactly Content-Length bytes; bytes after it in the datagram are dropped).
     pub fn body(&self) -> Bytes {
-        match &self.body {
-            Value::Span(span) => self.buffer.slice(span.range()),
-            Value::Owned(bytes) => bytes.clone(),
-        }
+        self.value_bytes(&self.body)
     }
 
     /// The buffer the message was parsed from, exactly as received.
@@ -534,7 +674,8 @@ impl Message {
     /// Replaces the Request-URI (ignored on responses).
     pub fn set_request_uri(&mut self, new_uri: impl Into<Bytes>) {
         if let StartLine::Request { uri, .. } = &mut self.start_line {
-            *uri = Value::Owned(new_uri.into());
+            self.owned.push(new_uri.into());
+            *uri = Value::Owned((self.owned.len() - 1) as u32);
             self.start_line_edited = true;
             self.edited = true;
         }
@@ -542,7 +683,7 @@ impl Message {
 
     /// Adds a Via line on top of all others (RFC 3261 §16.6 step 8).
     pub fn push_via(&mut self, value: impl Into<Bytes>) {
-        let at = self.headers.iter().position(|entry| entry.name == HeaderName::Via).unwrap_or(0);
+        let at = self.position_of(&HeaderName::Via).unwrap_or(0);
         self.insert(at, HeaderName::Via, value.into());
     }
 
@@ -566,19 +707,36 @@ impl Message {
     /// Inserts a header before the first header called `name` (or appends it), so a new
     /// Record-Route lands on top of existing ones (RFC 3261 §16.6 step 4).
     pub fn add_header_before(&mut self, name: HeaderName, value: impl Into<Bytes>) {
-        let at = self.headers.iter().position(|entry| entry.name == name).unwrap_or(self.headers.len());
+        let at = self.position_of(&name).unwrap_or(self.headers.len());
         self.insert(at, name, value.into());
     }
 
     fn insert(&mut self, at: usize, name: HeaderName, value: Bytes) {
-        self.headers.insert(at, HeaderEntry { name, line: None, name_span: None, value: Value::Owned(value) });
+        let id = name.id();
+        let name = match name {
+            HeaderName::Other(bytes) => Some(self.own(bytes)),
+            _ => None,
+        };
+        let value = self.own(value);
+        self.headers.insert(
+            at,
+            HeaderEntry {
+                id,
+                name,
+                line: None,
+                value,
+            },
+        );
         self.edited = true;
     }
 
     /// Removes every header called `name`; returns how many lines went.
     pub fn remove_header(&mut self, name: &HeaderName) -> usize {
         let before = self.headers.len();
-        self.headers.retain(|entry| entry.name != *name);
+        let id = name.id();
+        let mut headers = std::mem::take(&mut self.headers);
+        headers.retain(|entry| !self.is_named(entry, id, name));
+        self.headers = headers;
         let removed = before - self.headers.len();
         if removed > 0 {
             self.edited = true;
@@ -589,7 +747,7 @@ impl Message {
     /// Replaces every header called `name` by one line with `value`, at the place of the
     /// first one (appended when absent).
     pub fn replace_header(&mut self, name: HeaderName, value: impl Into<Bytes>) {
-        let at = self.headers.iter().position(|entry| entry.name == name);
+        let at = self.position_of(&name);
         self.remove_header(&name);
         let at = at.unwrap_or(self.headers.len());
         self.insert(at, name, value.into());
@@ -598,22 +756,32 @@ impl Message {
     /// Removes the first value of `name`: the whole line when it holds one value, else the
     /// first list element (e.g. pop the top Route, RFC 3261 §16.4). `false` when absent.
     pub fn remove_first_value(&mut self, name: &HeaderName) -> bool {
-        let Some(index) = self.headers.iter().position(|entry| entry.name == *name) else {
+        let Some(index) = self.position_of(name) else {
             return false;
         };
         let value = self.value(&self.headers[index].value);
-        let split_at = if name.is_list() { first_list_separator(value) } else { None };
+        let split_at = if name.is_list() {
+            first_list_separator(value)
+        } else {
+            None
+        };
         let rest_offset = split_at.map(|comma| {
             let rest = &value[comma + 1..];
             comma + 1 + (rest.len() - trim_start_lws(rest).len())
         });
         match rest_offset {
             Some(offset) if offset < value.len() => {
-                let entry = &mut self.headers[index];
-                entry.value = match &entry.value {
-                    Value::Span(span) => Value::Span(Span::new(span.start as usize + offset, span.end as usize)),
-                    Value::Owned(bytes) => Value::Owned(bytes.slice(offset..)),
+                let rest = match self.headers[index].value {
+                    Value::Span(span) => {
+                        Value::Span(Span::new(span.start as usize + offset, span.end as usize))
+                    }
+                    Value::Owned(owned) => {
+                        let rest = self.owned[owned as usize].slice(offset..);
+                        self.own(rest)
+                    }
                 };
+                let entry = &mut self.headers[index];
+                entry.value = rest;
                 entry.line = None;
             }
             _ => {
@@ -628,7 +796,7 @@ impl Message {
     /// Content-Length line, or appended).
     pub fn set_body(&mut self, body: Bytes) {
         let length = Bytes::from(body.len().to_string());
-        self.body = Value::Owned(body);
+        self.body = self.own(body);
         self.replace_header(HeaderName::ContentLength, length);
     }
 
@@ -651,7 +819,7 @@ impl Message {
             .iter()
             .map(|entry| match (&entry.line, &entry.value) {
                 (Some(line), _) => line.range().len(),
-                (None, value) => self.value(value).len() + entry.name.as_bytes().len() + 4,
+                (None, value) => self.value(value).len() + self.entry_name_bytes(entry).len() + 4,
             })
             .sum();
         self.start_line_span.range().len() + 64 + headers + 2 + self.value(&self.body).len()
@@ -686,10 +854,7 @@ impl Message {
             match entry.line {
                 Some(line) => out.extend_from_slice(&self.buffer[line.range()]),
                 None => {
-                    match entry.name_span {
-                        Some(span) => out.extend_from_slice(&self.buffer[span.range()]),
-                        None => out.extend_from_slice(entry.name.as_bytes()),
-                    }
+                    out.extend_from_slice(self.entry_name_bytes(entry));
                     out.extend_from_slice(b": ");
                     out.extend_from_slice(self.value(&entry.value));
                     out.extend_from_slice(b"\r\n");
@@ -714,6 +879,7 @@ impl Message {
             start_line_edited: false,
             headers,
             body: Value::Span(body),
+            owned: Vec::new(),
             message_span: Span::new(0, buffer.len()),
             edited: false,
             buffer,
@@ -755,7 +921,10 @@ fn strip_cr(line: &[u8]) -> &[u8] {
 }
 
 fn leading_wsp(bytes: &[u8]) -> usize {
-    bytes.iter().take_while(|&&b| b == b' ' || b == b'\t').count()
+    bytes
+        .iter()
+        .take_while(|&&b| b == b' ' || b == b'\t')
+        .count()
 }
 
 fn trim_end_wsp(mut bytes: &[u8]) -> &[u8] {
@@ -781,29 +950,33 @@ fn trim_start_lws(mut bytes: &[u8]) -> &[u8] {
 fn parse_start_line(buffer: &Bytes, line: &[u8], offset: usize) -> Result<StartLine, ParseError> {
     let malformed = |reason| ParseError::MalformedStartLine { reason };
     if line.len() >= 4 && line[..4].eq_ignore_ascii_case(b"SIP/") {
-        let first_space = memchr::memchr(b' ', line).ok_or(malformed("no status code"))?;
+        let first_space =
+            crate::syntax::find_byte(b' ', line).ok_or(malformed("no status code"))?;
         check_version(&line[..first_space])?;
         let rest = &line[first_space + 1..];
-        let code_end = memchr::memchr(b' ', rest).ok_or(ParseError::InvalidStatusCode)?;
+        // A status line without the SP before an empty reason is tolerated (robustness).
+        let code_end = crate::syntax::find_byte(b' ', rest).unwrap_or(rest.len());
         let code = &rest[..code_end];
         if code.len() != 3 || !code.iter().all(u8::is_ascii_digit) {
             return Err(ParseError::InvalidStatusCode);
         }
-        let status = u16::from(code[0] - b'0') * 100 + u16::from(code[1] - b'0') * 10 + u16::from(code[2] - b'0');
+        let status = u16::from(code[0] - b'0') * 100
+            + u16::from(code[1] - b'0') * 10
+            + u16::from(code[2] - b'0');
         if !(100..=699).contains(&status) {
             return Err(ParseError::InvalidStatusCode);
         }
-        let reason = &rest[code_end + 1..];
+        let reason = rest.get(code_end + 1..).unwrap_or_default();
         if reason.iter().any(|&b| b == b'\r' || b == b'\n') {
             return Err(malformed("control character in the reason phrase"));
         }
-        let reason_start = offset + first_space + 1 + code_end + 1;
+        let reason_start = (offset + first_space + 1 + code_end + 1).min(offset + line.len());
         return Ok(StartLine::Response {
             status,
             reason: Value::Span(Span::new(reason_start, reason_start + reason.len())),
         });
     }
-    let first_space = memchr::memchr(b' ', line).ok_or(malformed("no Request-URI"))?;
+    let first_space = crate::syntax::find_byte(b' ', line).ok_or(malformed("no Request-URI"))?;
     let last_space = memchr::memrchr(b' ', line).unwrap_or(first_space);
     let method = &line[..first_space];
     if !is_token(method) {
@@ -822,7 +995,9 @@ fn parse_start_line(buffer: &Bytes, line: &[u8], offset: usize) -> Result<StartL
     }
     check_version(version)?;
     if uri[0] == b'<' {
-        return Err(ParseError::InvalidRequestUri { reason: "Request-URI enclosed in <>" });
+        return Err(ParseError::InvalidRequestUri {
+            reason: "Request-URI enclosed in <>",
+        });
     }
     let uri_start = offset + first_space + 1;
     Ok(StartLine::Request {
@@ -835,16 +1010,205 @@ fn parse_start_line(buffer: &Bytes, line: &[u8], offset: usize) -> Result<StartL
 /// (RFC 3261 §7.1), other versions get 505.
 fn check_version(version: &[u8]) -> Result<(), ParseError> {
     if version.len() < 4 || !version[..4].eq_ignore_ascii_case(b"SIP/") {
-        return Err(ParseError::MalformedStartLine { reason: "bad SIP-Version" });
+        return Err(ParseError::MalformedStartLine {
+            reason: "bad SIP-Version",
+        });
     }
     let number = &version[4..];
-    let dot = memchr::memchr(b'.', number).ok_or(ParseError::MalformedStartLine { reason: "bad SIP-Version" })?;
+    let dot = crate::syntax::find_byte(b'.', number).ok_or(ParseError::MalformedStartLine {
+        reason: "bad SIP-Version",
+    })?;
     let (major, minor) = (&number[..dot], &number[dot + 1..]);
     if major.is_empty() || minor.is_empty() || !major.iter().chain(minor).all(u8::is_ascii_digit) {
-        return Err(ParseError::MalformedStartLine { reason: "bad SIP-Version" });
+        return Err(ParseError::MalformedStartLine {
+            reason: "bad SIP-Version",
+        });
     }
     if number != b"2.0" {
         return Err(ParseError::UnsupportedVersion);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn start(line: &[u8]) -> Result<StartLine, ParseError> {
+        let buffer = Bytes::copy_from_slice(line);
+        parse_start_line(&buffer, &buffer, 0)
+    }
+
+    #[test]
+    fn request_lines() {
+        assert!(matches!(
+            start(b"INVITE sip:a@b SIP/2.0"),
+            Ok(StartLine::Request {
+                method: Method::Invite,
+                ..
+            })
+        ));
+        assert!(matches!(
+            start(b"INVITE sip:a@b sip/2.0"),
+            Ok(StartLine::Request { .. })
+        ));
+        assert!(matches!(
+            start(b"invite sip:a@b SIP/2.0"),
+            Ok(StartLine::Request {
+                method: Method::Extension(_),
+                ..
+            })
+        ));
+        assert_eq!(
+            start(b"OPTIONS sip:a@b SIP/7.0").unwrap_err(),
+            ParseError::UnsupportedVersion
+        );
+        assert_eq!(
+            start(b"OPTIONS sip:a@b SIP/2.1").unwrap_err(),
+            ParseError::UnsupportedVersion
+        );
+        for bad in [
+            &b"INVITE  sip:a@b SIP/2.0"[..],
+            b"INVITE sip:a@b SIP/2.0 ",
+            b"INVITE sip:a@b",
+            b"INVITE",
+            b"INV(TE sip:a@b SIP/2.0",
+            b"INVITE sip:a@b HTTP/1.1",
+            b"INVITE sip:a@b SIP/2",
+        ] {
+            assert!(
+                matches!(start(bad), Err(ParseError::MalformedStartLine { .. })),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        assert!(matches!(
+            start(b"INVITE <sip:a@b> SIP/2.0"),
+            Err(ParseError::InvalidRequestUri { .. })
+        ));
+    }
+
+    #[test]
+    fn status_lines() {
+        assert!(matches!(
+            start(b"SIP/2.0 200 OK"),
+            Ok(StartLine::Response { status: 200, .. })
+        ));
+        assert!(matches!(
+            start(b"SIP/2.0 100 "),
+            Ok(StartLine::Response { status: 100, .. })
+        ));
+        assert!(matches!(
+            start(b"SIP/2.0 180"),
+            Ok(StartLine::Response { status: 180, .. })
+        ));
+        assert_eq!(
+            start(b"SIP/3.0 200 OK").unwrap_err(),
+            ParseError::UnsupportedVersion
+        );
+        for bad in [
+            &b"SIP/2.0 4294967301 x"[..],
+            b"SIP/2.0 099 x",
+            b"SIP/2.0 700 x",
+            b"SIP/2.0 20 x",
+            b"SIP/2.0 2a0 x",
+            b"SIP/2.0  200 OK",
+        ] {
+            assert_eq!(
+                start(bad).unwrap_err(),
+                ParseError::InvalidStatusCode,
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn folded_header_values_keep_their_line_breaks() {
+        let message = Message::parse(Bytes::from_static(
+            b"OPTIONS sip:a@b SIP/2.0\r\nSubject:\r\n  first\r\n\tsecond  \r\nl: 0\r\n\r\n",
+        ))
+        .unwrap();
+        assert_eq!(
+            message.header(&HeaderName::Subject),
+            Some(&b"first\r\n\tsecond"[..])
+        );
+        assert_eq!(message.content_length().unwrap(), Some(0));
+    }
+
+    #[test]
+    fn folding_before_any_header_is_an_error() {
+        let error = Message::parse(Bytes::from_static(
+            b"OPTIONS sip:a@b SIP/2.0\r\n folded\r\n\r\n",
+        ))
+        .unwrap_err();
+        assert_eq!(error, ParseError::MalformedHeaderLine { line: 1 });
+    }
+
+    #[test]
+    fn header_lines_need_a_token_and_a_colon() {
+        for bad in [
+            &b"OPTIONS sip:a@b SIP/2.0\r\nNo colon here\r\n\r\n"[..],
+            b"OPTIONS sip:a@b SIP/2.0\r\n: empty name\r\n\r\n",
+            b"OPTIONS sip:a@b SIP/2.0\r\nBad(name): x\r\n\r\n",
+        ] {
+            assert!(matches!(
+                Message::parse(Bytes::from_static(bad)),
+                Err(ParseError::MalformedHeaderLine { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn leading_crlf_is_skipped_and_not_printed() {
+        let message = Message::parse(Bytes::from_static(
+            b"\r\n\r\nOPTIONS sip:a@b SIP/2.0\r\nl: 0\r\n\r\n",
+        ))
+        .unwrap();
+        assert_eq!(
+            &message.to_bytes()[..],
+            b"OPTIONS sip:a@b SIP/2.0\r\nl: 0\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn bare_lf_line_ends_are_tolerated() {
+        let message = Message::parse(Bytes::from_static(
+            b"OPTIONS sip:a@b SIP/2.0\nCall-ID: x\nl: 2\n\nab",
+        ))
+        .unwrap();
+        assert_eq!(message.call_id().unwrap(), b"x");
+        assert_eq!(message.body(), Bytes::from_static(b"ab"));
+    }
+
+    #[test]
+    fn missing_content_length_takes_the_rest_of_the_datagram() {
+        let message = Message::parse(Bytes::from_static(
+            b"OPTIONS sip:a@b SIP/2.0\r\nCall-ID: x\r\n\r\nrest",
+        ))
+        .unwrap();
+        assert_eq!(message.body(), Bytes::from_static(b"rest"));
+        assert_eq!(message.content_length().unwrap(), None);
+    }
+
+    #[test]
+    fn error_status_codes() {
+        assert_eq!(ParseError::UnsupportedVersion.status_code(), 505);
+        assert_eq!(
+            ParseError::MessageTooLarge {
+                size: 70000,
+                limit: 65535
+            }
+            .status_code(),
+            513
+        );
+        assert_eq!(ParseError::UnsupportedUriScheme.status_code(), 416);
+        let missing = ParseError::MissingHeader {
+            header: HeaderName::CallId,
+        };
+        assert_eq!(
+            (missing.status_code(), missing.reason_phrase().as_str()),
+            (400, "Bad Request - missing Call-ID header")
+        );
+    }
 }

@@ -2,7 +2,7 @@
 //! (`generic-param`, RFC 3261 §25.1). Values are handed out raw: never percent-decoded,
 //! quoted strings keep their quotes, so comparisons see the bytes as received.
 
-use crate::syntax::{is_lws, quoted_string_end, trim};
+use crate::syntax::{is_lws, is_token_byte, quoted_string_end, skip_lws, trim};
 
 /// A borrowed parameter list. `raw` starts just after the first `;` and runs to the end of
 /// the parameter section.
@@ -69,7 +69,11 @@ impl<'a> Iterator for ParamIter<'a> {
             }
             let end = param_end(self.rest);
             let element = &self.rest[..end];
-            self.rest = if end < self.rest.len() { &self.rest[end + 1..] } else { &[] };
+            self.rest = if end < self.rest.len() {
+                &self.rest[end + 1..]
+            } else {
+                &[]
+            };
             let element = trim(element);
             if element.is_empty() {
                 continue;
@@ -93,7 +97,7 @@ fn param_end(bytes: &[u8]) -> usize {
 }
 
 fn split_param(element: &[u8]) -> (&[u8], Option<&[u8]>) {
-    match memchr::memchr(b'=', element) {
+    match crate::syntax::find_byte(b'=', element) {
         Some(eq) => (trim(&element[..eq]), Some(trim(&element[eq + 1..]))),
         None => (element, None),
     }
@@ -103,47 +107,49 @@ fn split_param(element: &[u8]) -> (&[u8], Option<&[u8]>) {
 /// element has a token name and a token / host / quoted-string value. Empty elements
 /// (`;;`) are errors (RFC 4475 §3.1.2.1).
 pub(crate) fn validate_header_params(raw: &[u8]) -> Result<(), &'static str> {
-    let mut rest = raw;
+    // One pass: name token, optional `= value`, then `;` or the end, LWS allowed around
+    // each separator (SEMI and EQUAL are SWS-delimited, RFC 3261 §25.1).
+    let mut index = skip_lws(raw, 0);
     loop {
-        let end = param_end(rest);
-        let element = trim(&rest[..end]);
-        if element.is_empty() {
-            return Err("empty parameter");
+        let name_start = index;
+        while index < raw.len() && is_token_byte(raw[index]) {
+            index += 1;
         }
-        let (name, value) = split_param(element);
-        if !crate::syntax::is_token(name) {
-            return Err("parameter name is not a token");
+        if index == name_start {
+            return Err(if index == raw.len() || raw[index] == b';' {
+                "empty parameter"
+            } else {
+                "parameter name is not a token"
+            });
         }
-        if let Some(value) = value {
-            validate_gen_value(value)?;
+        index = skip_lws(raw, index);
+        if raw.get(index) == Some(&b'=') {
+            index = skip_lws(raw, index + 1);
+            match raw.get(index) {
+                Some(b'"') => {
+                    index = quoted_string_end(raw, index).ok_or("malformed quoted parameter value")?;
+                }
+                Some(_) => {
+                    let value_start = index;
+                    // gen-value = token / host; host covers IPv6 references, and bare IPv6
+                    // is tolerated in `received` (RFC 5118 §4.5).
+                    while index < raw.len() && (is_token_byte(raw[index]) || matches!(raw[index], b':' | b'[' | b']')) {
+                        index += 1;
+                    }
+                    if index == value_start {
+                        return Err("invalid character in a parameter value");
+                    }
+                }
+                None => return Err("empty parameter value"),
+            }
+            index = skip_lws(raw, index);
         }
-        if end >= rest.len() {
-            return Ok(());
+        match raw.get(index) {
+            None => return Ok(()),
+            Some(b';') => index = skip_lws(raw, index + 1),
+            Some(byte) if is_lws(*byte) => return Err("white space inside a parameter value"),
+            Some(_) => return Err("invalid character in a parameter value"),
         }
-        rest = &rest[end + 1..];
-    }
-}
-
-/// `gen-value = token / host / quoted-string`; host includes IPv6 references, and bare
-/// IPv6 with colons is tolerated in `received` (RFC 5118 §4.5).
-fn validate_gen_value(value: &[u8]) -> Result<(), &'static str> {
-    if value.first() == Some(&b'"') {
-        return match quoted_string_end(value, 0) {
-            Some(end) if end == value.len() => Ok(()),
-            _ => Err("malformed quoted parameter value"),
-        };
-    }
-    if value.is_empty() {
-        return Err("empty parameter value");
-    }
-    if value.iter().all(|&b| {
-        crate::syntax::is_token_byte(b) || matches!(b, b':' | b'[' | b']')
-    }) {
-        Ok(())
-    } else if value.iter().any(|&b| is_lws(b)) {
-        Err("white space inside a parameter value")
-    } else {
-        Err("invalid character in a parameter value")
     }
 }
 
@@ -176,5 +182,10 @@ mod tests {
         assert!(validate_header_params(b"a;;b").is_err());
         assert!(validate_header_params(b"received=2001:db8::9:255;branch=z").is_ok());
         assert!(validate_header_params(b"x=\"unterminated").is_err());
+        assert!(validate_header_params(b" tag = 1 ;\r\n lr ; q=\"a;b\"").is_ok());
+        assert!(validate_header_params(b"tag=a b").is_err());
+        assert!(validate_header_params(b"tag=").is_err());
+        assert!(validate_header_params(b"").is_err());
+        assert!(validate_header_params(b"a=<b>").is_err());
     }
 }

@@ -78,11 +78,18 @@ fn invalid(reason: &'static str) -> ParseError {
 /// `unreserved` (RFC 3261 §25.1): alphanum / mark.
 fn is_unreserved(byte: u8) -> bool {
     byte.is_ascii_alphanumeric()
-        || matches!(byte, b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')')
+        || matches!(
+            byte,
+            b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')'
+        )
 }
 
 fn is_user_byte(byte: u8) -> bool {
-    is_unreserved(byte) || matches!(byte, b'%' | b'&' | b'=' | b'+' | b'$' | b',' | b';' | b'?' | b'/')
+    is_unreserved(byte)
+        || matches!(
+            byte,
+            b'%' | b'&' | b'=' | b'+' | b'$' | b',' | b';' | b'?' | b'/'
+        )
 }
 
 fn is_password_byte(byte: u8) -> bool {
@@ -94,13 +101,17 @@ fn is_param_byte(byte: u8) -> bool {
 }
 
 fn is_header_byte(byte: u8) -> bool {
-    is_unreserved(byte) || matches!(byte, b'%' | b'[' | b']' | b'/' | b'?' | b':' | b'+' | b'$' | b'=' | b'&')
+    is_unreserved(byte)
+        || matches!(
+            byte,
+            b'%' | b'[' | b']' | b'/' | b'?' | b':' | b'+' | b'$' | b'=' | b'&'
+        )
 }
 
 /// Checks that every `%` starts a `%HEX HEX` escape.
 fn escapes_well_formed(bytes: &[u8]) -> bool {
     let mut index = 0;
-    while let Some(found) = memchr::memchr(b'%', &bytes[index..]) {
+    while let Some(found) = crate::syntax::find_byte(b'%', &bytes[index..]) {
         let at = index + found;
         match bytes.get(at + 1..at + 3) {
             Some([high, low]) if high.is_ascii_hexdigit() && low.is_ascii_hexdigit() => {
@@ -117,7 +128,7 @@ impl<'a> Uri<'a> {
     /// §25.1, tel URIs against RFC 3966 loosely (number and parameters); other schemes only
     /// need a scheme and a non-empty part without white space.
     pub fn parse(raw: &'a [u8]) -> Result<Uri<'a>, ParseError> {
-        let colon = memchr::memchr(b':', raw).ok_or(invalid("no scheme"))?;
+        let colon = crate::syntax::find_byte(b':', raw).ok_or(invalid("no scheme"))?;
         let scheme_bytes = &raw[..colon];
         let scheme_ok = scheme_bytes.first().is_some_and(u8::is_ascii_alphabetic)
             && scheme_bytes
@@ -130,7 +141,10 @@ impl<'a> Uri<'a> {
         if rest.is_empty() {
             return Err(invalid("nothing after the scheme"));
         }
-        if rest.iter().any(|&b| b <= b' ' || b == 0x7f || b == b'<' || b == b'>' || b == b'"') {
+        if rest
+            .iter()
+            .any(|&b| b <= b' ' || b == 0x7f || b == b'<' || b == b'>' || b == b'"')
+        {
             return Err(invalid("white space or delimiter inside the URI"));
         }
         if scheme_bytes.eq_ignore_ascii_case(b"sip") {
@@ -159,10 +173,10 @@ impl<'a> Uri<'a> {
             return Err(invalid("bad % escape"));
         }
         // '@' is legal only as the userinfo terminator: no other SIP URI part allows it.
-        let (user, password, hostport_and_more) = match memchr::memchr(b'@', rest) {
+        let (user, password, hostport_and_more) = match crate::syntax::find_byte(b'@', rest) {
             Some(at) => {
                 let userinfo = &rest[..at];
-                let (user, password) = match memchr::memchr(b':', userinfo) {
+                let (user, password) = match crate::syntax::find_byte(b':', userinfo) {
                     Some(c) => (&userinfo[..c], Some(&userinfo[c + 1..])),
                     None => (userinfo, None),
                 };
@@ -189,7 +203,7 @@ impl<'a> Uri<'a> {
         let mut params = Params::default();
         let mut headers = None;
         if let [b';', more @ ..] = tail {
-            let end = memchr::memchr(b'?', more).unwrap_or(more.len());
+            let end = crate::syntax::find_byte(b'?', more).unwrap_or(more.len());
             let section = &more[..end];
             for element in section.split(|&b| b == b';') {
                 let name = element.split(|&b| b == b'=').next().unwrap_or_default();
@@ -210,11 +224,21 @@ impl<'a> Uri<'a> {
         if !tail.is_empty() {
             return Err(invalid("unexpected characters after the host"));
         }
-        Ok(Uri { raw, scheme, user, password, host, port, params, headers, opaque: rest })
+        Ok(Uri {
+            raw,
+            scheme,
+            user,
+            password,
+            host,
+            port,
+            params,
+            headers,
+            opaque: rest,
+        })
     }
 
     fn parse_tel(raw: &'a [u8], rest: &'a [u8]) -> Result<Uri<'a>, ParseError> {
-        let end = memchr::memchr(b';', rest).unwrap_or(rest.len());
+        let end = crate::syntax::find_byte(b';', rest).unwrap_or(rest.len());
         let number = &rest[..end];
         let number_ok = !number.is_empty()
             && number.iter().all(|&b| {
@@ -223,7 +247,11 @@ impl<'a> Uri<'a> {
         if !number_ok {
             return Err(invalid("bad telephone number"));
         }
-        let params = if end < rest.len() { Params::new(&rest[end + 1..]) } else { Params::default() };
+        let params = if end < rest.len() {
+            Params::new(&rest[end + 1..])
+        } else {
+            Params::default()
+        };
         Ok(Uri {
             raw,
             scheme: Scheme::Tel,
@@ -283,11 +311,8 @@ impl<'a> Uri<'a> {
         }
         for (name, value) in self.params.iter() {
             match other.params.get_unescaped(name) {
-                Some(other_value) => {
-                    if !optional_unescaped_eq(value, other_value) {
-                        return false;
-                    }
-                }
+                Some(other_value) if !optional_unescaped_eq(value, other_value) => return false,
+                Some(_) => {}
                 None if is_significant_uri_param(name) => return false,
                 None => {}
             }
@@ -377,7 +402,11 @@ pub(crate) fn unescaped_eq(a: &[u8], b: &[u8], ignore_case: bool) -> bool {
         match (left.next(), right.next()) {
             (None, None) => return true,
             (Some(x), Some(y)) => {
-                let same = if ignore_case { x.eq_ignore_ascii_case(&y) } else { x == y };
+                let same = if ignore_case {
+                    x.eq_ignore_ascii_case(&y)
+                } else {
+                    x == y
+                };
                 if !same {
                     return false;
                 }
@@ -437,11 +466,14 @@ fn parse_port(digits: &[u8]) -> Option<u16> {
 /// IPv6reference); returns it and the bytes after it.
 pub(crate) fn parse_host(bytes: &[u8]) -> Result<(Host<'_>, &[u8]), ParseError> {
     if let [b'[', more @ ..] = bytes {
-        let close = memchr::memchr(b']', more).ok_or(invalid("unterminated IPv6 reference"))?;
+        let close =
+            crate::syntax::find_byte(b']', more).ok_or(invalid("unterminated IPv6 reference"))?;
         let address = &more[..close];
         let valid = address.len() >= 2
             && address.contains(&b':')
-            && address.iter().all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.');
+            && address
+                .iter()
+                .all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.');
         if !valid {
             return Err(invalid("bad IPv6 reference"));
         }
@@ -455,7 +487,11 @@ pub(crate) fn parse_host(bytes: &[u8]) -> Result<(Host<'_>, &[u8]), ParseError> 
     if host.is_empty() {
         return Err(invalid("empty host"));
     }
-    let host = if is_ipv4(host) { Host::Ipv4(host) } else { Host::Domain(host) };
+    let host = if is_ipv4(host) {
+        Host::Ipv4(host)
+    } else {
+        Host::Domain(host)
+    };
     Ok((host, &bytes[end..]))
 }
 
@@ -482,7 +518,10 @@ mod tests {
     #[test]
     fn rfc3261_equal_uris() {
         let groups: &[&[&str]] = &[
-            &["sip:%61lice@atlanta.com;transport=TCP", "sip:alice@AtLanTa.CoM;Transport=tcp"],
+            &[
+                "sip:%61lice@atlanta.com;transport=TCP",
+                "sip:alice@AtLanTa.CoM;Transport=tcp",
+            ],
             &[
                 "sip:carol@chicago.com",
                 "sip:carol@chicago.com;newparam=5",
@@ -510,11 +549,20 @@ mod tests {
     #[test]
     fn rfc3261_unequal_uris() {
         let pairs = [
-            ("SIP:ALICE@AtLanTa.CoM;Transport=udp", "sip:alice@AtLanTa.CoM;Transport=UDP"),
+            (
+                "SIP:ALICE@AtLanTa.CoM;Transport=udp",
+                "sip:alice@AtLanTa.CoM;Transport=UDP",
+            ),
             ("sip:bob@biloxi.com", "sip:bob@biloxi.com:5060"),
             ("sip:bob@biloxi.com", "sip:bob@biloxi.com;transport=udp"),
-            ("sip:bob@biloxi.com", "sip:bob@biloxi.com:6000;transport=tcp"),
-            ("sip:carol@chicago.com", "sip:carol@chicago.com?Subject=next%20meeting"),
+            (
+                "sip:bob@biloxi.com",
+                "sip:bob@biloxi.com:6000;transport=tcp",
+            ),
+            (
+                "sip:carol@chicago.com",
+                "sip:carol@chicago.com?Subject=next%20meeting",
+            ),
             ("sip:bob@phone21.boxesbybob.example", "sip:bob@192.0.2.4"),
         ];
         for (a, b) in pairs {
@@ -561,7 +609,10 @@ mod tests {
             "1sip:x",
             "nocolon",
         ] {
-            assert!(Uri::parse(bad.as_bytes()).is_err(), "{bad} must be rejected");
+            assert!(
+                Uri::parse(bad.as_bytes()).is_err(),
+                "{bad} must be rejected"
+            );
         }
     }
 

@@ -2,13 +2,15 @@
 
 use std::time::Duration;
 
+use sip_message::Limits;
+
 /// Limits and socket options shared by all transports.
 #[derive(Debug, Clone)]
 pub struct TransportConfig {
-    /// Largest message accepted, header section and body together. A stream whose header
-    /// section grows past this without an empty line is closed; so is one announcing a larger
-    /// body. Default 64 KiB.
-    pub max_message_size: usize,
+    /// Parser bounds. `max_message_size` (default 64 KiB - 1) caps a datagram and a stream
+    /// message; a stream whose header section passes `max_header_section_size` without an empty
+    /// line is closed, so a connection never buffers more than that plus one read.
+    pub limits: Limits,
     /// A connection with no traffic in either direction for this long is closed. Default 120 s.
     pub idle_timeout: Duration,
     /// Limit for opening an outbound TCP connection. Default 10 s.
@@ -30,7 +32,7 @@ pub struct TransportConfig {
 impl Default for TransportConfig {
     fn default() -> Self {
         TransportConfig {
-            max_message_size: 64 * 1024,
+            limits: Limits::default(),
             idle_timeout: Duration::from_secs(120),
             connect_timeout: Duration::from_secs(10),
             tls_handshake_timeout: Duration::from_secs(10),

@@ -1,18 +1,17 @@
 //! What the transports report to their owner.
 
-use bytes::Bytes;
+use sip_message::{Message, ParseError};
 
 use crate::flow::Flow;
-use crate::framing::FramingError;
 
-/// One complete SIP message as received: framed, its body cut to `Content-Length`, not yet
-/// parsed.
+/// One SIP message as received: framed, parsed and validated (`Message::validate`), so the
+/// headers a transaction needs are known to be there.
 #[derive(Debug, Clone)]
 pub struct ReceivedMessage {
     /// How it came in; hand this to [`Destination::Flow`](crate::Destination::Flow) to answer on
     /// the same connection.
     pub flow: Flow,
-    pub bytes: Bytes,
+    pub message: Message,
 }
 
 /// Why a connection ended.
@@ -22,8 +21,9 @@ pub enum CloseReason {
     PeerClosed,
     /// No traffic for the configured idle time.
     IdleTimeout,
-    /// The peer sent bytes that cannot be cut into messages (RFC 4475 §3.1.2: close the stream).
-    Framing(FramingError),
+    /// The peer sent a message that could not be framed or parsed; after that nothing on the
+    /// stream can be trusted to start at a message boundary (RFC 4475 §3.1.2).
+    Malformed(ParseError),
     /// The owner asked for it (e.g. after a malformed message).
     Requested,
     /// Reading or writing failed.
@@ -33,12 +33,14 @@ pub enum CloseReason {
 /// Everything the transports deliver, in the order it happened per socket or connection.
 #[derive(Debug, Clone)]
 pub enum TransportEvent {
-    Message(ReceivedMessage),
-    /// Bytes were refused before parsing. When `answered` is true a stateless error response
-    /// (status and reason from `error`) went back to the sender.
+    /// Boxed: a parsed message is large and the other events are small.
+    Message(Box<ReceivedMessage>),
+    /// Bytes that are not a valid message. When `answered` is true a stateless error response
+    /// (status and reason from `error`) went back to the sender; on streams the connection is
+    /// closed next.
     Rejected {
         flow: Flow,
-        error: FramingError,
+        error: ParseError,
         answered: bool,
     },
     /// A TCP or TLS connection was closed and removed from the connection table.

@@ -52,12 +52,11 @@ impl TlsIdentity {
         if certificate_chain.is_empty() {
             return Err(CertificateError::NoCertificate(certificate.to_path_buf()));
         }
-        let private_key = PrivateKeyDer::from_pem_file(key).map_err(|error| {
-            CertificateError::InvalidKey {
+        let private_key =
+            PrivateKeyDer::from_pem_file(key).map_err(|error| CertificateError::InvalidKey {
                 path: key.to_path_buf(),
                 reason: error.to_string(),
-            }
-        })?;
+            })?;
         Ok(TlsIdentity {
             certificate_chain,
             private_key,
@@ -86,8 +85,11 @@ impl TlsIdentity {
         // The key goes first and through a temporary name, so a crash never leaves a
         // certificate without its key, and the key is never readable by others, not even briefly.
         let key_temporary = directory.join(format!("{GENERATED_KEY_FILE}.tmp"));
-        write_private(&key_temporary, generated.signing_key.serialize_pem().as_bytes())
-            .map_err(io_error(&key_temporary))?;
+        write_private(
+            &key_temporary,
+            generated.signing_key.serialize_pem().as_bytes(),
+        )
+        .map_err(io_error(&key_temporary))?;
         fs::rename(&key_temporary, &key_path).map_err(io_error(&key_path))?;
         fs::write(&certificate_path, generated.cert.pem()).map_err(io_error(&certificate_path))?;
         let identity = TlsIdentity {

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use rustls::pki_types::ServerName;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -15,11 +15,13 @@ use tokio::task::AbortHandle;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use crate::config::TransportConfig;
+use crate::connection::parse;
 use crate::connection::{ConnectionCommand, ConnectionEntry, ConnectionTable, run_connection};
 use crate::error::SendError;
 use crate::event::{ReceivedMessage, TransportEvent};
 use crate::flow::{ConnectionId, Destination, Flow, TransportProtocol};
-use crate::framing::{check_datagram, stateless_error_response};
+use crate::stateless::stateless_error_response;
+use sip_message::ParseError;
 
 /// Largest UDP payload (RFC 768 length field); every datagram fits in a buffer this size.
 const MAX_DATAGRAM: usize = 65_535;
@@ -60,12 +62,18 @@ impl Shared {
     }
 
     /// Enters a connection in the table and starts its task.
-    fn start_connection<S>(self: &Arc<Self>, stream: S, flow: Flow) -> mpsc::Sender<ConnectionCommand>
+    fn start_connection<S>(
+        self: &Arc<Self>,
+        stream: S,
+        id: ConnectionId,
+        flow: Flow,
+    ) -> mpsc::Sender<ConnectionCommand>
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let (sender, receiver) = mpsc::channel(self.config.connection_queue_length);
         self.lock_connections().insert(ConnectionEntry {
+            id,
             flow,
             commands: sender.clone(),
         });
@@ -76,7 +84,9 @@ impl Shared {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Aborts every task when the last [`Transports`] handle goes away.
@@ -131,7 +141,11 @@ impl Transports {
     /// Returns the bound address.
     pub fn bind_udp(&self, address: SocketAddr) -> io::Result<SocketAddr> {
         let config = &self.shared.config;
-        let socket = Socket::new(Domain::for_address(address), Type::DGRAM, Some(Protocol::UDP))?;
+        let socket = Socket::new(
+            Domain::for_address(address),
+            Type::DGRAM,
+            Some(Protocol::UDP),
+        )?;
         socket.set_reuse_address(true)?;
         if address.is_ipv6() {
             // Keep IPv4 on its own socket so a flow's local address is always exact.
@@ -185,6 +199,29 @@ impl Transports {
         *lock(&self.shared.tls_client) = Some(client);
     }
 
+    /// Runs an already connected byte stream as a SIP connection (framing, keep-alives, idle
+    /// timeout, connection table), e.g. a stream accepted elsewhere. Returns its flow.
+    pub fn adopt_connection<S>(
+        &self,
+        stream: S,
+        transport: TransportProtocol,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> Flow
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let id = self.shared.next_connection_id();
+        let flow = Flow {
+            transport,
+            local,
+            remote,
+            connection: Some(id),
+        };
+        self.shared.start_connection(stream, id, flow);
+        flow
+    }
+
     /// Sends one serialised message. Streams reuse an open connection to the destination (the
     /// flow's own connection first) and open one only when none is left. Returns the flow used.
     pub async fn send(&self, destination: &Destination, message: Bytes) -> Result<Flow, SendError> {
@@ -208,6 +245,30 @@ impl Transports {
         }
     }
 
+    /// Whether a connection is still open.
+    pub fn is_connection_open(&self, connection: ConnectionId) -> bool {
+        self.shared.lock_connections().get(connection).is_some()
+    }
+
+    /// Whether sending to `destination` can go out without opening a connection first: always
+    /// for UDP, for streams when a connection to it (or the flow's own) is open.
+    pub fn can_send_without_connecting(&self, destination: &Destination) -> bool {
+        let transport = destination.transport();
+        if !transport.is_stream() {
+            return true;
+        }
+        let table = self.shared.lock_connections();
+        if let Destination::Flow(Flow {
+            connection: Some(id),
+            ..
+        }) = destination
+            && table.get(*id).is_some()
+        {
+            return true;
+        }
+        table.find(transport, destination.remote()).is_some()
+    }
+
     /// Number of open TCP and TLS connections.
     pub fn connection_count(&self) -> usize {
         self.shared.lock_connections().len()
@@ -218,7 +279,11 @@ impl Transports {
         self.shared.lock_connections().flows()
     }
 
-    async fn send_datagram(&self, destination: &Destination, message: Bytes) -> Result<Flow, SendError> {
+    async fn send_datagram(
+        &self,
+        destination: &Destination,
+        message: Bytes,
+    ) -> Result<Flow, SendError> {
         let remote = destination.remote();
         let socket = {
             let sockets = lock(&self.shared.udp_sockets);
@@ -253,7 +318,11 @@ impl Transports {
         })
     }
 
-    async fn send_on_stream(&self, destination: &Destination, message: Bytes) -> Result<Flow, SendError> {
+    async fn send_on_stream(
+        &self,
+        destination: &Destination,
+        message: Bytes,
+    ) -> Result<Flow, SendError> {
         let transport = destination.transport();
         let remote = destination.remote();
         let existing = {
@@ -264,27 +333,29 @@ impl Transports {
             };
             by_flow
                 .or_else(|| table.find(transport, remote))
-                .map(|entry| (entry.flow, entry.commands.clone()))
+                .map(|entry| (entry.id, entry.flow, entry.commands.clone()))
         };
-        let mut message = Some(message);
-        if let Some((flow, commands)) = existing {
-            match commands.send(ConnectionCommand::Send(message.take().unwrap_or_default())).await {
+        let mut message = message;
+        if let Some((id, flow, commands)) = existing {
+            match commands.send(ConnectionCommand::Send(message)).await {
                 Ok(()) => return Ok(flow),
                 // The connection ended meanwhile: RFC 3261 §18.2.2 says to open a new one.
-                Err(mpsc::error::SendError(ConnectionCommand::Send(unsent))) => message = Some(unsent),
-                Err(mpsc::error::SendError(ConnectionCommand::Close)) => {}
+                Err(mpsc::error::SendError(command)) => match command {
+                    ConnectionCommand::Send(unsent) => message = unsent,
+                    // Only `Send` was offered, so only `Send` comes back.
+                    ConnectionCommand::Close => return Err(SendError::ConnectionClosed(id)),
+                },
             }
         }
         let server_name = match destination {
             Destination::Address { server_name, .. } => server_name.clone(),
             Destination::Flow(_) => None,
         };
-        let (flow, commands) = self.connect(transport, remote, server_name).await?;
-        let message = message.unwrap_or_default();
+        let (flow, connection, commands) = self.connect(transport, remote, server_name).await?;
         commands
             .send(ConnectionCommand::Send(message))
             .await
-            .map_err(|_| SendError::ConnectionClosed(flow.connection.unwrap_or(ConnectionId(0))))?;
+            .map_err(|_| SendError::ConnectionClosed(connection))?;
         Ok(flow)
     }
 
@@ -293,7 +364,7 @@ impl Transports {
         transport: TransportProtocol,
         remote: SocketAddr,
         server_name: Option<String>,
-    ) -> Result<(Flow, mpsc::Sender<ConnectionCommand>), SendError> {
+    ) -> Result<(Flow, ConnectionId, mpsc::Sender<ConnectionCommand>), SendError> {
         let config = &self.shared.config;
         let io_error = |source| SendError::Io { remote, source };
         let connector = if transport == TransportProtocol::Tls {
@@ -310,14 +381,15 @@ impl Transports {
             .map_err(|_| SendError::ConnectTimeout { remote })?
             .map_err(io_error)?;
         stream.set_nodelay(true).map_err(io_error)?;
+        let connection = self.shared.next_connection_id();
         let flow = Flow {
             transport,
             local: stream.local_addr().map_err(io_error)?,
             remote,
-            connection: Some(self.shared.next_connection_id()),
+            connection: Some(connection),
         };
         let commands = match connector {
-            None => self.shared.start_connection(stream, flow),
+            None => self.shared.start_connection(stream, connection, flow),
             Some(connector) => {
                 let name = match server_name {
                     Some(name) => ServerName::try_from(name.clone())
@@ -331,10 +403,10 @@ impl Transports {
                 .await
                 .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
                 .map_err(|source| SendError::TlsHandshake { remote, source })?;
-                self.shared.start_connection(handshake, flow)
+                self.shared.start_connection(handshake, connection, flow)
             }
         };
-        Ok((flow, commands))
+        Ok((flow, connection, commands))
     }
 }
 
@@ -347,7 +419,11 @@ fn set_type_of_service(socket: &Socket, address: SocketAddr, tos: Option<u32>) -
 }
 
 fn stream_listener(address: SocketAddr, tos: Option<u32>) -> io::Result<TcpListener> {
-    let socket = Socket::new(Domain::for_address(address), Type::STREAM, Some(Protocol::TCP))?;
+    let socket = Socket::new(
+        Domain::for_address(address),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
     socket.set_reuse_address(true)?;
     if address.is_ipv6() {
         socket.set_only_v6(true)?;
@@ -360,38 +436,44 @@ fn stream_listener(address: SocketAddr, tos: Option<u32>) -> io::Result<TcpListe
 }
 
 /// Receive loop of one UDP socket. RFC 3261 §18.3: a datagram is one message; its body ends at
-/// `Content-Length`; a request whose body is shorter gets a 400, a response is dropped.
+/// `Content-Length`; a request whose body is shorter gets a 400, a broken response is dropped.
 async fn receive_datagrams(socket: Arc<UdpSocket>, local: SocketAddr, shared: Arc<Shared>) {
-    let mut buffer = BytesMut::new();
+    let mut buffer = vec![0u8; MAX_DATAGRAM];
     loop {
-        buffer.reserve(MAX_DATAGRAM);
-        let (_, remote) = match socket.recv_buf_from(&mut buffer).await {
+        let (length, remote) = match socket.recv_from(&mut buffer).await {
             Ok(received) => received,
             Err(error) => {
                 // ICMP errors from earlier sends surface here on some systems; the socket
                 // itself is still good.
                 tracing::debug!(%local, %error, "UDP receive error");
-                buffer.clear();
                 continue;
             }
         };
-        let datagram = buffer.split().freeze();
+        // Copied out, so a message the application keeps pins only its own bytes, not a
+        // 64 KiB receive buffer.
+        let datagram = Bytes::copy_from_slice(&buffer[..length]);
         let flow = Flow {
             transport: TransportProtocol::Udp,
             local,
             remote,
             connection: None,
         };
-        let event = match check_datagram(datagram.clone(), shared.config.max_message_size) {
-            Ok(None) => continue,
-            Ok(Some(bytes)) => TransportEvent::Message(ReceivedMessage { flow, bytes }),
+        let event = match parse(datagram.clone(), &shared, remote) {
+            Ok(message) => TransportEvent::Message(Box::new(ReceivedMessage { flow, message })),
+            // CRLF-only datagrams are keep-alives (RFC 5626 §3.5.1 uses STUN on UDP, but
+            // CRLF pings are common in the field); nothing to report.
+            Err(ParseError::Empty) => continue,
             Err(error) => {
-                let response =
-                    stateless_error_response(&datagram, error.status_code(), error.reason_phrase());
+                let response = stateless_error_response(
+                    &datagram,
+                    error.status_code(),
+                    &error.reason_phrase(),
+                );
                 let answered = match response {
                     Some(response) => socket.send_to(&response, remote).await.is_ok(),
                     None => false,
                 };
+                tracing::debug!(%remote, %error, answered, "malformed datagram");
                 TransportEvent::Rejected {
                     flow,
                     error,
@@ -426,15 +508,16 @@ async fn accept_connections(listener: TcpListener, tls: Option<TlsAcceptor>, sha
             continue;
         };
         let _ = stream.set_nodelay(true);
+        let id = shared.next_connection_id();
         let flow = Flow {
             transport,
             local,
             remote,
-            connection: Some(shared.next_connection_id()),
+            connection: Some(id),
         };
         match &tls {
             None => {
-                shared.start_connection(stream, flow);
+                shared.start_connection(stream, id, flow);
             }
             Some(acceptor) => {
                 // The handshake runs in its own task so one slow client cannot stall accepting.
@@ -444,7 +527,7 @@ async fn accept_connections(listener: TcpListener, tls: Option<TlsAcceptor>, sha
                     let limit = handshake_shared.config.tls_handshake_timeout;
                     match tokio::time::timeout(limit, acceptor.accept(stream)).await {
                         Ok(Ok(stream)) => {
-                            handshake_shared.start_connection(stream, flow);
+                            handshake_shared.start_connection(stream, id, flow);
                         }
                         Ok(Err(error)) => tracing::debug!(%remote, %error, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),

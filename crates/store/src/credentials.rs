@@ -5,8 +5,8 @@
 //! (RFC 7616 `SHA-256`) forms are stored; web and admin passwords only need verifying, so they
 //! get a salted argon2id hash (PHC string format).
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use md5::{Digest, Md5};
 use sha2::Sha256;
 

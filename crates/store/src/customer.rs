@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{ConstraintKind, StoreError, StoreResult, constraint_kind, map_write_error};
+use crate::error::{ConstraintKind, StoreError, StoreResult, constraint_kind};
 use crate::paging::{Page, Paged, like_pattern};
 use crate::{InsertedId, Store, on_pool, text_enum};
 
@@ -107,12 +107,13 @@ pub(crate) fn check_text(field: &str, value: &str, min: usize, max: usize) -> St
         ));
     }
     if value.chars().any(char::is_control) {
-        return Err(StoreError::invalid(field, "must not contain control characters"));
+        return Err(StoreError::invalid(
+            field,
+            "must not contain control characters",
+        ));
     }
     Ok(())
 }
-
-const CUSTOMER_COLUMNS: &str = "id, name, status, external_id";
 
 impl CustomerRepository for Store {
     async fn create_customer(&self, new: &NewCustomer) -> StoreResult<Customer> {
@@ -124,7 +125,7 @@ impl CustomerRepository for Store {
                 .bind(&new.external_id)
                 .execute(pool)
                 .await
-                .map_err(|e| map_write_error(e, "external_id", new.external_id.as_deref().unwrap_or(""), "id"))?
+                .map_err(StoreError::from)?
                 .inserted_id()
         });
         Ok(Customer {
@@ -152,7 +153,6 @@ impl CustomerRepository for Store {
         filter: &CustomerFilter,
         page: Page,
     ) -> StoreResult<Paged<Customer>> {
-        let _ = CUSTOMER_COLUMNS;
         let (limit, offset) = page.limit_offset()?;
         let status = filter.status.map(CustomerStatus::as_str);
         let external_id = filter.external_id.as_deref().map(like_pattern);

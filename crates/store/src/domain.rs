@@ -115,7 +115,10 @@ impl DomainRepository for Store {
 
     async fn list_domains(&self, filter: &DomainFilter, page: Page) -> StoreResult<Paged<Domain>> {
         let (limit, offset) = page.limit_offset()?;
-        let pattern = filter.domain.as_deref().map(|p| like_pattern(&p.to_ascii_lowercase()));
+        let pattern = filter
+            .domain
+            .as_deref()
+            .map(|p| like_pattern(&p.to_ascii_lowercase()));
         on_pool!(self, pool => {
             let total: i64 = sqlx::query_scalar(
                 "SELECT COUNT(*) FROM domains WHERE (? IS NULL OR domain LIKE ? ESCAPE '!')",
@@ -159,10 +162,20 @@ mod tests {
 
     #[test]
     fn domain_names_are_checked_and_lowercased() {
-        assert_eq!(normalize_domain("SIP.Example.ORG").unwrap(), "sip.example.org");
+        assert_eq!(
+            normalize_domain("SIP.Example.ORG").unwrap(),
+            "sip.example.org"
+        );
         assert_eq!(normalize_domain("192.0.2.1").unwrap(), "192.0.2.1");
         assert_eq!(normalize_domain("[2001:DB8::1]").unwrap(), "[2001:db8::1]");
-        for bad in ["", "a..b", "-a.b", "a b", "x'; DROP TABLE domains; --", "[::g]"] {
+        for bad in [
+            "",
+            "a..b",
+            "-a.b",
+            "a b",
+            "x'; DROP TABLE domains; --",
+            "[::g]",
+        ] {
             assert!(
                 matches!(normalize_domain(bad), Err(StoreError::Invalid { ref field, .. }) if field == "domain"),
                 "{bad:?} accepted"

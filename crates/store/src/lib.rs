@@ -48,7 +48,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-pub use admin::{Admin, AdminRepository, NewAdmin, INITIAL_ADMIN_LOGIN};
+pub use admin::{Admin, AdminRepository, INITIAL_ADMIN_LOGIN, NewAdmin};
 pub use callforward::{
     CallForwardRepository, CallForwardType, CallForwards, CfMapping, CfMappings, CfSetFilter,
     Destination, DestinationSet, NewDestinationSet, NewSourceSet, NewTimeSet, SimpleCallForward,

@@ -116,7 +116,10 @@ impl PreferenceDefinition {
     pub fn validate(&self, level: PreferenceLevel, value: &Value) -> StoreResult<Value> {
         let invalid = |reason: String| StoreError::invalid(&self.name, reason);
         if !self.allows(level) {
-            return Err(invalid(format!("preference '{}' cannot be set per {level}", self.name)));
+            return Err(invalid(format!(
+                "preference '{}' cannot be set per {level}",
+                self.name
+            )));
         }
         match self.data_type {
             PreferenceType::Boolean => match value {
@@ -169,9 +172,9 @@ impl PreferenceDefinition {
                 }
                 let mut out = Vec::with_capacity(items.len());
                 for item in items {
-                    let text = item
-                        .as_str()
-                        .ok_or_else(|| invalid(format!("list entries must be strings, got {item}")))?;
+                    let text = item.as_str().ok_or_else(|| {
+                        invalid(format!("list entries must be strings, got {item}"))
+                    })?;
                     self.check_scalar_text(text)?;
                     if IP_NETWORK_LISTS.contains(&self.name.as_str()) && !is_ip_network(text) {
                         return Err(invalid(format!("'{text}' is not an IP address or network")));
@@ -191,7 +194,10 @@ impl PreferenceDefinition {
             ));
         }
         if text.chars().any(char::is_control) {
-            return Err(StoreError::invalid(&self.name, "must not contain control characters"));
+            return Err(StoreError::invalid(
+                &self.name,
+                "must not contain control characters",
+            ));
         }
         Ok(())
     }
@@ -285,19 +291,35 @@ macro_rules! level_sql {
         LevelSql {
             owner: $entity,
             select_all: concat!(
-                "SELECT d.name, v.value FROM ", $table, " v JOIN preference_definitions d ",
-                "ON d.id = v.preference_id WHERE v.", $owner, " = ? ORDER BY d.name"
+                "SELECT d.name, v.value FROM ",
+                $table,
+                " v JOIN preference_definitions d ",
+                "ON d.id = v.preference_id WHERE v.",
+                $owner,
+                " = ? ORDER BY d.name"
             ),
             select_one: concat!(
-                "SELECT v.value FROM ", $table, " v JOIN preference_definitions d ",
-                "ON d.id = v.preference_id WHERE v.", $owner, " = ? AND d.name = ?"
+                "SELECT v.value FROM ",
+                $table,
+                " v JOIN preference_definitions d ",
+                "ON d.id = v.preference_id WHERE v.",
+                $owner,
+                " = ? AND d.name = ?"
             ),
             delete_one: concat!(
-                "DELETE FROM ", $table, " WHERE ", $owner, " = ? AND preference_id = ?"
+                "DELETE FROM ",
+                $table,
+                " WHERE ",
+                $owner,
+                " = ? AND preference_id = ?"
             ),
             delete_all: concat!("DELETE FROM ", $table, " WHERE ", $owner, " = ?"),
             insert: concat!(
-                "INSERT INTO ", $table, " (", $owner, ", preference_id, value) VALUES (?, ?, ?)"
+                "INSERT INTO ",
+                $table,
+                " (",
+                $owner,
+                ", preference_id, value) VALUES (?, ?, ?)"
             ),
         }
     };
@@ -443,7 +465,10 @@ impl PreferenceRepository for Store {
         });
         match row {
             Some(row) => row.into_definition(),
-            None => Err(StoreError::invalid(name, format!("unknown preference '{name}'"))),
+            None => Err(StoreError::invalid(
+                name,
+                format!("unknown preference '{name}'"),
+            )),
         }
     }
 
@@ -578,8 +603,16 @@ impl PreferenceRepository for Store {
         let (customer_id, domain_id) =
             owners.ok_or_else(|| StoreError::not_found("subscriber", subscriber_id))?;
         let chain = [
-            (PreferenceLevel::Subscriber, subscriber_id, PreferenceSource::Subscriber),
-            (PreferenceLevel::Customer, customer_id, PreferenceSource::Customer),
+            (
+                PreferenceLevel::Subscriber,
+                subscriber_id,
+                PreferenceSource::Subscriber,
+            ),
+            (
+                PreferenceLevel::Customer,
+                customer_id,
+                PreferenceSource::Customer,
+            ),
             (PreferenceLevel::Domain, domain_id, PreferenceSource::Domain),
         ];
         for (level, owner_id, source) in chain {
@@ -624,32 +657,61 @@ mod tests {
     #[test]
     fn values_are_checked_against_the_type() {
         let boolean = definition(PreferenceType::Boolean);
-        assert_eq!(boolean.validate(PreferenceLevel::Domain, &json!(1)).unwrap(), json!(true));
-        assert!(boolean.validate(PreferenceLevel::Domain, &json!("yes")).is_err());
+        assert_eq!(
+            boolean
+                .validate(PreferenceLevel::Domain, &json!(1))
+                .unwrap(),
+            json!(true)
+        );
+        assert!(
+            boolean
+                .validate(PreferenceLevel::Domain, &json!("yes"))
+                .is_err()
+        );
 
         let int = definition(PreferenceType::Int);
-        assert_eq!(int.validate(PreferenceLevel::Domain, &json!(4)).unwrap(), json!(4));
+        assert_eq!(
+            int.validate(PreferenceLevel::Domain, &json!(4)).unwrap(),
+            json!(4)
+        );
         assert!(int.validate(PreferenceLevel::Domain, &json!(6)).is_err());
         assert!(int.validate(PreferenceLevel::Domain, &json!(-1)).is_err());
         assert!(int.validate(PreferenceLevel::Domain, &json!(1.5)).is_err());
 
         let enumeration = definition(PreferenceType::Enum);
-        assert!(enumeration.validate(PreferenceLevel::Domain, &json!("yes")).is_ok());
-        assert!(enumeration.validate(PreferenceLevel::Domain, &json!("maybe")).is_err());
+        assert!(
+            enumeration
+                .validate(PreferenceLevel::Domain, &json!("yes"))
+                .is_ok()
+        );
+        assert!(
+            enumeration
+                .validate(PreferenceLevel::Domain, &json!("maybe"))
+                .is_err()
+        );
 
         let list = definition(PreferenceType::List);
-        assert!(list.validate(PreferenceLevel::Domain, &json!(["a", "b"])).is_ok());
+        assert!(
+            list.validate(PreferenceLevel::Domain, &json!(["a", "b"]))
+                .is_ok()
+        );
         assert!(list.validate(PreferenceLevel::Domain, &json!("a")).is_err());
         assert!(list.validate(PreferenceLevel::Domain, &json!([1])).is_err());
 
         let string = definition(PreferenceType::String);
-        assert!(string.validate(PreferenceLevel::Domain, &json!("x".repeat(129))).is_err());
+        assert!(
+            string
+                .validate(PreferenceLevel::Domain, &json!("x".repeat(129)))
+                .is_err()
+        );
     }
 
     #[test]
     fn level_is_checked_and_error_names_the_preference() {
         let int = definition(PreferenceType::Int);
-        let err = int.validate(PreferenceLevel::Customer, &json!(1)).unwrap_err();
+        let err = int
+            .validate(PreferenceLevel::Customer, &json!(1))
+            .unwrap_err();
         assert!(matches!(err, StoreError::Invalid { field, .. } if field == "p"));
     }
 
@@ -658,7 +720,13 @@ mod tests {
         for good in ["192.0.2.1", "192.0.2.0/24", "2001:db8::/32", "::1"] {
             assert!(is_ip_network(good), "{good}");
         }
-        for bad in ["192.0.2.0/33", "example.org", "1.2.3.4/", "::1/129", "1.2.3.4/+8"] {
+        for bad in [
+            "192.0.2.0/33",
+            "example.org",
+            "1.2.3.4/",
+            "::1/129",
+            "1.2.3.4/+8",
+        ] {
             assert!(!is_ip_network(bad), "{bad}");
         }
     }

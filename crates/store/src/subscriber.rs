@@ -65,10 +65,16 @@ impl E164Number {
             ));
         }
         if !digits(&self.ac, 0, 7) {
-            return Err(StoreError::invalid(format!("{field}.ac"), "must be 0 to 7 digits"));
+            return Err(StoreError::invalid(
+                format!("{field}.ac"),
+                "must be 0 to 7 digits",
+            ));
         }
         if !digits(&self.sn, 1, 31) {
-            return Err(StoreError::invalid(format!("{field}.sn"), "must be 1 to 31 digits"));
+            return Err(StoreError::invalid(
+                format!("{field}.sn"),
+                "must be 1 to 31 digits",
+            ));
         }
         Ok(())
     }
@@ -442,7 +448,11 @@ pub(crate) fn unique_violation_names(error: &sqlx::Error, needle: &str) -> bool 
     }
 }
 
-fn subscriber_write_error(error: sqlx::Error, username: &str, webusername: Option<&str>) -> StoreError {
+fn subscriber_write_error(
+    error: sqlx::Error,
+    username: &str,
+    webusername: Option<&str>,
+) -> StoreError {
     match constraint_kind(&error) {
         ConstraintKind::Unique if unique_violation_names(&error, "webusername") => {
             StoreError::Conflict {
@@ -467,7 +477,9 @@ fn number_write_error(error: sqlx::Error, e164: &str) -> StoreError {
             field: "number",
             value: e164.to_owned(),
         },
-        ConstraintKind::ForeignKey => StoreError::invalid("subscriber_id", "subscriber doesn't exist"),
+        ConstraintKind::ForeignKey => {
+            StoreError::invalid("subscriber_id", "subscriber doesn't exist")
+        }
         ConstraintKind::Other => StoreError::Database(error),
     }
 }
@@ -540,17 +552,28 @@ macro_rules! subscriber_where {
 macro_rules! bind_subscriber_filter {
     ($query:expr, $b:expr) => {
         $query
-            .bind(&$b.username).bind(&$b.username)
-            .bind(&$b.webusername).bind(&$b.webusername)
-            .bind(&$b.domain).bind(&$b.domain)
-            .bind($b.domain_id).bind($b.domain_id)
-            .bind($b.customer_id).bind($b.customer_id)
-            .bind($b.status).bind($b.status)
-            .bind(&$b.external_id).bind(&$b.external_id)
-            .bind(&$b.display_name).bind(&$b.display_name)
-            .bind(&$b.number).bind(&$b.number)
-            .bind(&$b.primary_number).bind(&$b.primary_number)
-            .bind(&$b.alias).bind(&$b.alias)
+            .bind(&$b.username)
+            .bind(&$b.username)
+            .bind(&$b.webusername)
+            .bind(&$b.webusername)
+            .bind(&$b.domain)
+            .bind(&$b.domain)
+            .bind($b.domain_id)
+            .bind($b.domain_id)
+            .bind($b.customer_id)
+            .bind($b.customer_id)
+            .bind($b.status)
+            .bind($b.status)
+            .bind(&$b.external_id)
+            .bind(&$b.external_id)
+            .bind(&$b.display_name)
+            .bind(&$b.display_name)
+            .bind(&$b.number)
+            .bind(&$b.number)
+            .bind(&$b.primary_number)
+            .bind(&$b.primary_number)
+            .bind(&$b.alias)
+            .bind(&$b.alias)
     };
 }
 
@@ -573,7 +596,10 @@ impl SubscriberFilterBinds {
         SubscriberFilterBinds {
             username: filter.username.as_deref().map(like_pattern),
             webusername: filter.webusername.clone(),
-            domain: filter.domain.as_deref().map(|d| d.trim().to_ascii_lowercase()),
+            domain: filter
+                .domain
+                .as_deref()
+                .map(|d| d.trim().to_ascii_lowercase()),
             domain_id: filter.domain_id,
             customer_id: filter.customer_id,
             status: filter.status.map(SubscriberStatus::as_str),
@@ -586,8 +612,6 @@ impl SubscriberFilterBinds {
     }
 }
 
-const NUMBER_COLUMNS_SQL: &str = "";
-
 macro_rules! number_select {
     () => {
         "SELECT n.id, n.subscriber_id, n.cc, n.ac, n.sn, n.e164, n.is_primary, n.is_devid FROM numbers n "
@@ -596,7 +620,6 @@ macro_rules! number_select {
 
 impl Store {
     async fn subscriber_numbers(&self, subscriber_id: i64) -> StoreResult<Vec<Number>> {
-        let _ = NUMBER_COLUMNS_SQL;
         Ok(on_pool!(self, pool => {
             sqlx::query_as::<_, Number>(concat!(number_select!(), "WHERE n.subscriber_id = ? ORDER BY n.id"))
                 .bind(subscriber_id)
@@ -719,7 +742,11 @@ impl SubscriberRepository for Store {
         self.complete_subscriber(row).await
     }
 
-    async fn find_subscriber(&self, username: &str, domain: &str) -> StoreResult<Option<Subscriber>> {
+    async fn find_subscriber(
+        &self,
+        username: &str,
+        domain: &str,
+    ) -> StoreResult<Option<Subscriber>> {
         let domain = domain.trim().to_ascii_lowercase();
         let row = on_pool!(self, pool => {
             sqlx::query_as::<_, SubscriberRow>(concat!(
@@ -778,10 +805,17 @@ impl SubscriberRepository for Store {
         })
     }
 
-    async fn update_subscriber(&self, id: i64, update: &SubscriberUpdate) -> StoreResult<Subscriber> {
+    async fn update_subscriber(
+        &self,
+        id: i64,
+        update: &SubscriberUpdate,
+    ) -> StoreResult<Subscriber> {
         let existing = self.get_subscriber(id).await?;
         if update.customer_id != existing.customer_id {
-            return Err(StoreError::invalid("customer_id", "customer_id can't be changed"));
+            return Err(StoreError::invalid(
+                "customer_id",
+                "customer_id can't be changed",
+            ));
         }
         check_username("username", &update.username)?;
         if let Some(password) = &update.password {
@@ -805,7 +839,9 @@ impl SubscriberRepository for Store {
                 Some(ha1_md5(&update.username, &realm, password)),
                 Some(ha1_sha256(&update.username, &realm, password)),
             ),
-            None if update.username != existing.username || update.domain_id != existing.domain_id => {
+            None if update.username != existing.username
+                || update.domain_id != existing.domain_id =>
+            {
                 return Err(StoreError::invalid(
                     "password",
                     "required when username or domain change",
@@ -994,7 +1030,10 @@ impl SubscriberRepository for Store {
     async fn update_number(&self, id: i64, update: &NumberUpdate) -> StoreResult<Number> {
         let number = self.get_number(id).await?;
         if number.is_primary && number.subscriber_id != update.subscriber_id {
-            return Err(StoreError::invalid("subscriber_id", "a primary number cannot move"));
+            return Err(StoreError::invalid(
+                "subscriber_id",
+                "a primary number cannot move",
+            ));
         }
         let result = on_pool!(self, pool => {
             sqlx::query("UPDATE numbers SET subscriber_id = ?, is_devid = ? WHERE id = ?")
@@ -1003,13 +1042,19 @@ impl SubscriberRepository for Store {
                 .bind(id)
                 .execute(pool)
                 .await
+                .map(|_| ())
         });
         match result {
             Ok(_) => self.get_number(id).await,
-            Err(e) if constraint_kind(&e) == ConstraintKind::ForeignKey => Err(StoreError::invalid(
-                "subscriber_id",
-                format!("Invalid 'subscriber_id', doesn't exist: {}", update.subscriber_id),
-            )),
+            Err(e) if constraint_kind(&e) == ConstraintKind::ForeignKey => {
+                Err(StoreError::invalid(
+                    "subscriber_id",
+                    format!(
+                        "Invalid 'subscriber_id', doesn't exist: {}",
+                        update.subscriber_id
+                    ),
+                ))
+            }
             Err(e) => Err(e.into()),
         }
     }
@@ -1032,10 +1077,18 @@ mod tests {
     #[test]
     fn e164_parts_are_validated() {
         assert_eq!(E164Number::new("43", "1", "234567").e164(), "431234567");
-        E164Number::new("1", "", "5550100").validate("primary_number").unwrap();
-        let err = E164Number::new("0", "1", "2").validate("primary_number").unwrap_err();
+        E164Number::new("1", "", "5550100")
+            .validate("primary_number")
+            .unwrap();
+        let err = E164Number::new("0", "1", "2")
+            .validate("primary_number")
+            .unwrap_err();
         assert!(matches!(err, StoreError::Invalid { field, .. } if field == "primary_number.cc"));
-        assert!(E164Number::new("43", "12345678", "2").validate("x").is_err());
+        assert!(
+            E164Number::new("43", "12345678", "2")
+                .validate("x")
+                .is_err()
+        );
         assert!(E164Number::new("43", "1", "").validate("x").is_err());
         assert!(E164Number::new("43", "1", "12a").validate("x").is_err());
     }

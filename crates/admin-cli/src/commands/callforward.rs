@@ -84,7 +84,11 @@ pub(super) async fn run(
 
 /// One call forward type as the API takes it: destinations hunted in the order given
 /// (priority 1, 2, …), always active, from any caller.
-pub(crate) fn forward_value(destinations: &[String], timeout: u32, ringtimeout: Option<u32>) -> Value {
+pub(crate) fn forward_value(
+    destinations: &[String],
+    timeout: u32,
+    ringtimeout: Option<u32>,
+) -> Value {
     let destinations: Vec<Value> = destinations
         .iter()
         .zip(1u32..)
@@ -106,7 +110,12 @@ fn write_forwards(out: &mut dyn Write, mode: OutputMode, forwards: &Value) -> Re
     }
     writeln!(out, "TYPE  DESTINATIONS")?;
     for kind in CallForwardType::ALL {
-        writeln!(out, "{:<4}  {}", kind.api_name(), describe(forwards.get(kind.api_name())))?;
+        writeln!(
+            out,
+            "{:<4}  {}",
+            kind.api_name(),
+            describe(forwards.get(kind.api_name()))
+        )?;
     }
     Ok(())
 }
@@ -138,7 +147,10 @@ fn describe(forward: Option<&Value>) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ");
-    if let Some(ring) = forward.and_then(|f| f.get("ringtimeout")).and_then(Value::as_u64) {
+    if let Some(ring) = forward
+        .and_then(|f| f.get("ringtimeout"))
+        .and_then(Value::as_u64)
+    {
         text.push_str(&format!("; rings {ring}s first"));
     }
     text
@@ -161,7 +173,11 @@ mod tests {
                 "times": [], "sources": [], "ringtimeout": 15
             })
         );
-        assert!(forward_value(&["1".into()], 300, None).get("ringtimeout").is_none());
+        assert!(
+            forward_value(&["1".into()], 300, None)
+                .get("ringtimeout")
+                .is_none()
+        );
     }
 
     #[test]

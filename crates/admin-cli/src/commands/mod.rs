@@ -34,10 +34,12 @@ pub(crate) async fn execute(
 
 /// The `id` member of an API object.
 pub(crate) fn id_of(item: &Value) -> Result<u64, CliError> {
-    item.get("id").and_then(Value::as_u64).ok_or_else(|| CliError::Protocol {
-        url: "API".into(),
-        detail: format!("object without a numeric id: {item}"),
-    })
+    item.get("id")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| CliError::Protocol {
+            url: "API".into(),
+            detail: format!("object without a numeric id: {item}"),
+        })
 }
 
 /// Finds the id of an object in `collection` given either its numeric id or the value of its

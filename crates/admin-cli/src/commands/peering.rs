@@ -13,11 +13,10 @@ use crate::client::ApiClient;
 use crate::error::CliError;
 use crate::output::{Column, OutputMode, column, write_done, write_list};
 
-const GROUP_COLUMNS: [Column; 5] = [
+const GROUP_COLUMNS: [Column; 4] = [
     column("ID", "/id"),
     column("NAME", "/name"),
     column("PRIORITY", "/priority"),
-    column("CONTRACT", "/contract_id"),
     column("DESCRIPTION", "/description"),
 ];
 
@@ -44,10 +43,9 @@ const RULE_COLUMNS: [Column; 8] = [
     column("DESCRIPTION", "/description"),
 ];
 
-const REWRITE_SET_COLUMNS: [Column; 4] = [
+const REWRITE_SET_COLUMNS: [Column; 3] = [
     column("ID", "/id"),
     column("NAME", "/name"),
-    column("RESELLER", "/reseller_id"),
     column("DESCRIPTION", "/description"),
 ];
 
@@ -82,18 +80,19 @@ pub(super) async fn peer(
     match command {
         PeerCommand::Group(PeerGroupCommand::Add {
             name,
-            contract_id,
             priority,
             description,
         }) => {
             let mut body = json!({"name": name, "priority": priority});
-            if let Some(contract_id) = contract_id {
-                body["contract_id"] = json!(contract_id);
-            }
             insert_some(&mut body, "description", description.as_ref());
             let created = client.create("peeringgroups", &body).await?;
             let id = id_of(&created)?;
-            write_done(out, mode, &format!("created peering group {id} ({name})"), &created)
+            write_done(
+                out,
+                mode,
+                &format!("created peering group {id} ({name})"),
+                &created,
+            )
         }
         PeerCommand::Group(PeerGroupCommand::List) => {
             let items = client.list("peeringgroups", &[]).await?;
@@ -116,7 +115,7 @@ pub(super) async fn peer(
                 "name": name,
                 "ip": ip.to_string(),
                 "port": port,
-                "transport": transport.api_code(),
+                "transport": transport.api_name(),
                 "weight": weight,
                 "probe": probe,
                 "enabled": !disabled,
@@ -185,16 +184,17 @@ pub(super) async fn rewrite(
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
     match command {
-        RewriteCommand::Set(RewriteSetCommand::Add {
-            name,
-            description,
-            reseller_id,
-        }) => {
-            let mut body = json!({"name": name, "reseller_id": reseller_id});
+        RewriteCommand::Set(RewriteSetCommand::Add { name, description }) => {
+            let mut body = json!({ "name": name });
             insert_some(&mut body, "description", description.as_ref());
             let created = client.create("rewriterulesets", &body).await?;
             let id = id_of(&created)?;
-            write_done(out, mode, &format!("created rewrite rule set {id} ({name})"), &created)
+            write_done(
+                out,
+                mode,
+                &format!("created rewrite rule set {id} ({name})"),
+                &created,
+            )
         }
         RewriteCommand::Set(RewriteSetCommand::List) => {
             let items = client.list("rewriterulesets", &[]).await?;
@@ -210,7 +210,8 @@ pub(super) async fn rewrite(
             priority,
             disabled,
         }) => {
-            let set_id = resolve_id(client, "rewriterulesets", "rewrite rule set", "name", set).await?;
+            let set_id =
+                resolve_id(client, "rewriterulesets", "rewrite rule set", "name", set).await?;
             let body = json!({
                 "set_id": set_id,
                 "match_pattern": match_pattern,
@@ -235,7 +236,8 @@ pub(super) async fn rewrite(
             )
         }
         RewriteCommand::Rule(RewriteRuleCommand::List { set }) => {
-            let set_id = resolve_id(client, "rewriterulesets", "rewrite rule set", "name", set).await?;
+            let set_id =
+                resolve_id(client, "rewriterulesets", "rewrite rule set", "name", set).await?;
             let items = client
                 .list("rewriterules", &[("set_id", set_id.to_string())])
                 .await?;

@@ -13,7 +13,8 @@ use crate::output::{OutputMode, cell_text, write_done, write_json};
 
 /// A resolved preference owner.
 struct Owner {
-    /// `subscriber`, `domain` or `customer`: the API names are `<level>preferences`.
+    /// `subscriber`, `domain`, `customer` or `peeringserver`: the API names are
+    /// `<level>preferences`.
     level: &'static str,
     id: u64,
     /// How to name the owner in messages.
@@ -21,7 +22,14 @@ struct Owner {
 }
 
 /// Members of a preferences object that are not preferences.
-const BOOKKEEPING: [&str; 5] = ["id", "subscriber_id", "domain_id", "customer_id", "_links"];
+const BOOKKEEPING: [&str; 6] = [
+    "id",
+    "subscriber_id",
+    "domain_id",
+    "customer_id",
+    "peering_id",
+    "_links",
+];
 
 async fn resolve_owner(client: &ApiClient, target: &PreferenceTarget) -> Result<Owner, CliError> {
     if let Some(subscriber) = &target.subscriber {
@@ -40,6 +48,14 @@ async fn resolve_owner(client: &ApiClient, target: &PreferenceTarget) -> Result<
             label: format!("domain {domain}"),
         });
     }
+    if let Some(server) = &target.peer_server {
+        let id = resolve_id(client, "peeringservers", "peering server", "name", server).await?;
+        return Ok(Owner {
+            level: "peeringserver",
+            id,
+            label: format!("peering server {server}"),
+        });
+    }
     if let Some(customer) = target.customer {
         return Ok(Owner {
             level: "customer",
@@ -50,7 +66,7 @@ async fn resolve_owner(client: &ApiClient, target: &PreferenceTarget) -> Result<
     // clap's group makes one target required.
     Err(CliError::argument(
         "--subscriber",
-        "give --subscriber, --domain or --customer",
+        "give --subscriber, --domain, --customer or --peer-server",
     ))
 }
 
@@ -68,9 +84,12 @@ pub(super) async fn run(
                 .await?;
             let preferences = preferences_of(&current);
             let shown: Map<String, Value> = match name {
-                Some(name) => [(name.clone(), preferences.get(name).cloned().unwrap_or(Value::Null))]
-                    .into_iter()
-                    .collect(),
+                Some(name) => [(
+                    name.clone(),
+                    preferences.get(name).cloned().unwrap_or(Value::Null),
+                )]
+                .into_iter()
+                .collect(),
                 None => preferences,
             };
             match mode {
@@ -148,7 +167,12 @@ fn write_preference_table(out: &mut dyn Write, shown: &Map<String, Value>) -> Re
         writeln!(out, "(no preferences set)")?;
         return Ok(());
     }
-    let width = shown.keys().map(String::len).max().unwrap_or(0).max("PREFERENCE".len());
+    let width = shown
+        .keys()
+        .map(String::len)
+        .max()
+        .unwrap_or(0)
+        .max("PREFERENCE".len());
     writeln!(out, "{:<width$}  VALUE", "PREFERENCE")?;
     for (name, value) in shown {
         let text = if value.is_null() {
@@ -188,7 +212,10 @@ pub(crate) fn typed_value(
         .get("data_type")
         .and_then(Value::as_str)
         .unwrap_or("string");
-    let max_occur = definition.get("max_occur").and_then(Value::as_u64).unwrap_or(1);
+    let max_occur = definition
+        .get("max_occur")
+        .and_then(Value::as_u64)
+        .unwrap_or(1);
     if definition.get("read_only").and_then(Value::as_bool) == Some(true) {
         return Err(CliError::argument(
             "preference",
@@ -219,7 +246,12 @@ pub(crate) fn typed_value(
     }
 }
 
-fn typed_scalar(name: &str, data_type: &str, definition: &Value, text: &str) -> Result<Value, CliError> {
+fn typed_scalar(
+    name: &str,
+    data_type: &str,
+    definition: &Value,
+    text: &str,
+) -> Result<Value, CliError> {
     match data_type {
         "boolean" => match text.to_ascii_lowercase().as_str() {
             "true" | "yes" | "on" | "1" => Ok(Value::Bool(true)),
@@ -291,18 +323,34 @@ mod tests {
     #[test]
     fn values_follow_the_definition_type() {
         let boolean = json!({"data_type": "boolean", "max_occur": 1});
-        assert_eq!(typed_value("clir", Some(&boolean), &strings(&["yes"])).ok(), Some(json!(true)));
-        assert_eq!(typed_value("clir", Some(&boolean), &strings(&["0"])).ok(), Some(json!(false)));
-        let error = typed_value("clir", Some(&boolean), &strings(&["maybe"])).expect_err("not bool");
-        assert_eq!(error.to_string(), "value: 'maybe' is not a boolean (true/false) for preference 'clir'");
+        assert_eq!(
+            typed_value("clir", Some(&boolean), &strings(&["yes"])).ok(),
+            Some(json!(true))
+        );
+        assert_eq!(
+            typed_value("clir", Some(&boolean), &strings(&["0"])).ok(),
+            Some(json!(false))
+        );
+        let error =
+            typed_value("clir", Some(&boolean), &strings(&["maybe"])).expect_err("not bool");
+        assert_eq!(
+            error.to_string(),
+            "value: 'maybe' is not a boolean (true/false) for preference 'clir'"
+        );
 
         let int = json!({"data_type": "int", "max_occur": 1});
-        assert_eq!(typed_value("concurrent_max", Some(&int), &strings(&["5"])).ok(), Some(json!(5)));
+        assert_eq!(
+            typed_value("concurrent_max", Some(&int), &strings(&["5"])).ok(),
+            Some(json!(5))
+        );
         assert!(typed_value("concurrent_max", Some(&int), &strings(&["five"])).is_err());
 
         // A number-looking string preference stays a string (cli = "431234").
         let string = json!({"data_type": "string", "max_occur": 1});
-        assert_eq!(typed_value("cli", Some(&string), &strings(&["431234"])).ok(), Some(json!("431234")));
+        assert_eq!(
+            typed_value("cli", Some(&string), &strings(&["431234"])).ok(),
+            Some(json!("431234"))
+        );
     }
 
     #[test]
@@ -312,8 +360,12 @@ mod tests {
             {"label": "strict", "value": "strict", "default_val": false},
             {"label": "loose", "value": "loose", "default_val": false}
         ]});
-        assert_eq!(typed_value("mode", Some(&definition), &strings(&["loose"])).ok(), Some(json!("loose")));
-        let error = typed_value("mode", Some(&definition), &strings(&["lax"])).expect_err("not in enum");
+        assert_eq!(
+            typed_value("mode", Some(&definition), &strings(&["loose"])).ok(),
+            Some(json!("loose"))
+        );
+        let error =
+            typed_value("mode", Some(&definition), &strings(&["lax"])).expect_err("not in enum");
         assert!(error.to_string().contains("strict, loose"), "{error}");
     }
 
@@ -321,7 +373,12 @@ mod tests {
     fn list_preferences_become_arrays_and_scalars_take_one_value() {
         let list = json!({"data_type": "string", "max_occur": 0});
         assert_eq!(
-            typed_value("allowed_ips", Some(&list), &strings(&["192.0.2.0/24", "198.51.100.7"])).ok(),
+            typed_value(
+                "allowed_ips",
+                Some(&list),
+                &strings(&["192.0.2.0/24", "198.51.100.7"])
+            )
+            .ok(),
             Some(json!(["192.0.2.0/24", "198.51.100.7"]))
         );
         assert_eq!(
@@ -329,7 +386,8 @@ mod tests {
             Some(json!(["192.0.2.0/24"]))
         );
         let scalar = json!({"data_type": "string", "max_occur": 1});
-        let error = typed_value("cli", Some(&scalar), &strings(&["1", "2"])).expect_err("two values");
+        let error =
+            typed_value("cli", Some(&scalar), &strings(&["1", "2"])).expect_err("two values");
         assert!(error.to_string().contains("exactly one"), "{error}");
     }
 
@@ -341,20 +399,36 @@ mod tests {
 
     #[test]
     fn without_definitions_values_are_guessed() {
-        assert_eq!(typed_value("x", None, &strings(&["true"])).ok(), Some(json!(true)));
-        assert_eq!(typed_value("x", None, &strings(&["42"])).ok(), Some(json!(42)));
-        assert_eq!(typed_value("x", None, &strings(&["0042"])).ok(), Some(json!("0042")));
-        assert_eq!(typed_value("x", None, &strings(&["a", "1"])).ok(), Some(json!(["a", 1])));
+        assert_eq!(
+            typed_value("x", None, &strings(&["true"])).ok(),
+            Some(json!(true))
+        );
+        assert_eq!(
+            typed_value("x", None, &strings(&["42"])).ok(),
+            Some(json!(42))
+        );
+        assert_eq!(
+            typed_value("x", None, &strings(&["0042"])).ok(),
+            Some(json!("0042"))
+        );
+        assert_eq!(
+            typed_value("x", None, &strings(&["a", "1"])).ok(),
+            Some(json!(["a", 1]))
+        );
     }
 
     #[test]
     fn bookkeeping_members_are_not_preferences() {
-        let object = json!({"id": 4, "subscriber_id": 4, "_links": {}, "cli": "4311", "clir": true});
+        let object =
+            json!({"id": 4, "subscriber_id": 4, "_links": {}, "cli": "4311", "clir": true});
         let preferences = preferences_of(&object);
         assert_eq!(preferences.keys().collect::<Vec<_>>(), ["cli", "clir"]);
         let mut out = Vec::new();
         write_preference_table(&mut out, &preferences).expect("writes");
         let text = String::from_utf8(out).expect("utf-8");
-        assert_eq!(text, "PREFERENCE  VALUE\ncli         4311\nclir        true\n");
+        assert_eq!(
+            text,
+            "PREFERENCE  VALUE\ncli         4311\nclir        true\n"
+        );
     }
 }

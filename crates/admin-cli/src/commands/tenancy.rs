@@ -9,29 +9,24 @@ use crate::args::{AliasCommand, CustomerCommand, DomainCommand, NumberCommand, S
 use crate::client::ApiClient;
 use crate::error::CliError;
 use crate::output::{
-    Column, OutputMode, column, number_column, write_done, write_item, write_list,
+    Column, OutputMode, column, number_column, numbers_column, write_done, write_item, write_list,
 };
 
-const DOMAIN_COLUMNS: [Column; 3] = [
-    column("ID", "/id"),
-    column("DOMAIN", "/domain"),
-    column("RESELLER", "/reseller_id"),
-];
+const DOMAIN_COLUMNS: [Column; 2] = [column("ID", "/id"), column("DOMAIN", "/domain")];
 
-const CUSTOMER_COLUMNS: [Column; 6] = [
+const CUSTOMER_COLUMNS: [Column; 4] = [
     column("ID", "/id"),
-    column("TYPE", "/type"),
+    column("NAME", "/name"),
     column("STATUS", "/status"),
-    column("CONTACT", "/contact_id"),
-    column("BILLING PROFILE", "/billing_profile_id"),
     column("EXTERNAL ID", "/external_id"),
 ];
 
-const SUBSCRIBER_COLUMNS: [Column; 7] = [
+const SUBSCRIBER_COLUMNS: [Column; 8] = [
     column("ID", "/id"),
     column("USERNAME", "/username"),
     column("DOMAIN", "/domain"),
     number_column("NUMBER", "/primary_number"),
+    numbers_column("ALIASES", "/alias_numbers"),
     column("CUSTOMER", "/customer_id"),
     column("STATUS", "/status"),
     column("DISPLAY NAME", "/display_name"),
@@ -44,15 +39,17 @@ pub(super) async fn domain(
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
     match command {
-        DomainCommand::Add {
-            domain,
-            reseller_id,
-        } => {
+        DomainCommand::Add { domain } => {
             let created = client
-                .create("domains", &json!({"domain": domain, "reseller_id": reseller_id}))
+                .create("domains", &json!({ "domain": domain }))
                 .await?;
             let id = id_of(&created)?;
-            write_done(out, mode, &format!("created domain {id} ({domain})"), &created)
+            write_done(
+                out,
+                mode,
+                &format!("created domain {id} ({domain})"),
+                &created,
+            )
         }
         DomainCommand::List { filter } => {
             let filters: Vec<(&str, String)> =
@@ -81,44 +78,22 @@ pub(super) async fn customer(
 ) -> Result<(), CliError> {
     match command {
         CustomerCommand::Add {
-            email,
-            contact_id,
-            billing_profile_id,
-            reseller_id,
-            customer_type,
+            name,
             external_id,
-            max_subscribers,
+            status,
         } => {
-            let contact_id = match (contact_id, email) {
-                (Some(id), _) => *id,
-                (None, Some(email)) => {
-                    let contact = client
-                        .create(
-                            "customercontacts",
-                            &json!({"email": email, "reseller_id": reseller_id}),
-                        )
-                        .await?;
-                    id_of(&contact)?
-                }
-                // clap's ArgGroup makes one of the two required.
-                (None, None) => {
-                    return Err(CliError::argument("--email", "give --email or --contact-id"));
-                }
-            };
-            let mut body = json!({
-                "contact_id": contact_id,
-                "billing_profile_id": billing_profile_id,
-                "type": customer_type.api_name(),
-                "status": "active",
-            });
-            insert_some(&mut body, "external_id", external_id.clone().map(Value::from));
-            insert_some(&mut body, "max_subscribers", max_subscribers.map(Value::from));
+            let mut body = json!({"name": name, "status": status.api_name()});
+            insert_some(
+                &mut body,
+                "external_id",
+                external_id.clone().map(Value::from),
+            );
             let created = client.create("customers", &body).await?;
             let id = id_of(&created)?;
             write_done(
                 out,
                 mode,
-                &format!("created customer {id} (contact {contact_id})"),
+                &format!("created customer {id} ({name})"),
                 &created,
             )
         }
@@ -160,11 +135,27 @@ pub(super) async fn subscriber(
                 body["primary_number"] =
                     json!({"cc": cc, "ac": ac.clone().unwrap_or_default(), "sn": sn});
             }
-            insert_some(&mut body, "display_name", display_name.clone().map(Value::from));
-            insert_some(&mut body, "webusername", webusername.clone().map(Value::from));
-            insert_some(&mut body, "webpassword", webpassword.clone().map(Value::from));
+            insert_some(
+                &mut body,
+                "display_name",
+                display_name.clone().map(Value::from),
+            );
+            insert_some(
+                &mut body,
+                "webusername",
+                webusername.clone().map(Value::from),
+            );
+            insert_some(
+                &mut body,
+                "webpassword",
+                webpassword.clone().map(Value::from),
+            );
             insert_some(&mut body, "email", email.clone().map(Value::from));
-            insert_some(&mut body, "external_id", external_id.clone().map(Value::from));
+            insert_some(
+                &mut body,
+                "external_id",
+                external_id.clone().map(Value::from),
+            );
             let created = client.create("subscribers", &body).await?;
             let id = id_of(&created)?;
             write_done(
@@ -270,7 +261,10 @@ pub(super) async fn number(
                 format!("{} is already an alias of {address}", wanted.digits()),
             ));
         }
-        current.into_iter().chain([(wanted.clone(), devid)]).collect()
+        current
+            .into_iter()
+            .chain([(wanted.clone(), devid)])
+            .collect()
     } else {
         let Some(position) = position else {
             return Err(CliError::argument(
@@ -294,7 +288,11 @@ pub(super) async fn number(
         )
         .await?;
     let after = client.get(&format!("subscribers/{id}"), &[]).await?;
-    let verb = if adding { "added alias" } else { "removed alias" };
+    let verb = if adding {
+        "added alias"
+    } else {
+        "removed alias"
+    };
     let preposition = if adding { "to" } else { "from" };
     write_done(
         out,
@@ -351,7 +349,6 @@ fn insert_some(body: &mut Value, key: &str, value: Option<Value>) {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -366,7 +363,14 @@ mod tests {
         assert_eq!(numbers.len(), 2);
         assert_eq!(numbers[0].0.digits(), "43199");
         assert!(numbers[0].1);
-        assert_eq!(numbers[1].0, NumberParts { cc: "49".into(), ac: String::new(), sn: "301".into() });
+        assert_eq!(
+            numbers[1].0,
+            NumberParts {
+                cc: "49".into(),
+                ac: String::new(),
+                sn: "301".into()
+            }
+        );
         assert!(!numbers[1].1);
         assert!(alias_numbers(&json!({})).is_empty());
     }

@@ -28,10 +28,135 @@ macro_rules! hal_collection {
     };
 }
 
+/// Filters of a collection query plus its paging values.
+pub(crate) trait ListQuery {
+    /// The store's filter type.
+    type Filter;
+    /// `page` and `rows` as sent.
+    fn paging(&self) -> (Option<u32>, Option<u32>);
+    /// The store filter.
+    fn filter(self) -> Self::Filter;
+}
+
+/// Generates the six handlers (list, create, get, put, patch, delete) of a plain resource whose
+/// input converts into the store's `New*` type and whose view converts from the store model.
+macro_rules! crud_handlers {
+    (collection = $collection:literal, tag = $tag:literal,
+     collection_path = $collection_path:literal, item_path = $item_path:literal,
+     view = $view:ty, page = $page:ty, input = $input:ty, query = $query:ty,
+     store = ($list:ident, $create:ident, $get:ident, $update:ident, $delete:ident),
+     handlers = ($h_list:ident, $h_create:ident, $h_get:ident, $h_put:ident, $h_patch:ident, $h_delete:ident)) => {
+        pub(crate) fn routes() -> utoipa_axum::router::OpenApiRouter<crate::AppState> {
+            utoipa_axum::router::OpenApiRouter::new()
+                .routes(utoipa_axum::routes!($h_list, $h_create))
+                .routes(utoipa_axum::routes!($h_get, $h_put, $h_patch, $h_delete))
+        }
+
+        /// List the collection.
+        #[utoipa::path(get, path = $collection_path, tag = $tag, params($query),
+            responses((status = 200, description = "A page of items", body = $page, content_type = "application/hal+json")))]
+        async fn $h_list(
+            axum::extract::State(state): axum::extract::State<crate::AppState>,
+            crate::extract::QueryParams(query): crate::extract::QueryParams<$query>,
+            axum::extract::RawQuery(raw): axum::extract::RawQuery,
+        ) -> crate::problem::ApiResult<axum::response::Response> {
+            let (page, rows) = crate::resources::ListQuery::paging(&query);
+            let paging = crate::hal::Paging::from_query(page, rows)?;
+            let filter = crate::resources::ListQuery::filter(query);
+            let page = state.store.$list(&filter, paging.store_page()).await.map_err(crate::resources::store_error)?;
+            let items: Vec<$view> = page.items.into_iter().map(<$view>::from).collect();
+            let body = crate::hal::collection_body($collection, raw.as_deref(), paging, page.total_count, &items, |item| item.id)?;
+            Ok(crate::hal::hal_response(&body))
+        }
+
+        /// Create an item.
+        #[utoipa::path(post, path = $collection_path, tag = $tag,
+            request_body(content = $input, content_type = "application/json"),
+            responses((status = 201, description = "Created; `Location` names the new item",
+                headers(("Location" = String, description = "URI of the new item")))))]
+        async fn $h_create(
+            axum::extract::State(state): axum::extract::State<crate::AppState>,
+            crate::extract::JsonBody(input): crate::extract::JsonBody<$input>,
+        ) -> crate::problem::ApiResult<axum::response::Response> {
+            let new = input.into_new()?;
+            let created = state.store.$create(&new).await.map_err(crate::resources::store_error)?;
+            Ok(crate::hal::created($collection, created.id))
+        }
+
+        /// One item.
+        #[utoipa::path(get, path = $item_path, tag = $tag,
+            params(("id" = i64, Path, minimum = 1, description = "Item id")),
+            responses((status = 200, description = "The item", body = $view, content_type = "application/hal+json")))]
+        async fn $h_get(
+            axum::extract::State(state): axum::extract::State<crate::AppState>,
+            crate::extract::ItemId(id): crate::extract::ItemId,
+        ) -> crate::problem::ApiResult<axum::response::Response> {
+            let item = state.store.$get(id).await.map_err(crate::resources::store_error)?;
+            Ok(crate::hal::hal_response(&<$view>::from(item)))
+        }
+
+        /// Replace an item.
+        #[utoipa::path(put, path = $item_path, tag = $tag,
+            params(("id" = i64, Path, minimum = 1, description = "Item id")),
+            request_body(content = $input, content_type = "application/json"),
+            responses((status = 204, description = "Replaced"),
+                (status = 200, description = "Replaced (with `Prefer: return=representation`)", body = $view, content_type = "application/hal+json")))]
+        async fn $h_put(
+            axum::extract::State(state): axum::extract::State<crate::AppState>,
+            crate::extract::ItemId(id): crate::extract::ItemId,
+            headers: axum::http::HeaderMap,
+            crate::extract::JsonBody(input): crate::extract::JsonBody<$input>,
+        ) -> crate::problem::ApiResult<axum::response::Response> {
+            state.store.$get(id).await.map_err(crate::resources::store_error)?;
+            let new = input.into_new()?;
+            let item = state.store.$update(id, &new).await.map_err(crate::resources::store_error)?;
+            Ok(crate::hal::updated(&headers, &<$view>::from(item)))
+        }
+
+        /// Change an item with an RFC 6902 JSON Patch applied to its GET representation.
+        #[utoipa::path(patch, path = $item_path, tag = $tag,
+            params(("id" = i64, Path, minimum = 1, description = "Item id")),
+            request_body(content = Vec<Object>, content_type = "application/json-patch+json"),
+            responses((status = 204, description = "Changed"),
+                (status = 200, description = "Changed (with `Prefer: return=representation`)", body = $view, content_type = "application/hal+json")))]
+        async fn $h_patch(
+            axum::extract::State(state): axum::extract::State<crate::AppState>,
+            crate::extract::ItemId(id): crate::extract::ItemId,
+            headers: axum::http::HeaderMap,
+            crate::extract::JsonPatchBody(patch): crate::extract::JsonPatchBody,
+        ) -> crate::problem::ApiResult<axum::response::Response> {
+            let current = state.store.$get(id).await.map_err(crate::resources::store_error)?;
+            let representation = serde_json::to_value(<$view>::from(current)).map_err(crate::problem::ApiError::internal)?;
+            let document = crate::hal::apply_patch(representation, &patch, &["id"])?;
+            let input: $input = crate::extract::from_document(document)?;
+            let new = input.into_new()?;
+            let item = state.store.$update(id, &new).await.map_err(crate::resources::store_error)?;
+            Ok(crate::hal::updated(&headers, &<$view>::from(item)))
+        }
+
+        /// Delete an item.
+        #[utoipa::path(delete, path = $item_path, tag = $tag,
+            params(("id" = i64, Path, minimum = 1, description = "Item id")),
+            responses((status = 204, description = "Deleted")))]
+        async fn $h_delete(
+            axum::extract::State(state): axum::extract::State<crate::AppState>,
+            crate::extract::ItemId(id): crate::extract::ItemId,
+        ) -> crate::problem::ApiResult<axum::http::StatusCode> {
+            state.store.$delete(id).await.map_err(crate::resources::store_error)?;
+            Ok(axum::http::StatusCode::NO_CONTENT)
+        }
+    };
+}
+
+pub mod callforwards;
 pub mod customers;
 pub mod domains;
+pub mod numbers;
+pub mod peering;
+pub mod preferences;
+pub mod rewrite;
+pub mod subscribers;
 
-use axum::Json;
 use axum::Router;
 use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
@@ -88,6 +213,15 @@ pub fn router(state: AppState) -> Router {
     let (api, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(domains::routes())
         .merge(customers::routes())
+        .merge(subscribers::routes())
+        .merge(numbers::routes())
+        .merge(preferences::routes())
+        .merge(callforwards::routes())
+        .merge(peering::groups::routes())
+        .merge(peering::servers::routes())
+        .merge(peering::rules::routes())
+        .merge(rewrite::rule_sets::routes())
+        .merge(rewrite::rules::routes())
         .split_for_parts();
     declare_common_responses(&mut openapi);
     let components = openapi.components.get_or_insert_with(Default::default);
@@ -123,7 +257,7 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Collections that answer `/api/<name>` with a redirect to `/api/<name>/`.
-const COLLECTIONS: &[&str] = &["domains", "customers"];
+const COLLECTIONS: &[&str] = &["domains", "customers", "subscribers", "numbers", "rewriterulesets", "rewriterules", "peeringgroups", "peeringservers", "peeringrules"];
 
 async fn redirect_to_slash(uri: Uri) -> Response {
     let target = match uri.query() {
@@ -208,9 +342,4 @@ fn declare_on_item(item: &mut PathItem, has_id: bool) {
                 .or_insert_with(|| problem_response(description));
         }
     }
-}
-
-/// The `200` JSON document: used by the typed views to name the schema in the document.
-pub(crate) fn json_ok<T: serde::Serialize>(value: T) -> Json<T> {
-    Json(value)
 }

@@ -4,7 +4,7 @@ use core::fmt;
 use core::str::FromStr;
 
 use md5::Md5;
-use sha2::{Digest, Sha256};
+use sha2::{Digest, Sha256, Sha512_256};
 
 /// The hash function behind a digest algorithm; the stored HA1 is per hash function
 /// because `-sess` variants reuse the plain HA1 (RFC 7616 §3.4.2).
@@ -14,6 +14,8 @@ pub enum HashFunction {
     Md5,
     /// SHA-256 (FIPS 180-4): 64 hex digits.
     Sha256,
+    /// SHA-512/256 (FIPS 180-4 §5.3.6): 64 hex digits.
+    Sha512_256,
 }
 
 impl HashFunction {
@@ -21,7 +23,7 @@ impl HashFunction {
     pub fn hex_length(self) -> usize {
         match self {
             Self::Md5 => 32,
-            Self::Sha256 => 64,
+            Self::Sha256 | Self::Sha512_256 => 64,
         }
     }
 
@@ -31,6 +33,7 @@ impl HashFunction {
         match self {
             Self::Md5 => hex_of_joined_with::<Md5>(parts),
             Self::Sha256 => hex_of_joined_with::<Sha256>(parts),
+            Self::Sha512_256 => hex_of_joined_with::<Sha512_256>(parts),
         }
     }
 }
@@ -57,9 +60,23 @@ pub enum DigestAlgorithm {
     Sha256,
     /// `SHA-256-sess`.
     Sha256Session,
+    /// `SHA-512-256` (RFC 7616 §3.3, RFC 8760 §2.2).
+    Sha512_256,
+    /// `SHA-512-256-sess`.
+    Sha512_256Session,
 }
 
 impl DigestAlgorithm {
+    /// Every supported algorithm.
+    pub const ALL: [Self; 6] = [
+        Self::Md5,
+        Self::Md5Session,
+        Self::Sha256,
+        Self::Sha256Session,
+        Self::Sha512_256,
+        Self::Sha512_256Session,
+    ];
+
     /// The token as written in the `algorithm` parameter.
     pub fn name(self) -> &'static str {
         match self {
@@ -67,12 +84,17 @@ impl DigestAlgorithm {
             Self::Md5Session => "MD5-sess",
             Self::Sha256 => "SHA-256",
             Self::Sha256Session => "SHA-256-sess",
+            Self::Sha512_256 => "SHA-512-256",
+            Self::Sha512_256Session => "SHA-512-256-sess",
         }
     }
 
     /// Whether this is a `-sess` variant, whose HA1 also covers nonce and cnonce.
     pub fn is_session(self) -> bool {
-        matches!(self, Self::Md5Session | Self::Sha256Session)
+        matches!(
+            self,
+            Self::Md5Session | Self::Sha256Session | Self::Sha512_256Session
+        )
     }
 
     /// The hash function underneath.
@@ -80,6 +102,7 @@ impl DigestAlgorithm {
         match self {
             Self::Md5 | Self::Md5Session => HashFunction::Md5,
             Self::Sha256 | Self::Sha256Session => HashFunction::Sha256,
+            Self::Sha512_256 | Self::Sha512_256Session => HashFunction::Sha512_256,
         }
     }
 
@@ -87,6 +110,8 @@ impl DigestAlgorithm {
     /// plain before `-sess` (RFC 7616 §3.7: use the first supported, strongest one).
     pub(crate) fn strength(self) -> u8 {
         match self {
+            Self::Sha512_256 => 6,
+            Self::Sha512_256Session => 5,
             Self::Sha256 => 4,
             Self::Sha256Session => 3,
             Self::Md5 => 2,
@@ -101,7 +126,7 @@ impl fmt::Display for DigestAlgorithm {
     }
 }
 
-/// An `algorithm` value this implementation does not know (e.g. `SHA-512-256`, `AKAv1-MD5`).
+/// An `algorithm` value this implementation does not know (e.g. `AKAv1-MD5`, RFC 3310).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unsupported digest algorithm `{name}`")]
 pub struct UnknownAlgorithm {
@@ -115,7 +140,7 @@ impl FromStr for DigestAlgorithm {
     /// Algorithm tokens compare case-insensitively (RFC 7616 §3.3 lists them as tokens;
     /// deployed clients send `md5` as well as `MD5`).
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        [Self::Md5, Self::Md5Session, Self::Sha256, Self::Sha256Session]
+        Self::ALL
             .into_iter()
             .find(|algorithm| algorithm.name().eq_ignore_ascii_case(text))
             .ok_or_else(|| UnknownAlgorithm {
@@ -130,32 +155,34 @@ mod tests {
 
     #[test]
     fn names_round_trip_case_insensitively() {
-        for algorithm in [
-            DigestAlgorithm::Md5,
-            DigestAlgorithm::Md5Session,
-            DigestAlgorithm::Sha256,
-            DigestAlgorithm::Sha256Session,
-        ] {
+        for algorithm in DigestAlgorithm::ALL {
             assert_eq!(algorithm.name().parse::<DigestAlgorithm>(), Ok(algorithm));
             assert_eq!(
-                algorithm.name().to_ascii_lowercase().parse::<DigestAlgorithm>(),
+                algorithm
+                    .name()
+                    .to_ascii_lowercase()
+                    .parse::<DigestAlgorithm>(),
                 Ok(algorithm)
             );
         }
         assert_eq!(
-            "SHA-512-256".parse::<DigestAlgorithm>(),
+            "AKAv1-MD5".parse::<DigestAlgorithm>(),
             Err(UnknownAlgorithm {
-                name: "SHA-512-256".into()
+                name: "AKAv1-MD5".into()
             })
         );
     }
 
     #[test]
     fn joined_hash_matches_known_digests() {
-        // MD5("a:b") and SHA-256("a:b"), computed independently with coreutils.
+        // MD5, SHA-512/256 and SHA-256 of "a:b", computed independently (coreutils, openssl).
         assert_eq!(
             HashFunction::Md5.hex_of_joined(&[b"a", b"b"]),
             "d8160c9b3dc20d4e931aeb4f45262155"
+        );
+        assert_eq!(
+            HashFunction::Sha512_256.hex_of_joined(&[b"a", b"b"]),
+            "399ce3b985f4a59dcded69bacdd23f8fe39ff5dacb7ced8431ff48ca561cf644"
         );
         assert_eq!(
             HashFunction::Sha256.hex_of_joined(&[b"a", b"b"]),

@@ -25,6 +25,8 @@ pub struct DigestChallenge {
     /// `stale=true`: the previous nonce was merely expired, the password was right
     /// (RFC 7616 §3.3), so a client retries without asking its user.
     pub stale: bool,
+    /// `userhash=true`: the server wants the username hashed (RFC 7616 §3.4.4).
+    pub userhash: bool,
 }
 
 impl DigestChallenge {
@@ -49,13 +51,12 @@ impl DigestChallenge {
                 .parse()
                 .map_err(|_| DigestSyntaxError::UnsupportedAlgorithm { name })?,
         };
-        let quality_of_protection_options =
-            take(&mut parameters, "qop").map(|options| {
-                options
-                    .split(',')
-                    .filter_map(|option| option.trim().parse().ok())
-                    .collect()
-            });
+        let quality_of_protection_options = take(&mut parameters, "qop").map(|options| {
+            options
+                .split(',')
+                .filter_map(|option| option.trim().parse().ok())
+                .collect()
+        });
         Ok(Self {
             realm,
             nonce,
@@ -64,6 +65,8 @@ impl DigestChallenge {
             quality_of_protection_options,
             stale: take(&mut parameters, "stale")
                 .is_some_and(|stale| stale.eq_ignore_ascii_case("true")),
+            userhash: take(&mut parameters, "userhash")
+                .is_some_and(|userhash| userhash.eq_ignore_ascii_case("true")),
         })
     }
 
@@ -87,6 +90,9 @@ impl DigestChallenge {
         }
         if self.stale {
             push_token(&mut output, "stale", "true");
+        }
+        if self.userhash {
+            push_token(&mut output, "userhash", "true");
         }
         Ok(output)
     }
@@ -144,6 +150,7 @@ mod tests {
             algorithm: DigestAlgorithm::Sha256,
             quality_of_protection_options: Some(vec![QualityOfProtection::Authentication]),
             stale: true,
+            userhash: false,
         };
         let printed = challenge.to_header_value().unwrap();
         assert_eq!(

@@ -6,7 +6,9 @@ use rand_core::RngCore;
 use super::algorithm::DigestAlgorithm;
 use super::challenge::DigestChallenge;
 use super::credentials::DigestResponse;
-use super::hashing::{QualityOfProtection, ResponseInput, compute_response, hash_a1};
+use super::hashing::{
+    QualityOfProtection, ResponseInput, compute_response, hash_a1, hash_username,
+};
 
 /// The request the Authorization header will be added to.
 #[derive(Debug, Clone, Copy)]
@@ -149,8 +151,17 @@ pub fn answer_challenge_with_cnonce(
         uri: request.uri,
         body: request.body,
     });
+    let username = if challenge.userhash {
+        hash_username(
+            algorithm.hash_function(),
+            credentials.username,
+            &challenge.realm,
+        )
+    } else {
+        credentials.username.to_owned()
+    };
     Ok(DigestResponse {
-        username: credentials.username.to_owned(),
+        username,
         realm: challenge.realm.clone(),
         nonce: challenge.nonce.clone(),
         uri: request.uri.to_owned(),
@@ -161,6 +172,7 @@ pub fn answer_challenge_with_cnonce(
         nonce_count: nonce_count_text,
         quality_of_protection: quality_of_protection.map(|qop| qop.token().to_owned()),
         opaque: challenge.opaque.clone(),
+        userhash: challenge.userhash,
     })
 }
 

@@ -33,6 +33,9 @@ pub struct DigestResponse {
     pub quality_of_protection: Option<String>,
     /// `opaque`, echoed from the challenge.
     pub opaque: Option<String>,
+    /// `userhash=true`: `username` is `H(username:realm)` (RFC 7616 §3.4.4); the caller
+    /// looks the subscriber up by that hash.
+    pub userhash: bool,
 }
 
 impl DigestResponse {
@@ -62,6 +65,8 @@ impl DigestResponse {
             nonce_count: take(&mut parameters, "nc"),
             quality_of_protection: take(&mut parameters, "qop"),
             opaque: take(&mut parameters, "opaque"),
+            userhash: take(&mut parameters, "userhash")
+                .is_some_and(|userhash| userhash.eq_ignore_ascii_case("true")),
         })
     }
 
@@ -88,6 +93,9 @@ impl DigestResponse {
         }
         if let Some(nonce_count) = &self.nonce_count {
             push_unquoted_checked(&mut output, "nc", nonce_count)?;
+        }
+        if self.userhash {
+            push_token(&mut output, "userhash", "true");
         }
         Ok(output)
     }

@@ -46,13 +46,14 @@ impl FromStr for QualityOfProtection {
 
 /// `HA1 = H(username:realm:password)` as lowercase hex (RFC 7616 §3.4.2), the value a
 /// subscriber database stores instead of the password (C5's `ha1` / SHA-256 column).
-pub fn hash_a1(
-    hash_function: HashFunction,
-    username: &str,
-    realm: &str,
-    password: &str,
-) -> String {
+pub fn hash_a1(hash_function: HashFunction, username: &str, realm: &str, password: &str) -> String {
     hash_function.hex_of_joined(&[username.as_bytes(), realm.as_bytes(), password.as_bytes()])
+}
+
+/// `H(username:realm)`, the `username` sent when a challenge sets `userhash=true`
+/// (RFC 7616 §3.4.4).
+pub fn hash_username(hash_function: HashFunction, username: &str, realm: &str) -> String {
+    hash_function.hex_of_joined(&[username.as_bytes(), realm.as_bytes()])
 }
 
 /// Everything the response hash covers.
@@ -110,7 +111,9 @@ pub(crate) fn compute_response(input: &ResponseInput<'_>) -> String {
             quality_of_protection.token().as_bytes(),
             ha2.as_bytes(),
         ]),
-        None => hash_function.hex_of_joined(&[ha1.as_bytes(), input.nonce.as_bytes(), ha2.as_bytes()]),
+        None => {
+            hash_function.hex_of_joined(&[ha1.as_bytes(), input.nonce.as_bytes(), ha2.as_bytes()])
+        }
     }
 }
 

@@ -62,6 +62,12 @@ pub enum DigestSyntaxError {
         /// The parameter name.
         name: &'static str,
     },
+    /// A name or value is not UTF-8.
+    #[error("parameter is not UTF-8")]
+    NotUtf8,
+    /// The header could not be read as an auth header at all.
+    #[error("unreadable header: {0}")]
+    Header(sip_message::ParseError),
     /// The `algorithm` parameter names an algorithm this implementation does not support.
     #[error("unsupported digest algorithm `{name}`")]
     UnsupportedAlgorithm {
@@ -104,12 +110,20 @@ pub(crate) fn parse_digest_parameters(text: &str) -> Result<Vec<Parameter>, Dige
     let scheme = &text[scheme_start..position];
     if !scheme.eq_ignore_ascii_case("Digest") {
         return Err(DigestSyntaxError::NotDigest {
-            scheme: text[scheme_start..].split_whitespace().next().unwrap_or("").to_owned(),
+            scheme: text[scheme_start..]
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .to_owned(),
         });
     }
     if position < bytes.len() && !is_whitespace(bytes[position]) {
         return Err(DigestSyntaxError::NotDigest {
-            scheme: text[scheme_start..].split_whitespace().next().unwrap_or("").to_owned(),
+            scheme: text[scheme_start..]
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .to_owned(),
         });
     }
 
@@ -202,7 +216,9 @@ fn parse_quoted_string(text: &str, start: usize) -> Result<(String, usize), Dige
 
 /// Takes the parameter `name` out of the list, if present.
 pub(crate) fn take(parameters: &mut Vec<Parameter>, name: &str) -> Option<String> {
-    let index = parameters.iter().position(|(existing, _)| existing == name)?;
+    let index = parameters
+        .iter()
+        .position(|(existing, _)| existing == name)?;
     Some(parameters.swap_remove(index).1)
 }
 

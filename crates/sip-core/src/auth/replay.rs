@@ -191,27 +191,54 @@ mod tests {
     fn each_count_is_accepted_once_even_out_of_order() {
         let mut tracker = NonceCountTracker::new(10, 300);
         let first = nonce(100, 1);
-        assert_eq!(tracker.check_and_record(first, 1, 100), NonceCountCheck::Accepted);
+        assert_eq!(
+            tracker.check_and_record(first, 1, 100),
+            NonceCountCheck::Accepted
+        );
         assert_eq!(tracker.check_and_record(first, 1, 100), replayed(1, 1));
-        assert_eq!(tracker.check_and_record(first, 3, 100), NonceCountCheck::Accepted);
-        assert_eq!(tracker.check_and_record(first, 2, 100), NonceCountCheck::Accepted);
+        assert_eq!(
+            tracker.check_and_record(first, 3, 100),
+            NonceCountCheck::Accepted
+        );
+        assert_eq!(
+            tracker.check_and_record(first, 2, 100),
+            NonceCountCheck::Accepted
+        );
         assert_eq!(tracker.check_and_record(first, 2, 100), replayed(2, 3));
         assert_eq!(tracker.check_and_record(first, 0, 100), replayed(0, 0));
         // Another nonce has its own counts.
-        assert_eq!(tracker.check_and_record(nonce(100, 2), 1, 100), NonceCountCheck::Accepted);
+        assert_eq!(
+            tracker.check_and_record(nonce(100, 2), 1, 100),
+            NonceCountCheck::Accepted
+        );
     }
 
     #[test]
     fn counts_below_the_window_are_refused() {
         let mut tracker = NonceCountTracker::new(10, 300);
         let first = nonce(100, 1);
-        assert_eq!(tracker.check_and_record(first, 100, 100), NonceCountCheck::Accepted);
-        assert_eq!(tracker.check_and_record(first, 37, 100), NonceCountCheck::Accepted);
+        assert_eq!(
+            tracker.check_and_record(first, 100, 100),
+            NonceCountCheck::Accepted
+        );
+        assert_eq!(
+            tracker.check_and_record(first, 37, 100),
+            NonceCountCheck::Accepted
+        );
         assert_eq!(tracker.check_and_record(first, 36, 100), replayed(36, 100));
         // A jump wider than the window forgets everything below.
-        assert_eq!(tracker.check_and_record(first, 1_000, 100), NonceCountCheck::Accepted);
-        assert_eq!(tracker.check_and_record(first, 999, 100), NonceCountCheck::Accepted);
-        assert_eq!(tracker.check_and_record(first, 100, 100), replayed(100, 1_000));
+        assert_eq!(
+            tracker.check_and_record(first, 1_000, 100),
+            NonceCountCheck::Accepted
+        );
+        assert_eq!(
+            tracker.check_and_record(first, 999, 100),
+            NonceCountCheck::Accepted
+        );
+        assert_eq!(
+            tracker.check_and_record(first, 100, 100),
+            replayed(100, 1_000)
+        );
     }
 
     #[test]
@@ -230,17 +257,38 @@ mod tests {
     fn memory_stays_bounded_and_eviction_never_reopens_a_replay() {
         let mut tracker = NonceCountTracker::new(2, 300);
         let oldest = nonce(100, 1);
-        assert_eq!(tracker.check_and_record(oldest, 1, 150), NonceCountCheck::Accepted);
-        assert_eq!(tracker.check_and_record(nonce(110, 2), 1, 150), NonceCountCheck::Accepted);
-        assert_eq!(tracker.check_and_record(nonce(120, 3), 1, 150), NonceCountCheck::Accepted);
+        assert_eq!(
+            tracker.check_and_record(oldest, 1, 150),
+            NonceCountCheck::Accepted
+        );
+        assert_eq!(
+            tracker.check_and_record(nonce(110, 2), 1, 150),
+            NonceCountCheck::Accepted
+        );
+        assert_eq!(
+            tracker.check_and_record(nonce(120, 3), 1, 150),
+            NonceCountCheck::Accepted
+        );
         assert_eq!(tracker.len(), 2);
         // The evicted nonce's first request replayed: not accepted again.
-        assert_eq!(tracker.check_and_record(oldest, 1, 150), NonceCountCheck::Forgotten);
+        assert_eq!(
+            tracker.check_and_record(oldest, 1, 150),
+            NonceCountCheck::Forgotten
+        );
         // Nor an untracked nonce issued before the eviction point.
-        assert_eq!(tracker.check_and_record(nonce(90, 4), 1, 150), NonceCountCheck::Forgotten);
+        assert_eq!(
+            tracker.check_and_record(nonce(90, 4), 1, 150),
+            NonceCountCheck::Forgotten
+        );
         // Newer nonces still work, and tracked ones keep their windows.
-        assert_eq!(tracker.check_and_record(nonce(130, 5), 1, 150), NonceCountCheck::Accepted);
-        assert_eq!(tracker.check_and_record(nonce(130, 5), 1, 150), replayed(1, 1));
+        assert_eq!(
+            tracker.check_and_record(nonce(130, 5), 1, 150),
+            NonceCountCheck::Accepted
+        );
+        assert_eq!(
+            tracker.check_and_record(nonce(130, 5), 1, 150),
+            replayed(1, 1)
+        );
         assert_eq!(tracker.len(), 2);
     }
 }

@@ -51,14 +51,18 @@ pub struct StoredCredentials {
     pub ha1_md5: Option<String>,
     /// `SHA-256(username:realm:password)`.
     pub ha1_sha256: Option<String>,
+    /// `SHA-512/256(username:realm:password)`.
+    pub ha1_sha512_256: Option<String>,
 }
 
 impl StoredCredentials {
-    /// Both HA1 values for a password, as provisioning stores them.
+    /// Every HA1 value for a password, as provisioning stores them.
     pub fn from_password(username: &str, realm: &str, password: &str) -> Self {
+        let ha1 = |hash_function| Some(super::hash_a1(hash_function, username, realm, password));
         Self {
-            ha1_md5: Some(super::hash_a1(HashFunction::Md5, username, realm, password)),
-            ha1_sha256: Some(super::hash_a1(HashFunction::Sha256, username, realm, password)),
+            ha1_md5: ha1(HashFunction::Md5),
+            ha1_sha256: ha1(HashFunction::Sha256),
+            ha1_sha512_256: ha1(HashFunction::Sha512_256),
         }
     }
 
@@ -66,6 +70,7 @@ impl StoredCredentials {
         match hash_function {
             HashFunction::Md5 => self.ha1_md5.as_deref(),
             HashFunction::Sha256 => self.ha1_sha256.as_deref(),
+            HashFunction::Sha512_256 => self.ha1_sha512_256.as_deref(),
         }
     }
 }
@@ -234,10 +239,9 @@ impl DigestAuthenticator {
                     nonce: nonce.clone(),
                     opaque: self.policy.opaque.clone(),
                     algorithm,
-                    quality_of_protection_options: Some(vec![
-                        QualityOfProtection::Authentication,
-                    ]),
+                    quality_of_protection_options: Some(vec![QualityOfProtection::Authentication]),
                     stale,
+                    userhash: false,
                 }
                 .to_header_value()
             })

@@ -70,11 +70,13 @@ impl ClientInviteTransaction {
         };
         transaction.outputs.transmit(destination, request_bytes);
         if !reliability.is_reliable() {
-            transaction.timers.start(Timer::A, now + config.first_retransmit_interval());
+            transaction
+                .timers
+                .start_after(Timer::A, now, config.first_retransmit_interval());
         }
         transaction
             .timers
-            .start(Timer::B, now + config.transaction_timeout());
+            .start_after(Timer::B, now, config.transaction_timeout());
         transaction
     }
 
@@ -99,7 +101,11 @@ impl ClientInviteTransaction {
     }
 
     /// Feeds a response that matched this transaction (RFC 3261 §17.1.3).
-    pub fn handle_message(&mut self, now: Instant, response: Message) -> Result<(), TransactionError> {
+    pub fn handle_message(
+        &mut self,
+        now: Instant,
+        response: Message,
+    ) -> Result<(), TransactionError> {
         let status = response_status(&response)?;
         match self.state {
             ClientInviteState::Calling | ClientInviteState::Proceeding => match status {
@@ -115,7 +121,7 @@ impl ClientInviteTransaction {
                     self.timers.stop_all();
                     self.state = ClientInviteState::Accepted;
                     self.timers
-                        .start(Timer::M, now + self.config.transaction_timeout());
+                        .start_after(Timer::M, now, self.config.transaction_timeout());
                     self.outputs.event(Event::Response(response));
                 }
                 _ => {
@@ -128,7 +134,8 @@ impl ClientInviteTransaction {
                     if self.reliability.is_reliable() {
                         self.terminate();
                     } else {
-                        self.timers.start(Timer::D, now + self.config.timer_d());
+                        self.timers
+                            .start_after(Timer::D, now, self.config.timer_d());
                     }
                 }
             },
@@ -160,7 +167,8 @@ impl ClientInviteTransaction {
                     self.outputs
                         .transmit(self.destination, self.request_bytes.clone());
                     self.retransmit_interval = self.retransmit_interval.saturating_mul(2);
-                    self.timers.start(Timer::A, now + self.retransmit_interval);
+                    self.timers
+                        .start_after(Timer::A, now, self.retransmit_interval);
                 }
                 (Timer::B, ClientInviteState::Calling | ClientInviteState::Proceeding) => {
                     self.outputs.event(Event::Timeout(Timer::B));
@@ -182,7 +190,7 @@ impl ClientInviteTransaction {
             ClientInviteState::Calling | ClientInviteState::Proceeding
         ) {
             self.timers
-                .start(Timer::B, now + self.config.transaction_timeout());
+                .start_after(Timer::B, now, self.config.transaction_timeout());
         }
     }
 
@@ -218,5 +226,229 @@ impl ClientInviteTransaction {
         self.timers.stop_all();
         self.state = ClientInviteState::Terminated;
         self.outputs.event(Event::Terminated);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transaction::test_support::*;
+    use sip_message::Method;
+
+    fn calling(reliability: Reliability) -> (Instant, ClientInviteTransaction) {
+        let base = start();
+        let mut transaction = ClientInviteTransaction::new(
+            base,
+            invite(),
+            peer(),
+            reliability,
+            TimerConfig::default(),
+        );
+        let sent = drain_transmits(&mut transaction);
+        assert_eq!(sent.len(), 1, "the INVITE goes out at once");
+        assert_eq!(sent[0].destination, peer());
+        assert_eq!(sent[0].payload, invite().to_bytes());
+        (base, transaction)
+    }
+
+    fn is_response(event: &Event, code: u16) -> bool {
+        matches!(event, Event::Response(response) if response.status() == Some(code))
+    }
+
+    #[test]
+    fn calling_retransmits_on_timer_a_then_times_out_on_timer_b() {
+        let (base, mut transaction) = calling(Reliability::Unreliable);
+        assert_eq!(transaction.state(), ClientInviteState::Calling);
+        assert_eq!(transaction.poll_timeout(), Some(base + ms(500)));
+        let sent = run_until(&mut transaction, base, base + Duration::from_secs(40));
+        // Timer A doubles without a T2 cap: 0.5, 1.5, 3.5, 7.5, 15.5, 31.5 s.
+        assert_eq!(
+            sent,
+            doubling_schedule(ms(500), None, Duration::from_secs(32))
+        );
+        let events = drain_events(&mut transaction);
+        assert!(matches!(
+            events[..],
+            [Event::Timeout(Timer::B), Event::Terminated]
+        ));
+        assert_eq!(transaction.state(), ClientInviteState::Terminated);
+        assert_eq!(transaction.poll_timeout(), None);
+    }
+
+    #[test]
+    fn reliable_transport_has_no_timer_a() {
+        let (base, mut transaction) = calling(Reliability::Reliable);
+        assert_eq!(
+            transaction.poll_timeout(),
+            Some(base + Duration::from_secs(32))
+        );
+        let sent = run_until(&mut transaction, base, base + Duration::from_secs(40));
+        assert!(sent.is_empty());
+        assert_eq!(transaction.state(), ClientInviteState::Terminated);
+    }
+
+    #[test]
+    fn provisional_response_moves_to_proceeding_and_stops_retransmission() {
+        let (base, mut transaction) = calling(Reliability::Unreliable);
+        transaction
+            .handle_message(base + ms(100), response(&invite(), 180))
+            .unwrap();
+        assert_eq!(transaction.state(), ClientInviteState::Proceeding);
+        assert!(is_response(&transaction.poll_event().unwrap(), 180));
+        assert_eq!(transaction.poll_timeout(), None);
+        transaction
+            .handle_message(base + ms(200), response(&invite(), 183))
+            .unwrap();
+        assert_eq!(transaction.state(), ClientInviteState::Proceeding);
+        assert!(is_response(&transaction.poll_event().unwrap(), 183));
+    }
+
+    #[test]
+    fn non_2xx_final_response_is_acknowledged_and_completes() {
+        let (base, mut transaction) = calling(Reliability::Unreliable);
+        let busy = response(&invite(), 486);
+        transaction
+            .handle_message(base + ms(100), busy.clone())
+            .unwrap();
+        assert_eq!(transaction.state(), ClientInviteState::Completed);
+        let sent = drain_transmits(&mut transaction);
+        assert_eq!(sent.len(), 1);
+        let ack = Message::parse(sent[0].payload.clone()).unwrap();
+        assert_eq!(ack.method(), Some(&Method::Ack));
+        assert_eq!(ack.cseq().unwrap().number, 314159);
+        assert_eq!(ack.cseq().unwrap().method, Method::Ack);
+        assert_eq!(ack.to().unwrap().tag(), Some(&b"a6c85cf"[..]));
+        let events = drain_events(&mut transaction);
+        assert_eq!(events.len(), 1);
+        assert!(is_response(&events[0], 486));
+        // Timer D: 32 s over UDP.
+        assert_eq!(
+            transaction.poll_timeout(),
+            Some(base + ms(100) + Duration::from_secs(32))
+        );
+        // A retransmitted final response is acknowledged again and not passed up.
+        transaction.handle_message(base + ms(600), busy).unwrap();
+        assert_eq!(
+            drain_transmits(&mut transaction)[0].payload,
+            sent[0].payload
+        );
+        assert!(transaction.poll_event().is_none());
+        transaction.handle_timeout(base + ms(100) + Duration::from_secs(32));
+        assert_eq!(transaction.state(), ClientInviteState::Terminated);
+        assert!(matches!(transaction.poll_event(), Some(Event::Terminated)));
+    }
+
+    #[test]
+    fn non_2xx_final_over_reliable_transport_terminates_at_once() {
+        let (base, mut transaction) = calling(Reliability::Reliable);
+        transaction
+            .handle_message(base, response(&invite(), 603))
+            .unwrap();
+        assert_eq!(drain_transmits(&mut transaction).len(), 1, "the ACK");
+        let events = drain_events(&mut transaction);
+        assert!(is_response(&events[0], 603));
+        assert!(matches!(events[1], Event::Terminated));
+        assert_eq!(transaction.state(), ClientInviteState::Terminated);
+    }
+
+    #[test]
+    fn success_moves_to_accepted_and_passes_every_2xx_up() {
+        let (base, mut transaction) = calling(Reliability::Unreliable);
+        transaction
+            .handle_message(base + ms(50), response(&invite(), 180))
+            .unwrap();
+        transaction
+            .handle_message(base + ms(100), response(&invite(), 200))
+            .unwrap();
+        assert_eq!(transaction.state(), ClientInviteState::Accepted);
+        assert!(
+            drain_transmits(&mut transaction).is_empty(),
+            "the ACK for 2xx is the TU's"
+        );
+        // Timer M = 64·T1.
+        assert_eq!(
+            transaction.poll_timeout(),
+            Some(base + ms(100) + Duration::from_secs(32))
+        );
+        transaction
+            .handle_message(base + ms(600), response(&invite(), 200))
+            .unwrap();
+        transaction
+            .handle_message(base + ms(700), response(&invite(), 180))
+            .unwrap();
+        transaction
+            .handle_message(base + ms(800), response(&invite(), 486))
+            .unwrap();
+        let events = drain_events(&mut transaction);
+        let codes: Vec<_> = events
+            .iter()
+            .map(|event| match event {
+                Event::Response(response) => response.status(),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(codes, [Some(180), Some(200), Some(200)]);
+        transaction.handle_timeout(base + ms(100) + Duration::from_secs(32));
+        assert_eq!(transaction.state(), ClientInviteState::Terminated);
+    }
+
+    #[test]
+    fn transport_error_in_calling_terminates() {
+        let (base, mut transaction) = calling(Reliability::Unreliable);
+        transaction.handle_transport_error(base);
+        let events = drain_events(&mut transaction);
+        assert!(matches!(
+            events[..],
+            [Event::TransportError, Event::Terminated]
+        ));
+        assert_eq!(transaction.poll_timeout(), None);
+    }
+
+    #[test]
+    fn transport_error_in_accepted_is_reported_only() {
+        let (base, mut transaction) = calling(Reliability::Unreliable);
+        transaction
+            .handle_message(base, response(&invite(), 200))
+            .unwrap();
+        drain_events(&mut transaction);
+        transaction.handle_transport_error(base);
+        assert!(matches!(
+            transaction.poll_event(),
+            Some(Event::TransportError)
+        ));
+        assert_eq!(transaction.state(), ClientInviteState::Accepted);
+    }
+
+    #[test]
+    fn cancel_in_proceeding_bounds_the_wait_for_a_final_response() {
+        let (base, mut transaction) = calling(Reliability::Unreliable);
+        transaction
+            .handle_message(base, response(&invite(), 180))
+            .unwrap();
+        drain_events(&mut transaction);
+        transaction.cancel_sent(base + Duration::from_secs(5));
+        assert_eq!(
+            transaction.poll_timeout(),
+            Some(base + Duration::from_secs(37))
+        );
+        transaction.handle_timeout(base + Duration::from_secs(37));
+        let events = drain_events(&mut transaction);
+        assert!(matches!(
+            events[..],
+            [Event::Timeout(Timer::B), Event::Terminated]
+        ));
+    }
+
+    #[test]
+    fn a_request_is_refused_as_input() {
+        let (base, mut transaction) = calling(Reliability::Unreliable);
+        let error = transaction.handle_message(base, invite()).unwrap_err();
+        assert_eq!(
+            error,
+            TransactionError::WrongMessageKind {
+                expected: "response"
+            }
+        );
+        assert_eq!(transaction.state(), ClientInviteState::Calling);
     }
 }

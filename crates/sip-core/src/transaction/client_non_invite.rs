@@ -87,10 +87,11 @@ impl ClientNonInviteTransaction {
         self.outputs
             .transmit(self.destination, self.request_bytes.clone());
         if !self.reliability.is_reliable() {
-            self.timers.start(Timer::E, now + self.config.first_retransmit_interval());
+            self.timers
+                .start_after(Timer::E, now, self.config.first_retransmit_interval());
         }
         self.timers
-            .start(Timer::F, now + self.config.transaction_timeout());
+            .start_after(Timer::F, now, self.config.transaction_timeout());
     }
 
     /// Whether the request was sent.
@@ -121,7 +122,11 @@ impl ClientNonInviteTransaction {
     }
 
     /// Feeds a response that matched this transaction (RFC 3261 §17.1.3).
-    pub fn handle_message(&mut self, now: Instant, response: Message) -> Result<(), TransactionError> {
+    pub fn handle_message(
+        &mut self,
+        now: Instant,
+        response: Message,
+    ) -> Result<(), TransactionError> {
         let status = response_status(&response)?;
         match self.state {
             ClientNonInviteState::Trying | ClientNonInviteState::Proceeding => {
@@ -135,7 +140,7 @@ impl ClientNonInviteTransaction {
                     if self.reliability.is_reliable() {
                         self.terminate();
                     } else {
-                        self.timers.start(Timer::K, now + self.config.t4);
+                        self.timers.start_after(Timer::K, now, self.config.t4);
                     }
                 }
             }
@@ -158,7 +163,8 @@ impl ClientNonInviteTransaction {
                     } else {
                         self.config.t2_retransmit_interval()
                     };
-                    self.timers.start(Timer::E, now + self.retransmit_interval);
+                    self.timers
+                        .start_after(Timer::E, now, self.retransmit_interval);
                 }
                 (Timer::F, ClientNonInviteState::Trying | ClientNonInviteState::Proceeding) => {
                     self.outputs.event(Event::Timeout(Timer::F));
@@ -200,5 +206,152 @@ impl ClientNonInviteTransaction {
         self.timers.stop_all();
         self.state = ClientNonInviteState::Terminated;
         self.outputs.event(Event::Terminated);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transaction::test_support::*;
+
+    fn options() -> Message {
+        request("OPTIONS", "z9hG4bKoptions1")
+    }
+
+    fn trying(reliability: Reliability) -> (Instant, ClientNonInviteTransaction) {
+        let base = start();
+        let mut transaction = ClientNonInviteTransaction::new(
+            base,
+            options(),
+            peer(),
+            reliability,
+            TimerConfig::default(),
+        );
+        assert_eq!(drain_transmits(&mut transaction).len(), 1);
+        (base, transaction)
+    }
+
+    #[test]
+    fn trying_retransmits_on_timer_e_capped_at_t2_then_times_out_on_timer_f() {
+        let (base, mut transaction) = trying(Reliability::Unreliable);
+        let sent = run_until(&mut transaction, base, base + Duration::from_secs(40));
+        // 0.5, 1.5, 3.5, 7.5, 11.5, 15.5, …, 31.5 s.
+        let expected = doubling_schedule(
+            ms(500),
+            Some(Duration::from_secs(4)),
+            Duration::from_secs(32),
+        );
+        assert_eq!(sent, expected);
+        assert_eq!(expected[4], Duration::from_millis(11_500));
+        let events = drain_events(&mut transaction);
+        assert!(matches!(
+            events[..],
+            [Event::Timeout(Timer::F), Event::Terminated]
+        ));
+        assert_eq!(transaction.state(), ClientNonInviteState::Terminated);
+    }
+
+    #[test]
+    fn proceeding_retransmits_every_t2() {
+        let (base, mut transaction) = trying(Reliability::Unreliable);
+        transaction
+            .handle_message(base + ms(100), response(&options(), 100))
+            .unwrap();
+        assert_eq!(transaction.state(), ClientNonInviteState::Proceeding);
+        let sent = run_until(&mut transaction, base, base + Duration::from_secs(10));
+        // The first E (armed while Trying) still fires at 0.5 s; from then on T2.
+        assert_eq!(sent, [ms(500), ms(4_500), ms(8_500)]);
+    }
+
+    #[test]
+    fn final_response_completes_and_timer_k_absorbs_retransmissions() {
+        let (base, mut transaction) = trying(Reliability::Unreliable);
+        transaction
+            .handle_message(base + ms(100), response(&options(), 200))
+            .unwrap();
+        assert_eq!(transaction.state(), ClientNonInviteState::Completed);
+        assert!(matches!(transaction.poll_event(), Some(Event::Response(_))));
+        assert_eq!(
+            transaction.poll_timeout(),
+            Some(base + ms(100) + Duration::from_secs(5))
+        );
+        transaction
+            .handle_message(base + ms(200), response(&options(), 200))
+            .unwrap();
+        assert!(
+            transaction.poll_event().is_none(),
+            "retransmission absorbed"
+        );
+        assert!(run_until(&mut transaction, base, base + Duration::from_secs(6)).is_empty());
+        assert_eq!(transaction.state(), ClientNonInviteState::Terminated);
+        assert!(matches!(transaction.poll_event(), Some(Event::Terminated)));
+    }
+
+    #[test]
+    fn reliable_transport_has_no_timer_e_and_no_timer_k() {
+        let (base, mut transaction) = trying(Reliability::Reliable);
+        assert_eq!(
+            transaction.poll_timeout(),
+            Some(base + Duration::from_secs(32))
+        );
+        transaction
+            .handle_message(base, response(&options(), 404))
+            .unwrap();
+        let events = drain_events(&mut transaction);
+        assert!(matches!(
+            events[..],
+            [Event::Response(_), Event::Terminated]
+        ));
+    }
+
+    #[test]
+    fn deferred_transaction_sends_only_when_started() {
+        let base = start();
+        let mut transaction = ClientNonInviteTransaction::new_deferred(
+            options(),
+            peer(),
+            Reliability::Unreliable,
+            TimerConfig::default(),
+        );
+        assert!(transaction.poll_transmit().is_none());
+        assert_eq!(transaction.poll_timeout(), None);
+        transaction.start(base);
+        assert!(transaction.is_started());
+        assert_eq!(drain_transmits(&mut transaction).len(), 1);
+        transaction.start(base);
+        assert!(
+            transaction.poll_transmit().is_none(),
+            "starting twice sends once"
+        );
+        transaction.abandon();
+        assert_eq!(
+            transaction.state(),
+            ClientNonInviteState::Trying,
+            "a started one is not abandoned"
+        );
+    }
+
+    #[test]
+    fn abandoning_an_unsent_transaction_terminates_it() {
+        let mut transaction = ClientNonInviteTransaction::new_deferred(
+            options(),
+            peer(),
+            Reliability::Unreliable,
+            TimerConfig::default(),
+        );
+        transaction.abandon();
+        assert_eq!(transaction.state(), ClientNonInviteState::Terminated);
+        assert!(matches!(transaction.poll_event(), Some(Event::Terminated)));
+    }
+
+    #[test]
+    fn transport_error_terminates() {
+        let (base, mut transaction) = trying(Reliability::Unreliable);
+        transaction.handle_transport_error(base);
+        let events = drain_events(&mut transaction);
+        assert!(matches!(
+            events[..],
+            [Event::TransportError, Event::Terminated]
+        ));
     }
 }

@@ -102,6 +102,9 @@ impl ServerKey {
             method.clone()
         };
         let via = request.top_via().map_err(|_| KeyError::Header("Via"))?;
+        // Every server transaction answers with the request's CSeq (§8.2.6.2); without a
+        // readable one there is nothing valid to send back.
+        let cseq = request.cseq().map_err(|_| KeyError::Header("CSeq"))?;
         if let Some(branch) = via.branch()
             && branch.starts_with(MAGIC_COOKIE)
         {
@@ -119,7 +122,6 @@ impl ServerKey {
         let to = request.to().map_err(|_| KeyError::Header("To"))?;
         let from = request.from().map_err(|_| KeyError::Header("From"))?;
         let call_id = request.call_id().map_err(|_| KeyError::Header("Call-ID"))?;
-        let cseq = request.cseq().map_err(|_| KeyError::Header("CSeq"))?;
         let top_via = Bytes::copy_from_slice(via.raw);
         Ok(ServerKey::Rfc2543 {
             request_uri,
@@ -179,8 +181,137 @@ impl ServerKey {
 
 /// The Request-URI as written on the request line.
 fn request_uri_bytes(request: &Message) -> Result<Bytes, KeyError> {
-    match request.request_uri() {
-        Some(Ok(uri)) => Ok(Bytes::copy_from_slice(uri.raw)),
-        _ => Err(KeyError::Header("Request-URI")),
+    request
+        .request_uri_bytes()
+        .map(Bytes::copy_from_slice)
+        .ok_or(KeyError::Header("Request-URI"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transaction::test_support::*;
+
+    #[test]
+    fn client_key_of_request_and_response_agree() {
+        let request = invite();
+        let from_request = ClientKey::from_message(&request).unwrap();
+        let from_response = ClientKey::from_message(&response(&request, 180)).unwrap();
+        assert_eq!(from_request, from_response);
+        assert_eq!(from_request.method, Method::Invite);
+        assert_eq!(&from_request.branch[..], b"z9hG4bK776asdhds");
+    }
+
+    #[test]
+    fn cancel_has_its_own_client_key() {
+        let invite_key = ClientKey::from_message(&invite()).unwrap();
+        let cancel = request("CANCEL", "z9hG4bK776asdhds");
+        let cancel_key = ClientKey::from_message(&cancel).unwrap();
+        assert_eq!(invite_key.branch, cancel_key.branch);
+        assert_ne!(invite_key, cancel_key);
+    }
+
+    #[test]
+    fn server_key_folds_ack_into_invite() {
+        let invite_key = ServerKey::from_request(&invite()).unwrap();
+        let ack_key = ServerKey::from_request(&request("ACK", "z9hG4bK776asdhds")).unwrap();
+        assert_eq!(invite_key, ack_key);
+        let cancel_key = ServerKey::from_request(&request("CANCEL", "z9hG4bK776asdhds")).unwrap();
+        assert_ne!(cancel_key, invite_key);
+        assert_eq!(cancel_key.with_method(Method::Invite), invite_key);
+    }
+
+    #[test]
+    fn server_key_compares_sent_by_host_without_case() {
+        let lower = ServerKey::from_request(&invite()).unwrap();
+        let upper = parse(
+            &String::from_utf8(invite().to_bytes().to_vec())
+                .unwrap()
+                .replace("\r\n", "\n")
+                .replace(
+                    "pc33.atlanta.example.com:5060",
+                    "PC33.Atlanta.example.COM:5060",
+                ),
+        );
+        assert_eq!(ServerKey::from_request(&upper).unwrap(), lower);
+        let other_port = parse(
+            &String::from_utf8(invite().to_bytes().to_vec())
+                .unwrap()
+                .replace("\r\n", "\n")
+                .replace(
+                    "pc33.atlanta.example.com:5060",
+                    "pc33.atlanta.example.com:5062",
+                ),
+        );
+        assert_ne!(ServerKey::from_request(&other_port).unwrap(), lower);
+    }
+
+    #[test]
+    fn branch_without_magic_cookie_falls_back_to_rfc_2543_matching() {
+        let old = request("INVITE", "oldbranch1");
+        let key = ServerKey::from_request(&old).unwrap();
+        let ServerKey::Rfc2543 {
+            request_uri,
+            to_tag,
+            from_tag,
+            call_id,
+            cseq_number,
+            method,
+            top_via,
+        } = &key
+        else {
+            panic!("expected an RFC 2543 key, got {key:?}");
+        };
+        assert_eq!(&request_uri[..], b"sip:bob@biloxi.example.com");
+        assert_eq!(to_tag, &None);
+        assert_eq!(from_tag.as_deref(), Some(&b"1928301774"[..]));
+        assert_eq!(&call_id[..], b"a84b4c76e66710@pc33.atlanta.example.com");
+        assert_eq!(*cseq_number, 314159);
+        assert_eq!(*method, Method::Invite);
+        assert_eq!(
+            &top_via[..],
+            b"SIP/2.0/UDP pc33.atlanta.example.com:5060;branch=oldbranch1"
+        );
+    }
+
+    #[test]
+    fn missing_headers_are_typed_errors() {
+        let no_via = parse(
+            "OPTIONS sip:bob@biloxi.example.com SIP/2.0
+To: <sip:bob@biloxi.example.com>
+From: <sip:alice@atlanta.example.com>;tag=1
+Call-ID: x
+CSeq: 1 OPTIONS
+Content-Length: 0
+
+",
+        );
+        assert_eq!(
+            ServerKey::from_request(&no_via),
+            Err(KeyError::Header("Via"))
+        );
+        assert_eq!(
+            ClientKey::from_message(&no_via),
+            Err(KeyError::Header("Via"))
+        );
+        let no_branch = parse(
+            "SIP/2.0 200 OK
+Via: SIP/2.0/UDP pc33.atlanta.example.com
+To: <sip:bob@biloxi.example.com>;tag=2
+From: <sip:alice@atlanta.example.com>;tag=1
+Call-ID: x
+CSeq: 1 OPTIONS
+Content-Length: 0
+
+",
+        );
+        assert_eq!(
+            ClientKey::from_message(&no_branch),
+            Err(KeyError::MissingBranch)
+        );
+        assert_eq!(
+            ServerKey::from_request(&no_branch),
+            Err(KeyError::NotARequest)
+        );
     }
 }

@@ -88,6 +88,8 @@ pub enum TransactionState {
     ServerNonInvite(ServerNonInviteState),
 }
 
+// The variant names are the RFC's transaction names, shared suffix and all.
+#[allow(clippy::enum_variant_names)]
 #[derive(Debug)]
 enum Machine {
     ClientInvite(ClientInviteTransaction),
@@ -258,12 +260,16 @@ impl TransactionLayer {
 
     /// The state of a live transaction.
     pub fn state(&self, id: TransactionId) -> Option<TransactionState> {
-        self.transactions.get(&id).map(|entry| entry.machine.state())
+        self.transactions
+            .get(&id)
+            .map(|entry| entry.machine.state())
     }
 
     /// The request of a live transaction.
     pub fn request(&self, id: TransactionId) -> Option<&Message> {
-        self.transactions.get(&id).map(|entry| entry.machine.request())
+        self.transactions
+            .get(&id)
+            .map(|entry| entry.machine.request())
     }
 
     /// Starts a client transaction for `request` (INVITE → client INVITE transaction, anything
@@ -323,7 +329,9 @@ impl TransactionLayer {
             .transactions
             .get(&invite)
             .ok_or(TransactionError::UnknownTransaction)?;
-        if let Some(cancel) = entry.cancel {
+        if let Some(cancel) = entry.cancel
+            && self.transactions.contains_key(&cancel)
+        {
             return Ok(cancel);
         }
         let Machine::ClientInvite(transaction) = &entry.machine else {
@@ -459,7 +467,7 @@ impl TransactionLayer {
         let key = ServerKey::from_request(&request)?;
         let is_ack = request.method() == Some(&Method::Ack);
         if is_ack {
-            return match self.find_ack_transaction(&key, &request) {
+            return match self.find_ack_transaction(&key) {
                 Some(id) => {
                     if let Some(entry) = self.transactions.get_mut(&id) {
                         entry.machine.handle_message(now, request)?;
@@ -520,15 +528,14 @@ impl TransactionLayer {
 
     /// RFC 3261 §17.2.3: an ACK matches the INVITE transaction; under RFC 2543 rules its To tag
     /// must equal the tag of the response we sent, which the INVITE itself did not carry.
-    fn find_ack_transaction(&self, key: &ServerKey, ack: &Message) -> Option<TransactionId> {
+    fn find_ack_transaction(&self, key: &ServerKey) -> Option<TransactionId> {
         if let Some(&id) = self.server_index.get(key) {
             return Some(id);
         }
         let untagged = key.without_to_tag()?;
         let &id = self.server_index.get(&untagged)?;
         let entry = self.transactions.get(&id)?;
-        let ack_tag = key.to_tag();
-        (entry.response_to_tag.as_ref() == ack_tag && ack.is_request()).then_some(id)
+        (entry.response_to_tag.as_ref() == key.to_tag()).then_some(id)
     }
 
     /// Fires every timer due at `now`.

@@ -102,7 +102,11 @@ impl ServerInviteTransaction {
 
     /// Feeds an INVITE retransmission or an ACK that matched this transaction (RFC 3261
     /// §17.2.1, RFC 6026 §8.7).
-    pub fn handle_message(&mut self, now: Instant, request: Message) -> Result<(), TransactionError> {
+    pub fn handle_message(
+        &mut self,
+        now: Instant,
+        request: Message,
+    ) -> Result<(), TransactionError> {
         let Some(method) = request.method() else {
             return Err(TransactionError::WrongMessageKind {
                 expected: "request",
@@ -117,7 +121,7 @@ impl ServerInviteTransaction {
                     if self.reliability.is_reliable() {
                         self.terminate();
                     } else {
-                        self.timers.start(Timer::I, now + self.config.t4);
+                        self.timers.start_after(Timer::I, now, self.config.t4);
                     }
                 }
                 ServerInviteState::Accepted => self.outputs.event(Event::Acknowledged(request)),
@@ -140,7 +144,11 @@ impl ServerInviteTransaction {
     }
 
     /// Sends a response from the TU (RFC 3261 §17.2.1, RFC 6026 §8.6).
-    pub fn send_response(&mut self, now: Instant, response: Message) -> Result<(), TransactionError> {
+    pub fn send_response(
+        &mut self,
+        now: Instant,
+        response: Message,
+    ) -> Result<(), TransactionError> {
         let status = response_status(&response)?;
         match (self.state, status) {
             (ServerInviteState::Proceeding, 100..=199) => {
@@ -154,7 +162,7 @@ impl ServerInviteTransaction {
                 self.last_response = Some(bytes);
                 self.state = ServerInviteState::Accepted;
                 self.timers
-                    .start(Timer::L, now + self.config.transaction_timeout());
+                    .start_after(Timer::L, now, self.config.transaction_timeout());
             }
             (ServerInviteState::Proceeding, _) => {
                 let bytes = response.to_bytes();
@@ -162,10 +170,11 @@ impl ServerInviteTransaction {
                 self.last_response = Some(bytes);
                 self.state = ServerInviteState::Completed;
                 if !self.reliability.is_reliable() {
-                    self.timers.start(Timer::G, now + self.config.first_retransmit_interval());
+                    self.timers
+                        .start_after(Timer::G, now, self.config.first_retransmit_interval());
                 }
                 self.timers
-                    .start(Timer::H, now + self.config.transaction_timeout());
+                    .start_after(Timer::H, now, self.config.transaction_timeout());
             }
             // RFC 6026 §8.6: the TU retransmits its 2xx (and 2xx of other forks) through the
             // transaction while it is Accepted.
@@ -193,7 +202,8 @@ impl ServerInviteTransaction {
                         self.outputs.transmit(self.source, response.clone());
                     }
                     self.retransmit_interval = self.config.doubled_capped(self.retransmit_interval);
-                    self.timers.start(Timer::G, now + self.retransmit_interval);
+                    self.timers
+                        .start_after(Timer::G, now, self.retransmit_interval);
                 }
                 (Timer::H, ServerInviteState::Completed) => {
                     self.outputs.event(Event::Timeout(Timer::H));
@@ -238,5 +248,237 @@ impl ServerInviteTransaction {
         self.timers.stop_all();
         self.state = ServerInviteState::Terminated;
         self.outputs.event(Event::Terminated);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transaction::test_support::*;
+
+    fn ack() -> Message {
+        request("ACK", "z9hG4bK776asdhds")
+    }
+
+    fn created(reliability: Reliability) -> (Instant, ServerInviteTransaction) {
+        let base = start();
+        let mut transaction = ServerInviteTransaction::new(
+            base,
+            invite(),
+            peer(),
+            reliability,
+            TimerConfig::default(),
+            true,
+        );
+        let sent = drain_transmits(&mut transaction);
+        assert_eq!(sent.len(), 1);
+        let trying = Message::parse(sent[0].payload.clone()).unwrap();
+        assert_eq!(trying.status(), Some(100));
+        (base, transaction)
+    }
+
+    #[test]
+    fn sends_100_trying_and_repeats_it_for_retransmissions() {
+        let (base, mut transaction) = created(Reliability::Unreliable);
+        assert_eq!(transaction.state(), ServerInviteState::Proceeding);
+        transaction
+            .handle_message(base + ms(500), invite())
+            .unwrap();
+        let sent = drain_transmits(&mut transaction);
+        assert_eq!(
+            Message::parse(sent[0].payload.clone()).unwrap().status(),
+            Some(100)
+        );
+        transaction
+            .send_response(base + ms(600), response(&invite(), 180))
+            .unwrap();
+        drain_transmits(&mut transaction);
+        transaction
+            .handle_message(base + ms(700), invite())
+            .unwrap();
+        let sent = drain_transmits(&mut transaction);
+        assert_eq!(
+            Message::parse(sent[0].payload.clone()).unwrap().status(),
+            Some(180)
+        );
+    }
+
+    #[test]
+    fn without_automatic_trying_nothing_is_sent_first() {
+        let base = start();
+        let mut transaction = ServerInviteTransaction::new(
+            base,
+            invite(),
+            peer(),
+            Reliability::Unreliable,
+            TimerConfig::default(),
+            false,
+        );
+        assert!(transaction.poll_transmit().is_none());
+        transaction.handle_message(base, invite()).unwrap();
+        assert!(transaction.poll_transmit().is_none());
+    }
+
+    #[test]
+    fn non_2xx_final_is_retransmitted_on_timer_g_until_timer_h() {
+        let (base, mut transaction) = created(Reliability::Unreliable);
+        transaction
+            .send_response(base, response(&invite(), 486))
+            .unwrap();
+        assert_eq!(transaction.state(), ServerInviteState::Completed);
+        assert_eq!(drain_transmits(&mut transaction).len(), 1);
+        let sent = run_until(&mut transaction, base, base + Duration::from_secs(40));
+        let expected = doubling_schedule(
+            ms(500),
+            Some(Duration::from_secs(4)),
+            Duration::from_secs(32),
+        );
+        assert_eq!(sent, expected);
+        let events = drain_events(&mut transaction);
+        assert!(matches!(
+            events[..],
+            [Event::Timeout(Timer::H), Event::Terminated]
+        ));
+    }
+
+    #[test]
+    fn ack_confirms_and_timer_i_absorbs_ack_retransmissions() {
+        let (base, mut transaction) = created(Reliability::Unreliable);
+        transaction
+            .send_response(base, response(&invite(), 404))
+            .unwrap();
+        drain_transmits(&mut transaction);
+        transaction.handle_message(base + ms(100), ack()).unwrap();
+        assert_eq!(transaction.state(), ServerInviteState::Confirmed);
+        assert_eq!(
+            transaction.poll_timeout(),
+            Some(base + ms(100) + Duration::from_secs(5))
+        );
+        transaction.handle_message(base + ms(200), ack()).unwrap();
+        transaction
+            .handle_message(base + ms(300), invite())
+            .unwrap();
+        assert!(transaction.poll_transmit().is_none());
+        assert!(
+            transaction.poll_event().is_none(),
+            "the ACK for a non-2xx stays in the transaction"
+        );
+        transaction.handle_timeout(base + ms(100) + Duration::from_secs(5));
+        assert_eq!(transaction.state(), ServerInviteState::Terminated);
+    }
+
+    #[test]
+    fn completed_answers_invite_retransmissions_with_the_final_response() {
+        let (base, mut transaction) = created(Reliability::Unreliable);
+        let busy = response(&invite(), 486);
+        transaction.send_response(base, busy.clone()).unwrap();
+        drain_transmits(&mut transaction);
+        transaction
+            .handle_message(base + ms(100), invite())
+            .unwrap();
+        assert_eq!(
+            drain_transmits(&mut transaction)[0].payload,
+            busy.to_bytes()
+        );
+    }
+
+    #[test]
+    fn reliable_transport_has_no_timer_g_and_no_timer_i() {
+        let (base, mut transaction) = created(Reliability::Reliable);
+        transaction
+            .send_response(base, response(&invite(), 486))
+            .unwrap();
+        drain_transmits(&mut transaction);
+        assert_eq!(
+            transaction.poll_timeout(),
+            Some(base + Duration::from_secs(32))
+        );
+        transaction.handle_message(base + ms(100), ack()).unwrap();
+        assert_eq!(transaction.state(), ServerInviteState::Terminated);
+    }
+
+    #[test]
+    fn accepted_absorbs_invites_passes_acks_up_and_sends_tu_retransmissions() {
+        let (base, mut transaction) = created(Reliability::Unreliable);
+        let ok = response(&invite(), 200);
+        transaction.send_response(base, ok.clone()).unwrap();
+        assert_eq!(transaction.state(), ServerInviteState::Accepted);
+        assert_eq!(drain_transmits(&mut transaction).len(), 1);
+        // Timer L = 64·T1; no Timer G for a 2xx.
+        assert_eq!(
+            transaction.poll_timeout(),
+            Some(base + Duration::from_secs(32))
+        );
+        transaction
+            .handle_message(base + ms(500), invite())
+            .unwrap();
+        assert!(
+            transaction.poll_transmit().is_none(),
+            "INVITE retransmission absorbed"
+        );
+        transaction
+            .send_response(base + ms(500), ok.clone())
+            .unwrap();
+        assert_eq!(drain_transmits(&mut transaction)[0].payload, ok.to_bytes());
+        transaction.handle_message(base + ms(600), ack()).unwrap();
+        assert!(matches!(
+            transaction.poll_event(),
+            Some(Event::Acknowledged(_))
+        ));
+        let error = transaction
+            .send_response(base, response(&invite(), 486))
+            .unwrap_err();
+        assert!(matches!(
+            error,
+            TransactionError::ResponseNotAllowed {
+                state: "Accepted",
+                ..
+            }
+        ));
+        transaction.handle_timeout(base + Duration::from_secs(32));
+        assert_eq!(transaction.state(), ServerInviteState::Terminated);
+    }
+
+    #[test]
+    fn transport_errors_follow_rfc_6026_figure_7() {
+        let (base, mut transaction) = created(Reliability::Unreliable);
+        transaction
+            .send_response(base, response(&invite(), 200))
+            .unwrap();
+        transaction.handle_transport_error(base);
+        assert!(matches!(
+            transaction.poll_event(),
+            Some(Event::TransportError)
+        ));
+        assert_eq!(transaction.state(), ServerInviteState::Accepted);
+
+        let (base, mut transaction) = created(Reliability::Unreliable);
+        transaction
+            .send_response(base, response(&invite(), 500))
+            .unwrap();
+        transaction.handle_transport_error(base);
+        let events = drain_events(&mut transaction);
+        assert!(matches!(
+            events[..],
+            [Event::TransportError, Event::Terminated]
+        ));
+    }
+
+    #[test]
+    fn provisional_after_final_is_refused() {
+        let (base, mut transaction) = created(Reliability::Unreliable);
+        transaction
+            .send_response(base, response(&invite(), 486))
+            .unwrap();
+        let error = transaction
+            .send_response(base, response(&invite(), 180))
+            .unwrap_err();
+        assert_eq!(
+            error,
+            TransactionError::ResponseNotAllowed {
+                status: 180,
+                state: "Completed"
+            }
+        );
     }
 }

@@ -86,7 +86,11 @@ impl ServerNonInviteTransaction {
     }
 
     /// Feeds a retransmission of the request (RFC 3261 §17.2.2).
-    pub fn handle_message(&mut self, _now: Instant, request: Message) -> Result<(), TransactionError> {
+    pub fn handle_message(
+        &mut self,
+        _now: Instant,
+        request: Message,
+    ) -> Result<(), TransactionError> {
         if !request.is_request() {
             return Err(TransactionError::WrongMessageKind {
                 expected: "request",
@@ -105,7 +109,11 @@ impl ServerNonInviteTransaction {
 
     /// Sends a response from the TU (RFC 3261 §17.2.2). A second final response, or any response
     /// after the final one, is refused.
-    pub fn send_response(&mut self, now: Instant, response: Message) -> Result<(), TransactionError> {
+    pub fn send_response(
+        &mut self,
+        now: Instant,
+        response: Message,
+    ) -> Result<(), TransactionError> {
         let status = response_status(&response)?;
         match self.state {
             ServerNonInviteState::Trying | ServerNonInviteState::Proceeding => {
@@ -120,7 +128,7 @@ impl ServerNonInviteTransaction {
                         self.terminate();
                     } else {
                         self.timers
-                            .start(Timer::J, now + self.config.transaction_timeout());
+                            .start_after(Timer::J, now, self.config.transaction_timeout());
                     }
                 }
                 Ok(())
@@ -168,5 +176,142 @@ impl ServerNonInviteTransaction {
         self.timers.stop_all();
         self.state = ServerNonInviteState::Terminated;
         self.outputs.event(Event::Terminated);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transaction::test_support::*;
+    use std::time::Duration;
+
+    fn register() -> Message {
+        request("REGISTER", "z9hG4bKregister1")
+    }
+
+    fn created(reliability: Reliability) -> (Instant, ServerNonInviteTransaction) {
+        let base = start();
+        let transaction = ServerNonInviteTransaction::new(
+            base,
+            register(),
+            peer(),
+            reliability,
+            TimerConfig::default(),
+        );
+        (base, transaction)
+    }
+
+    #[test]
+    fn trying_absorbs_retransmissions_silently() {
+        let (base, mut transaction) = created(Reliability::Unreliable);
+        assert_eq!(transaction.state(), ServerNonInviteState::Trying);
+        transaction
+            .handle_message(base + ms(500), register())
+            .unwrap();
+        assert!(transaction.poll_transmit().is_none());
+        assert!(transaction.poll_event().is_none());
+        assert_eq!(transaction.poll_timeout(), None);
+    }
+
+    #[test]
+    fn proceeding_answers_retransmissions_with_the_provisional_response() {
+        let (base, mut transaction) = created(Reliability::Unreliable);
+        let trying = response(&register(), 100);
+        transaction.send_response(base, trying.clone()).unwrap();
+        assert_eq!(transaction.state(), ServerNonInviteState::Proceeding);
+        assert_eq!(
+            drain_transmits(&mut transaction)[0].payload,
+            trying.to_bytes()
+        );
+        transaction
+            .handle_message(base + ms(500), register())
+            .unwrap();
+        let again = drain_transmits(&mut transaction);
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].payload, trying.to_bytes());
+        assert_eq!(again[0].destination, peer());
+    }
+
+    #[test]
+    fn completed_answers_retransmissions_until_timer_j() {
+        let (base, mut transaction) = created(Reliability::Unreliable);
+        let ok = response(&register(), 200);
+        transaction.send_response(base, ok.clone()).unwrap();
+        assert_eq!(transaction.state(), ServerNonInviteState::Completed);
+        drain_transmits(&mut transaction);
+        assert_eq!(
+            transaction.poll_timeout(),
+            Some(base + Duration::from_secs(32))
+        );
+        transaction
+            .handle_message(base + ms(500), register())
+            .unwrap();
+        assert_eq!(drain_transmits(&mut transaction)[0].payload, ok.to_bytes());
+        transaction.handle_timeout(base + Duration::from_secs(32));
+        assert_eq!(transaction.state(), ServerNonInviteState::Terminated);
+        assert!(matches!(transaction.poll_event(), Some(Event::Terminated)));
+    }
+
+    #[test]
+    fn a_second_final_response_is_refused() {
+        let (base, mut transaction) = created(Reliability::Unreliable);
+        transaction
+            .send_response(base, response(&register(), 200))
+            .unwrap();
+        let error = transaction
+            .send_response(base, response(&register(), 500))
+            .unwrap_err();
+        assert_eq!(
+            error,
+            TransactionError::ResponseNotAllowed {
+                status: 500,
+                state: "Completed"
+            }
+        );
+        let error = transaction
+            .send_response(base, response(&register(), 180))
+            .unwrap_err();
+        assert!(matches!(
+            error,
+            TransactionError::ResponseNotAllowed { status: 180, .. }
+        ));
+    }
+
+    #[test]
+    fn reliable_transport_terminates_on_the_final_response() {
+        let (base, mut transaction) = created(Reliability::Reliable);
+        transaction
+            .send_response(base, response(&register(), 401))
+            .unwrap();
+        assert_eq!(transaction.state(), ServerNonInviteState::Terminated);
+        assert_eq!(drain_transmits(&mut transaction).len(), 1);
+    }
+
+    #[test]
+    fn transport_error_terminates() {
+        let (base, mut transaction) = created(Reliability::Unreliable);
+        transaction
+            .send_response(base, response(&register(), 100))
+            .unwrap();
+        transaction.handle_transport_error(base);
+        let events = drain_events(&mut transaction);
+        assert!(matches!(
+            events[..],
+            [Event::TransportError, Event::Terminated]
+        ));
+    }
+
+    #[test]
+    fn a_response_is_refused_as_input() {
+        let (base, mut transaction) = created(Reliability::Unreliable);
+        let error = transaction
+            .handle_message(base, response(&register(), 200))
+            .unwrap_err();
+        assert_eq!(
+            error,
+            TransactionError::WrongMessageKind {
+                expected: "request"
+            }
+        );
     }
 }

@@ -52,3 +52,85 @@ pub(crate) fn ms(milliseconds: u64) -> Duration {
 pub(crate) fn start() -> Instant {
     Instant::now()
 }
+
+/// The common driving surface of the four machines, so one helper runs the clock for all.
+pub(crate) trait Driven {
+    fn next_timeout(&self) -> Option<Instant>;
+    fn fire(&mut self, now: Instant);
+    fn next_transmit(&mut self) -> Option<super::Transmit>;
+    fn next_event(&mut self) -> Option<super::Event>;
+}
+
+macro_rules! driven {
+    ($($machine:ty),*) => {$(
+        impl Driven for $machine {
+            fn next_timeout(&self) -> Option<Instant> {
+                self.poll_timeout()
+            }
+            fn fire(&mut self, now: Instant) {
+                self.handle_timeout(now)
+            }
+            fn next_transmit(&mut self) -> Option<super::Transmit> {
+                self.poll_transmit()
+            }
+            fn next_event(&mut self) -> Option<super::Event> {
+                self.poll_event()
+            }
+        }
+    )*};
+}
+
+driven!(
+    super::ClientInviteTransaction,
+    super::ClientNonInviteTransaction,
+    super::ServerInviteTransaction,
+    super::ServerNonInviteTransaction
+);
+
+/// Fires every timer up to `until`, at exactly its deadline; returns the offsets from `base`
+/// at which something was transmitted.
+pub(crate) fn run_until<M: Driven>(
+    machine: &mut M,
+    base: Instant,
+    until: Instant,
+) -> Vec<Duration> {
+    let mut sent = Vec::new();
+    while let Some(deadline) = machine.next_timeout() {
+        if deadline > until {
+            break;
+        }
+        machine.fire(deadline);
+        while machine.next_transmit().is_some() {
+            sent.push(deadline - base);
+        }
+    }
+    sent
+}
+
+pub(crate) fn drain_transmits<M: Driven>(machine: &mut M) -> Vec<super::Transmit> {
+    std::iter::from_fn(|| machine.next_transmit()).collect()
+}
+
+pub(crate) fn drain_events<M: Driven>(machine: &mut M) -> Vec<super::Event> {
+    std::iter::from_fn(|| machine.next_event()).collect()
+}
+
+/// The offsets of a T1-doubling schedule capped at `cap` (None: uncapped), below `limit`.
+pub(crate) fn doubling_schedule(
+    t1: Duration,
+    cap: Option<Duration>,
+    limit: Duration,
+) -> Vec<Duration> {
+    let mut offsets = Vec::new();
+    let mut interval = t1;
+    let mut at = t1;
+    while at < limit {
+        offsets.push(at);
+        interval = match cap {
+            Some(cap) => (interval * 2).min(cap),
+            None => interval * 2,
+        };
+        at += interval;
+    }
+    offsets
+}

@@ -136,6 +136,15 @@ impl TimerSet {
         }
     }
 
+    /// Starts `timer` to fire `delay` after `now`. A delay so long that the deadline cannot be
+    /// represented (a misconfigured T1) means the timer never fires, rather than a panic.
+    pub(crate) fn start_after(&mut self, timer: Timer, now: Instant, delay: Duration) {
+        match now.checked_add(delay) {
+            Some(deadline) => self.start(timer, deadline),
+            None => self.stop(timer),
+        }
+    }
+
     pub(crate) fn stop(&mut self, timer: Timer) {
         for slot in &mut self.slots {
             if slot.is_some_and(|(running, _)| running == timer) {
@@ -216,6 +225,19 @@ mod tests {
         assert_eq!(timers.pop_expired(late), Some(Timer::B));
         assert_eq!(timers.pop_expired(late), None);
         assert_eq!(timers.earliest(), None);
+    }
+
+    #[test]
+    fn an_unrepresentable_deadline_never_fires() {
+        let base = Instant::now();
+        let mut timers = TimerSet::default();
+        timers.start_after(Timer::B, base, Duration::MAX);
+        assert_eq!(timers.earliest(), None);
+        let huge = TimerConfig {
+            t1: Duration::MAX,
+            ..TimerConfig::default()
+        };
+        assert_eq!(huge.transaction_timeout(), Duration::MAX);
     }
 
     #[test]

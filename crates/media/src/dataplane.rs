@@ -1,0 +1,433 @@
+//! The data plane: one dedicated thread running an epoll loop (mio, edge-triggered) over every
+//! relay socket, away from the signalling runtime.
+//!
+//! Each relay socket is a *leg*: it faces one party and has a partner leg facing the other
+//! party. A packet arriving on a leg is checked against the leg's latched source and sent out of
+//! the partner leg to the partner's endpoint, so the far party sees the relay port it sends to
+//! (symmetric RTP, RFC 4961). The control task adds, updates and removes legs through a
+//! command channel and reads counters through shared atomics.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use crate::fastpath::{BATCH, Batch, PACKET_CAPACITY};
+use crate::ports::ReleasedPorts;
+
+/// How the data plane moves packets: the seam between the fast path and the reference path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IoMode {
+    /// `recvmmsg`/`sendmmsg`, up to 32 packets per system call.
+    #[default]
+    Batched,
+    /// One `recvfrom` and one `sendto` per packet (the design rtpengine's userspace path uses).
+    Simple,
+}
+
+/// Name of the data-plane thread (benchmarks find its CPU time in /proc by it).
+pub const THREAD_NAME: &str = "voxide-rtp";
+
+const WAKER_TOKEN: Token = Token(usize::MAX);
+
+/// What the control side can see of one leg. Only the data-plane thread writes the counters,
+/// so plain load/store (no read-modify-write) is enough and keeps the hot path cheap.
+#[derive(Debug, Default)]
+pub struct LegShared {
+    packets: AtomicU64,
+    bytes: AtomicU64,
+    errors: AtomicU64,
+    /// Milliseconds since the relay's epoch of the last accepted packet, plus one (0 = never).
+    last_packet: AtomicU64,
+    /// The source the leg latched onto (first packet); afterwards only it is accepted.
+    latched: OnceLock<SocketAddr>,
+}
+
+impl LegShared {
+    /// Packets, bytes and errors received on this leg.
+    pub fn counters(&self) -> ng_protocol::Counters {
+        ng_protocol::Counters {
+            packets: self.packets.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Milliseconds since the epoch of the last accepted packet.
+    pub fn last_packet_ms(&self) -> Option<u64> {
+        self.last_packet.load(Ordering::Relaxed).checked_sub(1)
+    }
+
+    /// The latched source, once a packet arrived.
+    pub fn latched(&self) -> Option<SocketAddr> {
+        self.latched.get().copied()
+    }
+
+    fn add(&self, counter: &AtomicU64, amount: u64) {
+        if amount != 0 {
+            counter.store(
+                counter.load(Ordering::Relaxed).wrapping_add(amount),
+                Ordering::Relaxed,
+            );
+        }
+    }
+
+    fn record(&self, packets: u64, bytes: u64, errors: u64, now_ms: u64) {
+        self.add(&self.packets, packets);
+        self.add(&self.bytes, bytes);
+        self.add(&self.errors, errors);
+        if packets != 0 {
+            self.last_packet.store(now_ms + 1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A new leg handed to the data plane.
+#[derive(Debug)]
+pub struct LegRegistration {
+    pub id: usize,
+    pub socket: UdpSocket,
+    pub partner: usize,
+    /// Where to send before the party's own packets were seen (its SDP address).
+    pub destination: Option<SocketAddr>,
+    pub shared: Arc<LegShared>,
+    /// Port to report to the allocator once this socket is closed (set on RTP legs: the pair's
+    /// RTP port stands for the pair).
+    pub release_port: Option<u16>,
+}
+
+/// Orders from the control task.
+#[derive(Debug)]
+pub enum DataCommand {
+    Add(Vec<LegRegistration>),
+    SetDestination {
+        id: usize,
+        destination: Option<SocketAddr>,
+    },
+    Remove(Vec<usize>),
+    Shutdown,
+}
+
+struct Leg {
+    socket: mio::net::UdpSocket,
+    partner: usize,
+    latched: Option<SocketAddr>,
+    destination: Option<SocketAddr>,
+    shared: Arc<LegShared>,
+    release_port: Option<u16>,
+}
+
+impl Leg {
+    fn target(&self) -> Option<SocketAddr> {
+        self.latched.or(self.destination)
+    }
+}
+
+/// The control side's handle on the data-plane thread; dropping it stops the thread.
+#[derive(Debug)]
+pub struct DataPlane {
+    sender: mpsc::Sender<DataCommand>,
+    waker: Arc<Waker>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl DataPlane {
+    /// Starts the data-plane thread.
+    ///
+    /// # Errors
+    /// When epoll or the thread cannot be created.
+    pub fn spawn(
+        mode: IoMode,
+        coalesce: Duration,
+        epoch: Instant,
+        released: ReleasedPorts,
+    ) -> io::Result<Self> {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER_TOKEN)?);
+        let (sender, receiver) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name(THREAD_NAME.into())
+            .spawn(move || {
+                let mut plane = Plane {
+                    poll,
+                    legs: HashMap::new(),
+                    batch: Batch::new(),
+                    accepted: Vec::with_capacity(BATCH),
+                    epoch,
+                    mode,
+                    coalesce,
+                    released,
+                };
+                if let Err(error) = plane.run(&receiver) {
+                    tracing::error!(%error, "media data plane stopped");
+                }
+            })?;
+        Ok(DataPlane {
+            sender,
+            waker,
+            thread: Some(thread),
+        })
+    }
+
+    /// Queues a command and wakes the thread.
+    pub fn send(&self, command: DataCommand) {
+        if self.sender.send(command).is_ok()
+            && let Err(error) = self.waker.wake()
+        {
+            tracing::error!(%error, "cannot wake the media data plane");
+        }
+    }
+}
+
+impl Drop for DataPlane {
+    fn drop(&mut self) {
+        self.send(DataCommand::Shutdown);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn elapsed_ms(epoch: Instant) -> u64 {
+    u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+struct Plane {
+    poll: Poll,
+    legs: HashMap<usize, Leg>,
+    batch: Batch,
+    accepted: Vec<usize>,
+    epoch: Instant,
+    mode: IoMode,
+    coalesce: Duration,
+    released: ReleasedPorts,
+}
+
+impl Plane {
+    fn run(&mut self, receiver: &mpsc::Receiver<DataCommand>) -> io::Result<()> {
+        let mut events = Events::with_capacity(4096);
+        loop {
+            if let Err(error) = self.poll.poll(&mut events, None) {
+                if error.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(error);
+            }
+            let mut relayed = false;
+            for event in &events {
+                if event.token() == WAKER_TOKEN {
+                    if !self.apply_commands(receiver) {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                relayed = true;
+                self.relay(event.token().0);
+            }
+            // Interrupt coalescing: with thousands of 50 pps streams each wake-up finds about
+            // one packet, and the wake-up (epoll_wait, context switch) costs more than relaying
+            // it. Pausing briefly after a busy round lets the next epoll_wait collect many
+            // sockets at once, for at most `coalesce` of added latency. An idle relay still
+            // blocks in epoll_wait.
+            if relayed && !self.coalesce.is_zero() {
+                std::thread::sleep(self.coalesce);
+            }
+        }
+    }
+
+    /// Applies queued commands; false on shutdown (or when the control side is gone).
+    fn apply_commands(&mut self, receiver: &mpsc::Receiver<DataCommand>) -> bool {
+        let mut added = Vec::new();
+        let running = self.apply_queued(receiver, &mut added);
+        // With every queued command applied (partners registered, destinations known), drain
+        // what reached the new sockets before registration.
+        for id in added {
+            self.relay(id);
+        }
+        running
+    }
+
+    fn apply_queued(
+        &mut self,
+        receiver: &mpsc::Receiver<DataCommand>,
+        added: &mut Vec<usize>,
+    ) -> bool {
+        loop {
+            match receiver.try_recv() {
+                Ok(DataCommand::Add(registrations)) => {
+                    for registration in registrations {
+                        added.push(registration.id);
+                        self.add(registration);
+                    }
+                }
+                Ok(DataCommand::SetDestination { id, destination }) => {
+                    if let Some(leg) = self.legs.get_mut(&id) {
+                        leg.destination = destination;
+                    }
+                }
+                Ok(DataCommand::Remove(ids)) => {
+                    let mut closed = Vec::new();
+                    for id in ids {
+                        if let Some(mut leg) = self.legs.remove(&id) {
+                            let _ = self.poll.registry().deregister(&mut leg.socket);
+                            closed.extend(leg.release_port);
+                        }
+                    }
+                    // Legs (and their sockets) are dropped now; the ports may be reused.
+                    match self.released.lock() {
+                        Ok(mut released) => released.extend(closed),
+                        Err(poisoned) => poisoned.into_inner().extend(closed),
+                    }
+                }
+                Ok(DataCommand::Shutdown) | Err(mpsc::TryRecvError::Disconnected) => return false,
+                Err(mpsc::TryRecvError::Empty) => return true,
+            }
+        }
+    }
+
+    fn add(&mut self, registration: LegRegistration) {
+        let mut socket = mio::net::UdpSocket::from_std(registration.socket);
+        if let Err(error) =
+            self.poll
+                .registry()
+                .register(&mut socket, Token(registration.id), Interest::READABLE)
+        {
+            tracing::error!(%error, "cannot register relay socket");
+            return;
+        }
+        self.legs.insert(
+            registration.id,
+            Leg {
+                socket,
+                partner: registration.partner,
+                latched: None,
+                destination: registration.destination,
+                shared: registration.shared,
+                release_port: registration.release_port,
+            },
+        );
+    }
+
+    fn relay(&mut self, id: usize) {
+        match self.mode {
+            IoMode::Batched => self.relay_batched(id),
+            IoMode::Simple => self.relay_simple(id),
+        }
+    }
+
+    /// Latch on first use, then strict source: packets from any other address are dropped.
+    fn admit(leg: &mut Leg, source: SocketAddr) -> bool {
+        match leg.latched {
+            Some(latched) => latched == source,
+            None => {
+                leg.latched = Some(source);
+                let _ = leg.shared.latched.set(source);
+                true
+            }
+        }
+    }
+
+    fn relay_batched(&mut self, id: usize) {
+        loop {
+            let Some(leg) = self.legs.get_mut(&id) else {
+                return;
+            };
+            let received = match self.batch.receive(leg.socket.as_raw_fd()) {
+                Ok(received) => received,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    // e.g. ICMP port unreachable reported on the socket: count and go on
+                    leg.shared.record(0, 0, 1, 0);
+                    continue;
+                }
+            };
+            self.accepted.clear();
+            let mut bytes = 0_u64;
+            let mut dropped = 0_u64;
+            for index in 0..received {
+                let admitted = !self.batch.is_truncated(index)
+                    && self
+                        .batch
+                        .source(index)
+                        .is_some_and(|source| Self::admit(leg, source));
+                if admitted {
+                    self.accepted.push(index);
+                    bytes += self.batch.packet(index).len() as u64;
+                } else {
+                    dropped += 1;
+                }
+            }
+            let partner = leg.partner;
+            // Counted before sending, so a reader that saw the packet arrive sees it counted.
+            leg.shared.record(
+                self.accepted.len() as u64,
+                bytes,
+                dropped,
+                elapsed_ms(self.epoch),
+            );
+            if !self.accepted.is_empty() {
+                let target = self
+                    .legs
+                    .get(&partner)
+                    .and_then(|p| p.target().map(|t| (p.socket.as_raw_fd(), t)));
+                let failed = match target {
+                    Some((fd, destination)) => {
+                        match self.batch.send(fd, destination, &self.accepted) {
+                            Ok(sent) => (self.accepted.len() - sent) as u64,
+                            Err(_) => self.accepted.len() as u64,
+                        }
+                    }
+                    None => self.accepted.len() as u64,
+                };
+                if failed != 0
+                    && let Some(leg) = self.legs.get(&id)
+                {
+                    leg.shared.record(0, 0, failed, 0);
+                }
+            }
+            if received < BATCH {
+                // A short batch means the queue was empty; the next packet raises a new edge.
+                return;
+            }
+        }
+    }
+
+    fn relay_simple(&mut self, id: usize) {
+        let mut buffer = [0_u8; PACKET_CAPACITY];
+        loop {
+            let Some(leg) = self.legs.get_mut(&id) else {
+                return;
+            };
+            let (len, source) = match leg.socket.recv_from(&mut buffer) {
+                Ok(received) => received,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    leg.shared.record(0, 0, 1, 0);
+                    continue;
+                }
+            };
+            if len > PACKET_CAPACITY - 1 || !Self::admit(leg, source) {
+                leg.shared.record(0, 0, 1, 0);
+                continue;
+            }
+            let partner = leg.partner;
+            leg.shared.record(1, len as u64, 0, elapsed_ms(self.epoch));
+            let sent = self.legs.get(&partner).is_some_and(|p| {
+                p.target()
+                    .is_some_and(|t| p.socket.send_to(&buffer[..len], t).is_ok())
+            });
+            if !sent && let Some(leg) = self.legs.get(&id) {
+                leg.shared.record(0, 0, 1, 0);
+            }
+        }
+    }
+}

@@ -1,0 +1,36 @@
+-- Seed of the typed preference definitions, following the ngcp names and semantics.
+-- default_value and enum_values hold JSON text; NULL default = unset (e.g. "no limit").
+INSERT INTO preference_definitions
+    (name, data_type, description, default_value, enum_values, min_value, max_value,
+     domain_pref, customer_pref, subscriber_pref, peer_pref)
+VALUES
+    ('concurrent_max', 'int', 'Maximum number of concurrent calls (in and out); unset = no limit.',
+     NULL, NULL, 0, NULL, 1, 1, 1, 0),
+    ('concurrent_max_out', 'int', 'Maximum number of concurrent outgoing calls; unset = no limit.',
+     NULL, NULL, 0, NULL, 1, 1, 1, 0),
+    ('clir', 'boolean', 'Calling line identification restriction: hide the caller number.',
+     'false', NULL, NULL, NULL, 1, 0, 1, 0),
+    ('lock', 'int', 'Lock level: 0 none, 1 foreign, 2 outgoing, 3 all calls, 4 global, 5 ported.',
+     '0', NULL, 0, 5, 0, 0, 1, 0),
+    ('allowed_ips', 'list', 'IP addresses or networks (CIDR) the subscriber may register and call from; empty = any.',
+     NULL, NULL, NULL, NULL, 1, 0, 1, 0),
+    ('block_in_mode', 'boolean', 'Incoming block list mode: false = block listed callers, true = allow only listed callers.',
+     'false', NULL, NULL, NULL, 1, 0, 1, 0),
+    ('block_in_list', 'list', 'Caller number patterns (* wildcards) for incoming blocking.',
+     NULL, NULL, NULL, NULL, 1, 0, 1, 0),
+    ('block_out_mode', 'boolean', 'Outgoing block list mode: false = block listed callees, true = allow only listed callees.',
+     'false', NULL, NULL, NULL, 1, 0, 1, 0),
+    ('block_out_list', 'list', 'Callee number patterns (* wildcards) for outgoing blocking.',
+     NULL, NULL, NULL, NULL, 1, 0, 1, 0),
+    ('ringtimeout', 'int', 'Seconds to ring before a call-forward on timeout (cft) fires.',
+     '180', NULL, 1, 3600, 1, 0, 1, 0),
+    ('max_call_duration', 'int', 'Maximum call length in seconds; unset = no limit.',
+     NULL, NULL, 1, NULL, 1, 1, 1, 1),
+    ('nat_sipping', 'enum', 'Send OPTIONS keep-alives to registered contacts: no, yes (always) or nat (only behind NAT).',
+     '"no"', '["no","yes","nat"]', NULL, NULL, 1, 0, 1, 0),
+    ('user_cli', 'string', 'Caller number presented for outgoing calls instead of the primary number.',
+     NULL, NULL, NULL, NULL, 0, 1, 1, 0),
+    ('rewrite_rule_set', 'string', 'Name of the rewrite rule set that normalises numbers.',
+     NULL, NULL, NULL, NULL, 1, 0, 1, 1),
+    ('allow_out_foreign_domain', 'boolean', 'Allow outgoing calls with a From domain other than the subscriber''s own.',
+     'false', NULL, NULL, NULL, 1, 0, 1, 0);
