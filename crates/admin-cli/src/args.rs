@@ -112,6 +112,11 @@ pub enum CustomerCommand {
     },
     /// List customers
     List,
+    /// Delete a customer that has no subscribers left
+    Rm {
+        /// Customer id
+        id: u64,
+    },
 }
 
 /// A subscriber named on the command line: its numeric id or `username@domain`.
@@ -160,6 +165,7 @@ pub enum SubscriberCommand {
         /// SIP username
         username: String,
         /// SIP digest password
+        #[arg(id = "sip_password", value_name = "PASSWORD")]
         password: String,
         /// Customer the subscriber belongs to
         #[arg(long, value_name = "CUSTOMER_ID")]
@@ -236,6 +242,12 @@ pub enum NumberCommand {
     /// Alias numbers (extra numbers that reach the subscriber)
     #[command(subcommand)]
     Alias(AliasCommand),
+    /// List numbers (primary and alias)
+    List {
+        /// Only the numbers of this subscriber (id or username@domain)
+        #[arg(long)]
+        subscriber: Option<SubscriberRef>,
+    },
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -407,6 +419,11 @@ pub enum PeerGroupCommand {
     },
     /// List peering groups
     List,
+    /// Delete a peering group with its servers and rules
+    Rm {
+        /// Peering group name or id
+        group: String,
+    },
 }
 
 /// SIP transport of a peering server.
@@ -462,6 +479,11 @@ pub enum PeerServerCommand {
         #[arg(long)]
         group: Option<String>,
     },
+    /// Delete a peering server
+    Rm {
+        /// Peering server name or id
+        server: String,
+    },
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -495,6 +517,11 @@ pub enum PeerRuleCommand {
         #[arg(long)]
         group: Option<String>,
     },
+    /// Delete an outbound peering rule
+    Rm {
+        /// Rule id (see `peer rule list`)
+        id: u64,
+    },
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -519,6 +546,11 @@ pub enum RewriteSetCommand {
     },
     /// List rewrite rule sets
     List,
+    /// Delete a rewrite rule set with its rules
+    Rm {
+        /// Rule set name or id
+        set: String,
+    },
 }
 
 /// Whether a rewrite rule normalises numbers of calls entering the platform or renders numbers
@@ -587,6 +619,11 @@ pub enum RewriteRuleCommand {
         /// Rule set name or id
         set: String,
     },
+    /// Delete a rewrite rule
+    Rm {
+        /// Rule id (see `rewrite rule list`)
+        id: u64,
+    },
 }
 
 #[cfg(test)]
@@ -604,6 +641,41 @@ mod tests {
     #[test]
     fn command_definition_is_consistent() {
         AdminCli::command().debug_assert();
+    }
+
+    /// The shape the `voxide` binary uses: `AdminArgs` as the arguments of an `admin` subcommand.
+    #[derive(Debug, Parser)]
+    struct Binary {
+        #[command(subcommand)]
+        command: BinaryCommand,
+    }
+
+    #[derive(Debug, Subcommand)]
+    enum BinaryCommand {
+        Admin(AdminArgs),
+    }
+
+    #[test]
+    fn mounts_as_a_subcommand_of_the_binary() {
+        Binary::command().debug_assert();
+        let parsed = Binary::try_parse_from([
+            "voxide",
+            "admin",
+            "--json",
+            "domain",
+            "add",
+            "example.org",
+            "--url",
+            "http://127.0.0.1:9",
+        ])
+        .expect("parses");
+        let BinaryCommand::Admin(args) = parsed.command;
+        assert!(args.json);
+        assert_eq!(args.connection.url.as_deref(), Some("http://127.0.0.1:9"));
+        assert!(matches!(
+            args.command,
+            AdminCommand::Domain(DomainCommand::Add { ref domain }) if domain == "example.org"
+        ));
     }
 
     #[test]
@@ -671,6 +743,39 @@ mod tests {
             (Some("43"), Some("1"), Some("234567"))
         );
         assert_eq!(display_name.as_deref(), Some("Alice"));
+    }
+
+    #[test]
+    fn sip_password_does_not_leak_into_the_api_password() {
+        let args = parse(&[
+            "--password",
+            "api-secret",
+            "subscriber",
+            "add",
+            "example.org",
+            "alice",
+            "sip-secret",
+            "--customer",
+            "1",
+        ])
+        .expect("parses");
+        assert_eq!(args.connection.password.as_deref(), Some("api-secret"));
+        let AdminCommand::Subscriber(SubscriberCommand::Add { password, .. }) = args.command else {
+            panic!("wrong command");
+        };
+        assert_eq!(password, "sip-secret");
+
+        let args = parse(&[
+            "subscriber",
+            "add",
+            "example.org",
+            "alice",
+            "sip-secret",
+            "--customer",
+            "1",
+        ])
+        .expect("parses");
+        assert_eq!(args.connection.password, None);
     }
 
     #[test]

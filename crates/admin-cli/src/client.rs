@@ -258,8 +258,28 @@ pub(crate) fn problem_to_error(status: StatusCode, body: &str) -> CliError {
     CliError::Api {
         status: status.as_u16(),
         field,
-        detail,
+        detail: one_line(ngcp_validation_errors(&detail).unwrap_or(&detail)),
     }
+}
+
+/// The `errors='…'` part of an ngcp validation message: the field is already named in front
+/// of the CLI's message, so the rest would only repeat it.
+fn ngcp_validation_errors(message: &str) -> Option<&str> {
+    if !message.starts_with("Validation failed.") {
+        return None;
+    }
+    let start = message.find("errors='")? + "errors='".len();
+    let end = message.rfind('\'')?;
+    (end > start).then(|| &message[start..end])
+}
+
+/// Joins a multi-line detail (e.g. a regex error with a caret line) into one line.
+fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// ngcp writes validation failures as `Validation failed. field='username', ...`.
@@ -424,10 +444,27 @@ mod tests {
             } => {
                 assert_eq!(*status, 422);
                 assert_eq!(field.as_deref(), Some("username"));
-                assert!(detail.starts_with("Validation failed."));
+                assert_eq!(detail, "required");
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn ngcp_validation_wrapping_is_reduced_to_the_reason_on_one_line() {
+        let body = r#"{"status":422,"field":"customer_id","detail":"Validation failed. field='customer_id', errors='Invalid 'customer_id', doesn't exist: 99'"}"#;
+        let error = problem_to_error(StatusCode::UNPROCESSABLE_ENTITY, body);
+        assert_eq!(
+            error.to_string(),
+            "customer_id: Invalid 'customer_id', doesn't exist: 99"
+        );
+
+        let body = r#"{"status":422,"field":"match_pattern","detail":"Validation failed. field='match_pattern', errors='not a valid regular expression: regex parse error:\n    ((\n     ^\nerror: unclosed group'"}"#;
+        let error = problem_to_error(StatusCode::UNPROCESSABLE_ENTITY, body);
+        assert_eq!(
+            error.to_string(),
+            "match_pattern: not a valid regular expression: regex parse error: (( ^ error: unclosed group"
+        );
     }
 
     #[test]

@@ -11,6 +11,10 @@ use crate::error::CliError;
 /// listener's default (C5 serves its admin API on HTTPS port 1443).
 pub const DEFAULT_API_URL: &str = "https://127.0.0.1:1443";
 
+/// Used when no user is given: the login of the first administrator that the provisioning
+/// component creates on its first start (ngcp's default admin login too).
+pub const DEFAULT_API_USER: &str = "administrator";
+
 /// Environment variable for the API base URL.
 pub const ENV_URL: &str = "VOXIDE_API_URL";
 /// Environment variable for the API user.
@@ -22,17 +26,22 @@ pub const ENV_PASSWORD: &str = "VOXIDE_API_PASSWORD";
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ConnectionArgs {
     /// API base URL, e.g. https://127.0.0.1:1443 [env: VOXIDE_API_URL]
-    #[arg(long, global = true, value_name = "URL")]
+    #[arg(long = "url", id = "api_url", global = true, value_name = "URL")]
     pub url: Option<String>,
-    /// API user (an administrator login) [env: VOXIDE_API_USER]
-    #[arg(long, global = true, value_name = "USER")]
+    /// API user (an administrator login; default: administrator) [env: VOXIDE_API_USER]
+    #[arg(long = "user", id = "api_user", global = true, value_name = "USER")]
     pub user: Option<String>,
     /// API password [env: VOXIDE_API_PASSWORD]
-    #[arg(long, global = true, value_name = "PASSWORD")]
+    #[arg(
+        long = "password",
+        id = "api_password",
+        global = true,
+        value_name = "PASSWORD"
+    )]
     pub password: Option<String>,
     /// TOML file with an [admin] table holding url, user, password (and optionally ca_cert,
     /// insecure); flags and environment variables override it
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long = "config", id = "api_config", global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Trust the server certificate(s) in this PEM file instead of the system trust store
     #[arg(long, global = true, value_name = "FILE")]
@@ -110,14 +119,7 @@ impl Settings {
         let user = non_empty(args.user.clone())
             .or_else(|| non_empty(env(ENV_USER)))
             .or_else(|| non_empty(file.user))
-            .ok_or_else(|| {
-                CliError::settings(
-                    "--user",
-                    format!(
-                        "no API user given (use --user, {ENV_USER} or [admin] user in --config)"
-                    ),
-                )
-            })?;
+            .unwrap_or_else(|| DEFAULT_API_USER.to_owned());
         let password = non_empty(args.password.clone())
             .or_else(|| non_empty(env(ENV_PASSWORD)))
             .or_else(|| non_empty(file.password))
@@ -281,20 +283,21 @@ mod tests {
     }
 
     #[test]
-    fn missing_user_names_the_flag_and_alternatives() {
-        let error = Settings::resolve(&ConnectionArgs::default(), &env_of(&[(ENV_PASSWORD, "p")]))
-            .expect_err("no user");
-        let text = error.to_string();
-        assert!(text.starts_with("--user:"), "{text}");
-        assert!(text.contains(ENV_USER), "{text}");
-        assert_eq!(error.exit_status(), 2);
+    fn user_defaults_to_the_first_administrator() {
+        let settings =
+            Settings::resolve(&ConnectionArgs::default(), &env_of(&[(ENV_PASSWORD, "p")]))
+                .expect("resolves");
+        assert_eq!(settings.user, DEFAULT_API_USER);
     }
 
     #[test]
-    fn missing_password_names_the_flag() {
+    fn missing_password_names_the_flag_and_alternatives() {
         let error = Settings::resolve(&ConnectionArgs::default(), &env_of(&[(ENV_USER, "u")]))
             .expect_err("no password");
-        assert!(error.to_string().starts_with("--password:"), "{error}");
+        let text = error.to_string();
+        assert!(text.starts_with("--password:"), "{text}");
+        assert!(text.contains(ENV_PASSWORD), "{text}");
+        assert_eq!(error.exit_status(), 2);
     }
 
     #[test]

@@ -200,6 +200,34 @@ async fn domains_are_added_listed_and_removed() {
 }
 
 #[tokio::test]
+async fn lists_follow_every_page() {
+    let api = start_api(false).await;
+    // More than one page of the CLI's 100 rows, written straight to the store.
+    for n in 0..105 {
+        api.store
+            .create_domain(&store::NewDomain {
+                domain: format!("d{n:03}.example"),
+            })
+            .await
+            .expect("domain stored");
+    }
+    let listed = admin(&api, &["--json", "domain", "list"]).await.json();
+    let names: Vec<String> = listed
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|d| d["domain"].as_str().map(str::to_owned))
+        .collect();
+    let expected: Vec<String> = (0..105).map(|n| format!("d{n:03}.example")).collect();
+    assert_eq!(names, expected);
+
+    let filtered = admin(&api, &["--json", "domain", "list", "--filter", "d10*"])
+        .await
+        .json();
+    assert_eq!(filtered.as_array().map(Vec::len), Some(5), "{filtered}");
+}
+
+#[tokio::test]
 async fn subscriber_life_cycle_with_password_and_aliases() {
     let api = start_api(false).await;
     let customer_id = provision_alice(&api).await;
@@ -296,6 +324,18 @@ async fn subscriber_life_cycle_with_password_and_aliases() {
         })
         .collect();
     assert_eq!(aliases, [("99".to_owned(), false), ("98".to_owned(), true)]);
+    let numbers = admin(
+        &api,
+        &["number", "list", "--subscriber", "alice@example.org"],
+    )
+    .await
+    .ok();
+    let numbered: Vec<&str> = numbers
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .collect();
+    assert_eq!(numbered, ["431234567", "43199", "43198"], "{numbers}");
     let by_number = api
         .store
         .find_subscriber_by_number("43199")
@@ -369,6 +409,12 @@ async fn subscriber_life_cycle_with_password_and_aliases() {
         .ok();
     assert!(deleted.starts_with("deleted subscriber "), "{deleted}");
     assert_eq!(admin(&api, &["subscriber", "list"]).await.ok(), "(none)\n");
+    let removed = admin(&api, &["customer", "rm", &customer_id]).await.ok();
+    assert_eq!(
+        removed.trim_end(),
+        format!("deleted customer {customer_id}")
+    );
+    assert_eq!(admin(&api, &["customer", "list"]).await.ok(), "(none)\n");
     let gone = admin(&api, &["subscriber", "show", "alice@example.org"])
         .await
         .err();
@@ -814,6 +860,80 @@ async fn peerings_and_rewrite_rules_are_created() {
     assert_eq!(rules[0]["priority"], 10);
     let sets = admin(&api, &["rewrite", "set", "list"]).await.ok();
     assert!(sets.lines().any(|l| l.contains("default-in")), "{sets}");
+
+    // Preferences of a peering server, found by its name.
+    admin(
+        &api,
+        &[
+            "preference",
+            "set",
+            "--peer-server",
+            "carrier-a-1",
+            "max_call_duration",
+            "3600",
+        ],
+    )
+    .await
+    .ok();
+    let got = admin(
+        &api,
+        &[
+            "--json",
+            "preference",
+            "get",
+            "--peer-server",
+            "carrier-a-1",
+        ],
+    )
+    .await
+    .json();
+    assert_eq!(got, serde_json::json!({"max_call_duration": 3600}));
+
+    // Removal, innermost first.
+    let rules = admin(
+        &api,
+        &["--json", "peer", "rule", "list", "--group", "carrier-a"],
+    )
+    .await
+    .json();
+    let rule_id = rules[0]["id"].as_u64().expect("rule id").to_string();
+    let removed = admin(&api, &["peer", "rule", "rm", &rule_id]).await.ok();
+    assert_eq!(
+        removed.trim_end(),
+        format!("deleted peering rule {rule_id}")
+    );
+    admin(&api, &["peer", "server", "rm", "carrier-a-1"])
+        .await
+        .ok();
+    admin(&api, &["peer", "group", "rm", "carrier-a"])
+        .await
+        .ok();
+    for listing in [
+        ["peer", "rule", "list"],
+        ["peer", "server", "list"],
+        ["peer", "group", "list"],
+    ] {
+        assert_eq!(admin(&api, &listing).await.ok(), "(none)\n", "{listing:?}");
+    }
+    let rules = admin(&api, &["--json", "rewrite", "rule", "list", "default-in"])
+        .await
+        .json();
+    let rule_id = rules[0]["id"].as_u64().expect("rule id").to_string();
+    admin(&api, &["rewrite", "rule", "rm", &rule_id]).await.ok();
+    assert_eq!(
+        admin(&api, &["rewrite", "rule", "list", "default-in"])
+            .await
+            .ok(),
+        "(none)\n"
+    );
+    let removed = admin(&api, &["rewrite", "set", "rm", "default-in"])
+        .await
+        .ok();
+    assert!(removed.trim_end().ends_with("(default-in)"), "{removed}");
+    assert_eq!(
+        admin(&api, &["rewrite", "set", "list"]).await.ok(),
+        "(none)\n"
+    );
 }
 
 #[tokio::test]
@@ -962,13 +1082,17 @@ async fn settings_come_from_the_config_file() {
     std::fs::write(
         &config,
         format!(
-            "[admin]\nurl = \"{}/api/\"\nuser = \"{}\"\npassword = \"{ADMIN_PASSWORD}\"\n",
-            api.url,
-            store::INITIAL_ADMIN_LOGIN
+            "[admin]\nurl = \"{}/api/\"\npassword = \"{ADMIN_PASSWORD}\"\n",
+            api.url
         ),
     )
     .expect("write config");
     let config = config.to_str().expect("utf-8 path");
+    // No user anywhere: the CLI's default is the login provisioning creates first.
+    assert_eq!(
+        admin_cli::settings::DEFAULT_API_USER,
+        store::INITIAL_ADMIN_LOGIN
+    );
     run_raw(&["--config", config, "domain", "add", "file.example"])
         .await
         .ok();

@@ -28,6 +28,7 @@ pub enum MediaEvent {
 }
 
 const UNKNOWN_CALL: &str = "Unknown call-id";
+const MAX_DELETE_DELAY: Duration = Duration::from_secs(86_400);
 const DELETE_WARNING: &str = "Call-ID not found or tags didn't match";
 
 #[derive(Debug)]
@@ -410,6 +411,8 @@ impl Controller {
             .map(|s| Duration::from_secs(u64::from(s)))
             .or(call.delete_delay)
             .unwrap_or(self.config.delete_delay);
+        // A day is the most a delete waits, so no request can overflow the clock.
+        let delay = delay.min(MAX_DELETE_DELAY);
         call.delete_at = Some(Instant::now() + delay);
         let body = if request.fast {
             ReplyBody::Empty

@@ -13,7 +13,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -28,7 +28,7 @@ pub enum IoMode {
     /// `recvmmsg`/`sendmmsg`, up to 32 packets per system call.
     #[default]
     Batched,
-    /// One `recvfrom` and one `sendto` per packet (the design rtpengine's userspace path uses).
+    /// One `recvfrom` and one `sendto` per packet: the classic design, kept to measure against.
     Simple,
 }
 
@@ -46,8 +46,9 @@ pub struct LegShared {
     errors: AtomicU64,
     /// Milliseconds since the relay's epoch of the last accepted packet, plus one (0 = never).
     last_packet: AtomicU64,
-    /// The source the leg latched onto (first packet); afterwards only it is accepted.
-    latched: OnceLock<SocketAddr>,
+    /// The source the leg latched onto (first packet); afterwards only it is accepted. Written
+    /// only when a leg latches or re-learns, so the lock is never contended on the hot path.
+    latched: Mutex<Option<SocketAddr>>,
 }
 
 impl LegShared {
@@ -67,7 +68,17 @@ impl LegShared {
 
     /// The latched source, once a packet arrived.
     pub fn latched(&self) -> Option<SocketAddr> {
-        self.latched.get().copied()
+        match self.latched.lock() {
+            Ok(latched) => *latched,
+            Err(poisoned) => *poisoned.into_inner(),
+        }
+    }
+
+    fn set_latched(&self, source: Option<SocketAddr>) {
+        match self.latched.lock() {
+            Ok(mut latched) => *latched = source,
+            Err(poisoned) => *poisoned.into_inner() = source,
+        }
     }
 
     fn add(&self, counter: &AtomicU64, amount: u64) {
@@ -164,6 +175,7 @@ impl DataPlane {
                     mode,
                     coalesce,
                     released,
+                    round_ms: 0,
                 };
                 if let Err(error) = plane.run(&receiver) {
                     tracing::error!(%error, "media data plane stopped");
@@ -208,6 +220,8 @@ struct Plane {
     mode: IoMode,
     coalesce: Duration,
     released: ReleasedPorts,
+    /// Milliseconds since the epoch when the current poll round began.
+    round_ms: u64,
 }
 
 impl Plane {
@@ -220,6 +234,8 @@ impl Plane {
                 }
                 return Err(error);
             }
+            // One clock read per round: last-packet times only feed the media timeout.
+            self.round_ms = elapsed_ms(self.epoch);
             let mut relayed = false;
             for event in &events {
                 if event.token() == WAKER_TOKEN {
@@ -269,6 +285,13 @@ impl Plane {
                 }
                 Ok(DataCommand::SetDestination { id, destination }) => {
                     if let Some(leg) = self.legs.get_mut(&id) {
+                        // A new SDP endpoint (re-INVITE: new port, new network) means the party
+                        // moved: learn its source again. The first SDP endpoint keeps a latch
+                        // made by early packets.
+                        if leg.destination.is_some() && leg.destination != destination {
+                            leg.latched = None;
+                            leg.shared.set_latched(None);
+                        }
                         leg.destination = destination;
                     }
                 }
@@ -328,7 +351,7 @@ impl Plane {
             Some(latched) => latched == source,
             None => {
                 leg.latched = Some(source);
-                let _ = leg.shared.latched.set(source);
+                leg.shared.set_latched(Some(source));
                 true
             }
         }
@@ -367,12 +390,8 @@ impl Plane {
             }
             let partner = leg.partner;
             // Counted before sending, so a reader that saw the packet arrive sees it counted.
-            leg.shared.record(
-                self.accepted.len() as u64,
-                bytes,
-                dropped,
-                elapsed_ms(self.epoch),
-            );
+            leg.shared
+                .record(self.accepted.len() as u64, bytes, dropped, self.round_ms);
             if !self.accepted.is_empty() {
                 let target = self
                     .legs
@@ -420,7 +439,7 @@ impl Plane {
                 continue;
             }
             let partner = leg.partner;
-            leg.shared.record(1, len as u64, 0, elapsed_ms(self.epoch));
+            leg.shared.record(1, len as u64, 0, self.round_ms);
             let sent = self.legs.get(&partner).is_some_and(|p| {
                 p.target()
                     .is_some_and(|t| p.socket.send_to(&buffer[..len], t).is_ok())

@@ -522,3 +522,92 @@ async fn bad_requests_get_clear_errors() {
         "pong"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn re_offer_from_the_callee_keeps_the_ports() {
+    let relay = MediaRelay::start(config(21_100, 4)).await.unwrap();
+    let mut setup = set_up_call(&relay, "call-9");
+    // re-INVITE from the callee: from-tag = callee, to-tag = caller (ng-protocol.md §6).
+    let re_offer = setup.client.call(&dict(&[
+        ("command", s("offer")),
+        ("call-id", s("call-9")),
+        ("from-tag", s("callee")),
+        ("to-tag", s("caller")),
+        ("sdp", s(&sdp_for(&setup.b.0, &setup.b.1))),
+        ("replace", Value::List(vec![s("origin")])),
+    ]));
+    // The caller receives this offer, so it names the port facing the caller.
+    assert_eq!(relay_port(&re_offer), setup.relay_for_a);
+    let re_answer = setup.client.call(&dict(&[
+        ("command", s("answer")),
+        ("call-id", s("call-9")),
+        ("from-tag", s("callee")),
+        ("to-tag", s("caller")),
+        ("sdp", s(&sdp_for(&setup.a.0, &setup.a.1))),
+        ("replace", Value::List(vec![s("origin")])),
+    ]));
+    assert_eq!(relay_port(&re_answer), setup.relay_for_b);
+    let list = setup.client.call(&dict(&[("command", s("list"))]));
+    assert_eq!(
+        list.get("calls").and_then(Value::as_list).map(<[_]>::len),
+        Some(1)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sip_source_address_overrides_the_sdp_address() {
+    let relay = MediaRelay::start(config(21_200, 4)).await.unwrap();
+    let mut client = NgClient::new(relay.ng_addr());
+    let a = endpoint();
+    let b = endpoint();
+    // A is behind NAT: its SDP names a private address the relay cannot reach.
+    let private_sdp = sdp_for(&a.0, &a.1).replace("c=IN IP4 127.0.0.1", "c=IN IP4 10.99.0.1");
+    let offered = client.call(&dict(&[
+        ("command", s("offer")),
+        ("call-id", s("nat")),
+        ("from-tag", s("caller")),
+        ("sdp", s(&private_sdp)),
+        ("flags", Value::List(vec![s("SIP-source-address")])),
+        ("received-from", Value::List(vec![s("IP4"), s("127.0.0.1")])),
+    ]));
+    let relay_for_b = relay_port(&offered);
+    assert_eq!(
+        result(&client.call(&answer("nat", &sdp_for(&b.0, &b.1)))),
+        "ok"
+    );
+    // B speaks first; A has sent nothing, so the relay uses the SIP source address.
+    b.0.send_to(&rtp_packet(7), relay_address(relay_for_b))
+        .unwrap();
+    assert_eq!(receive(&a.0).unwrap().0, rtp_packet(7));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn re_offer_with_a_new_endpoint_learns_the_new_source() {
+    let relay = MediaRelay::start(config(21_300, 4)).await.unwrap();
+    let setup = set_up_call(&relay, "call-10");
+    let mut client = setup.client;
+    let to_relay = relay_address(setup.relay_for_a);
+    setup.a.0.send_to(&rtp_packet(1), to_relay).unwrap();
+    assert_eq!(receive(&setup.b.0).unwrap().0, rtp_packet(1), "A latched");
+    // The caller moves to new ports and says so in a re-INVITE.
+    let moved = endpoint();
+    let re_offer = client.call(&offer("call-10", &sdp_for(&moved.0, &moved.1)));
+    assert_eq!(relay_port(&re_offer), setup.relay_for_b, "same relay ports");
+    moved.0.send_to(&rtp_packet(2), to_relay).unwrap();
+    assert_eq!(
+        receive(&setup.b.0).unwrap().0,
+        rtp_packet(2),
+        "new source learned"
+    );
+    // ... and the old source is now the foreign one.
+    setup.a.0.send_to(&rtp_packet(3), to_relay).unwrap();
+    setup.b.0.set_read_timeout(Some(SHORT)).unwrap();
+    assert!(receive(&setup.b.0).is_none());
+    // B's packets go to the caller's new endpoint.
+    setup
+        .b
+        .0
+        .send_to(&rtp_packet(4), relay_address(setup.relay_for_b))
+        .unwrap();
+    assert_eq!(receive(&moved.0).unwrap().0, rtp_packet(4));
+}

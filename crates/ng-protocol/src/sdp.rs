@@ -3,9 +3,11 @@
 //! The rewriter works line by line and keeps the order and text of every line it does not have
 //! to change (the mr12-style in-place edit, ng-protocol.md §4): `c=` and `m=` point at the relay,
 //! `a=rtcp` follows the relay's RTCP port, `o=` changes with `replace origin`, ICE attributes go
-//! with `ICE remove`, and a media section with no direction attribute gets `a=sendrecv`
-//! (rtpengine always prints one). It accepts LF-only line ends, a missing `s=` and trailing
-//! blanks, and always writes CRLF (RFC 8866 §5).
+//! with `ICE remove`, and a media section with no direction attribute gets `a=sendrecv` and one
+//! with no `a=rtcp` gets `a=rtcp:<relay RTP port + 1>` (rtpengine always prints both; rejected
+//! port-0 sections get neither). Unlike rtpengine, no `a=rtpmap` is added for static payload
+//! types and session-level direction attributes stay where they are. It accepts LF-only line
+//! ends, a missing `s=` and trailing blanks, and always writes CRLF (RFC 8866 §5).
 
 use std::net::IpAddr;
 
@@ -243,12 +245,20 @@ pub fn rewrite(sdp: &[u8], options: &RewriteOptions) -> Result<Vec<u8>, SdpError
         .filter_map(|(_, line)| split_line(line))
         .any(|(kind, value)| kind == b'a' && Direction::from_attribute(value).is_some());
     let mut media_index: Option<usize> = None;
-    // Per media section: relay port (0 = rejected) and whether it had a direction attribute.
+    // Per media section: relay port (0 = rejected), and which attributes it already had.
     let mut relay_port = 0_u16;
     let mut section_has_direction = false;
-    let close_section = |out: &mut String, index: Option<usize>, has_direction: bool| {
-        if index.is_some() && !has_direction && !session_has_direction {
+    let mut section_has_rtcp = false;
+    // rtpengine always states a direction and the RTCP port; rejected streams get neither.
+    let close_section = |out: &mut String, relay_port: u16, has_direction: bool, has_rtcp: bool| {
+        if relay_port == 0 {
+            return;
+        }
+        if !has_direction && !session_has_direction {
             out.push_str("a=sendrecv\r\n");
+        }
+        if !has_rtcp {
+            out.push_str(&format!("a=rtcp:{}\r\n", relay_port.saturating_add(1)));
         }
     };
     for (number, line) in lines(text) {
@@ -272,20 +282,22 @@ pub fn rewrite(sdp: &[u8], options: &RewriteOptions) -> Result<Vec<u8>, SdpError
                     out.push_str(line);
                 }
             }
-            b'c' if media_index.is_none() && !is_unspecified_connection(value) => {
-                out.push_str(&format!("c={}", address_fields(options.relay_address)));
-            }
-            b'c' if media_index.is_some()
-                && relay_port != 0
-                && !is_unspecified_connection(value) =>
-            {
+            // Session and media c= (rejected streams too: no address of the party leaks);
+            // the 0.0.0.0 hold address stays.
+            b'c' if !is_unspecified_connection(value) => {
                 out.push_str(&format!("c={}", address_fields(options.relay_address)));
             }
             b'm' => {
-                close_section(&mut out, media_index, section_has_direction);
+                close_section(
+                    &mut out,
+                    relay_port,
+                    section_has_direction,
+                    section_has_rtcp,
+                );
                 let index = media_index.map_or(0, |i| i + 1);
                 media_index = Some(index);
                 section_has_direction = false;
+                section_has_rtcp = false;
                 let (media_type, port, _) = parse_media_line(value, number + 1)?;
                 relay_port = if port == 0 {
                     0
@@ -311,6 +323,9 @@ pub fn rewrite(sdp: &[u8], options: &RewriteOptions) -> Result<Vec<u8>, SdpError
                 if media_index.is_some() && Direction::from_attribute(value).is_some() {
                     section_has_direction = true;
                 }
+                if name == "rtcp" && media_index.is_some() {
+                    section_has_rtcp = true;
+                }
                 if name == "rtcp" && media_index.is_some() && relay_port != 0 {
                     let rtcp_port = relay_port.saturating_add(1);
                     let has_address = value.split_ascii_whitespace().count() > 1;
@@ -330,7 +345,12 @@ pub fn rewrite(sdp: &[u8], options: &RewriteOptions) -> Result<Vec<u8>, SdpError
         }
         out.push_str("\r\n");
     }
-    close_section(&mut out, media_index, section_has_direction);
+    close_section(
+        &mut out,
+        relay_port,
+        section_has_direction,
+        section_has_rtcp,
+    );
     Ok(out.into_bytes())
 }
 

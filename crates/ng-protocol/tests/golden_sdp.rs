@@ -22,7 +22,9 @@ fn relay_options(ports: &[u16], replace_origin: bool, remove_ice: bool) -> Rewri
     }
 }
 
-/// The ng-protocol.md §4 offer: ICE stripped, origin replaced, order kept.
+/// The ng-protocol.md §4 offer: ICE stripped, origin replaced, order kept, `a=rtcp` added
+/// (Debian's rtpengine 10.5 gives the same lines, plus `a=rtpmap` for static types and the
+/// direction moved into the media section).
 #[test]
 fn ice_remove_replace_origin() {
     check(
@@ -32,7 +34,8 @@ fn ice_remove_replace_origin() {
 }
 
 /// LF-only line ends, no s= line, trailing blanks: accepted, written back with CRLF, and a
-/// direction attribute added because the offer had none.
+/// direction attribute and `a=rtcp` added because the offer had neither. (rtpengine 10.5 mixes
+/// LF and CRLF lines here.)
 #[test]
 fn lf_only_no_session_name() {
     check(
@@ -42,7 +45,8 @@ fn lf_only_no_session_name() {
 }
 
 /// Three m= sections: a=rtcp with an address follows the relay, a rejected video keeps port 0
-/// and its c=, a held stream keeps c=0.0.0.0 but moves to the relay port; `/2` port counts go.
+/// but its c= hides the party's address (as rtpengine does), a held stream keeps c=0.0.0.0 but
+/// moves to the relay port; `/2` port counts go.
 #[test]
 fn multi_media_rtcp_hold() {
     check(

@@ -13,10 +13,18 @@ use provisioning::{ApiConfig, LoginLimit, TlsMode};
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let port: u16 = args.next().ok_or("usage: api_for_tests <port> <password>")?.parse()?;
-    let password = args.next().ok_or("usage: api_for_tests <port> <password>")?;
+    let port: u16 = args
+        .next()
+        .ok_or("usage: api_for_tests <port> <password>")?
+        .parse()?;
+    let password = args
+        .next()
+        .ok_or("usage: api_for_tests <port> <password>")?;
     let data_dir = tempfile::tempdir()?;
-    let url = format!("sqlite://{}?mode=rwc", data_dir.path().join("voxide.db").display());
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        data_dir.path().join("voxide.db").display()
+    );
     let store = store::Store::connect(&url).await?;
     provisioning::bootstrap_admin(&store, data_dir.path(), Some(password)).await?;
     let config = ApiConfig {

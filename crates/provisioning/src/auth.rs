@@ -61,7 +61,9 @@ impl VerifiedLogins {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if entries.len() >= VERIFIED_CAPACITY {
-            entries.retain(|_, verified_at| now.saturating_duration_since(*verified_at) < VERIFIED_TTL);
+            entries.retain(|_, verified_at| {
+                now.saturating_duration_since(*verified_at) < VERIFIED_TTL
+            });
             if entries.len() >= VERIFIED_CAPACITY {
                 entries.clear();
             }
@@ -72,7 +74,11 @@ impl VerifiedLogins {
 
 /// Decode `Authorization: Basic base64(login:password)` (RFC 7617 §2).
 fn basic_credentials(request: &Request) -> Option<(String, String)> {
-    let value = request.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let value = request
+        .headers()
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
     let (scheme, encoded) = value.trim().split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
@@ -94,7 +100,11 @@ fn client_address(request: &Request) -> IpAddr {
 }
 
 /// Middleware: lets the request through only with valid administrator credentials.
-pub async fn require_admin(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn require_admin(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     // Read what is needed up front: the request itself is not `Sync`, so it must not be
     // borrowed across an await.
     let address = client_address(&request);

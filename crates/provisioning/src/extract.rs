@@ -4,7 +4,7 @@
 //! shapes; these wrappers check media type, size, encoding and shape themselves so that a client
 //! always gets a typed 4xx problem naming what was wrong.
 
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::{header, request::Parts};
 use serde::de::DeserializeOwned;
@@ -60,15 +60,45 @@ async fn read_body(request: Request, accepted: &str) -> Result<serde_json::Value
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok());
-    if declared_length.is_some_and(|length| length > BODY_LIMIT_BYTES as u64) {
+    let bytes = read_limited(request.into_body(), declared_length).await?;
+    parse_json_document(&bytes)
+}
+
+/// Bodies up to this size are read and thrown away before answering 413, so that a client
+/// still sending gets the problem document instead of a reset connection.
+const DRAIN_LIMIT_BYTES: usize = 16 * 1024 * 1024;
+
+async fn read_limited(body: Body, declared_length: Option<u64>) -> Result<Vec<u8>, ApiError> {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut bytes = Vec::new();
+    let mut seen = 0usize;
+    let mut too_large = declared_length.is_some_and(|length| length > BODY_LIMIT_BYTES as u64);
+    if declared_length.is_some_and(|length| length > DRAIN_LIMIT_BYTES as u64) {
         return Err(ApiError::payload_too_large(BODY_LIMIT_BYTES));
     }
-    // The only failure of a limited read we can act on is the limit; a broken connection means
-    // nobody reads the answer anyway.
-    let bytes: Bytes = axum::body::to_bytes(request.into_body(), BODY_LIMIT_BYTES)
-        .await
-        .map_err(|_| ApiError::payload_too_large(BODY_LIMIT_BYTES))?;
-    parse_json_document(&bytes)
+    while let Some(frame) = body.frame().await {
+        // A broken connection means nobody reads the answer; treat it like the end.
+        let Ok(frame) = frame else { break };
+        let Some(data) = frame.data_ref() else {
+            continue;
+        };
+        seen = seen.saturating_add(data.len());
+        if seen > BODY_LIMIT_BYTES {
+            too_large = true;
+            bytes = Vec::new();
+        }
+        if seen > DRAIN_LIMIT_BYTES {
+            break;
+        }
+        if !too_large {
+            bytes.extend_from_slice(data);
+        }
+    }
+    if too_large {
+        return Err(ApiError::payload_too_large(BODY_LIMIT_BYTES));
+    }
+    Ok(bytes)
 }
 
 /// Parse a body as UTF-8 JSON, answering 400 for empty, non-UTF-8 or malformed input.
@@ -100,8 +130,13 @@ pub fn from_document<T: DeserializeOwned>(document: serde_json::Value) -> Result
             .find_map(|prefix| inner.strip_prefix(prefix))
             .and_then(|rest| rest.split('`').next())
             .map(str::to_owned);
+        // For unknown fields the path already ends at the key; for missing ones it names the
+        // enclosing object.
         let field = match (named, path.as_str()) {
             (Some(name), "." | "") => name,
+            (Some(name), path) if path == name || path.ends_with(&format!(".{name}")) => {
+                path.to_owned()
+            }
             (Some(name), parent) => format!("{parent}.{name}"),
             (None, path) => path.to_owned(),
         };
@@ -137,9 +172,16 @@ where
 
     async fn from_request(request: Request, _state: &S) -> Result<Self, Self::Rejection> {
         let document = read_body(request, JSON_PATCH).await?;
-        if !document.is_array() {
+        let serde_json::Value::Array(mut operations) = document else {
             return Err(ApiError::bad_request("Body for PATCH must be an array."));
+        };
+        // RFC 6902 §4: members not defined for the operation MUST be ignored.
+        for operation in &mut operations {
+            if let serde_json::Value::Object(members) = operation {
+                members.retain(|key, _| matches!(key.as_str(), "op" | "path" | "value" | "from"));
+            }
         }
+        let document = serde_json::Value::Array(operations);
         serde_path_to_error::deserialize(document)
             .map(JsonPatchBody)
             .map_err(|error| {
@@ -186,4 +228,59 @@ where
                 ApiError::bad_request(format!("Invalid query string: {}", rejection.body_text()))
             })
     }
+}
+
+/// One RFC 6902 §4 operation, as documented in the OpenAPI description (the body itself is
+/// parsed by `json_patch`).
+#[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
+#[serde(tag = "op", rename_all = "lowercase")]
+pub enum PatchOperation {
+    /// RFC 6902 §4.1: add or replace a member, or insert into an array (`-` appends).
+    Add {
+        /// JSON Pointer (RFC 6901) of the target.
+        #[schema(pattern = "^(/([^/~]|~[01])*)*$")]
+        path: String,
+        /// The value to add.
+        value: serde_json::Value,
+    },
+    /// RFC 6902 §4.2: remove the target.
+    Remove {
+        /// JSON Pointer of the target.
+        #[schema(pattern = "^(/([^/~]|~[01])*)*$")]
+        path: String,
+    },
+    /// RFC 6902 §4.3: replace the existing target.
+    Replace {
+        /// JSON Pointer of the target.
+        #[schema(pattern = "^(/([^/~]|~[01])*)*$")]
+        path: String,
+        /// The new value.
+        value: serde_json::Value,
+    },
+    /// RFC 6902 §4.4: move a value.
+    Move {
+        /// JSON Pointer of the source.
+        #[schema(pattern = "^(/([^/~]|~[01])*)*$")]
+        from: String,
+        /// JSON Pointer of the target.
+        #[schema(pattern = "^(/([^/~]|~[01])*)*$")]
+        path: String,
+    },
+    /// RFC 6902 §4.5: copy a value.
+    Copy {
+        /// JSON Pointer of the source.
+        #[schema(pattern = "^(/([^/~]|~[01])*)*$")]
+        from: String,
+        /// JSON Pointer of the target.
+        #[schema(pattern = "^(/([^/~]|~[01])*)*$")]
+        path: String,
+    },
+    /// RFC 6902 §4.6: fail the whole patch unless the target equals `value`.
+    Test {
+        /// JSON Pointer of the target.
+        #[schema(pattern = "^(/([^/~]|~[01])*)*$")]
+        path: String,
+        /// The expected value.
+        value: serde_json::Value,
+    },
 }

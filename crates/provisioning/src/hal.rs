@@ -13,6 +13,8 @@ pub const HAL_JSON: &str = "application/hal+json";
 pub const NGCP_PROFILE: &str = "http://purl.org/sipwise/ngcp-api/";
 /// Largest page size accepted.
 pub const MAX_ROWS: u32 = 1000;
+/// Largest page number accepted (keeps `page * rows` far from any integer limit).
+pub const MAX_PAGE: u32 = 1_000_000;
 
 /// Validated paging parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,8 +30,11 @@ impl Paging {
     pub fn from_query(page: Option<u32>, rows: Option<u32>) -> Result<Self, ApiError> {
         let page = page.unwrap_or(1);
         let rows = rows.unwrap_or(10);
-        if page == 0 {
-            return Err(ApiError::bad_request("'page' must be at least 1.").with_field("page"));
+        if page == 0 || page > MAX_PAGE {
+            return Err(
+                ApiError::bad_request(format!("'page' must be between 1 and {MAX_PAGE}."))
+                    .with_field("page"),
+            );
         }
         if rows == 0 || rows > MAX_ROWS {
             return Err(
@@ -51,9 +56,7 @@ fn other_params(raw_query: Option<&str>) -> Vec<&str> {
     raw_query
         .unwrap_or_default()
         .split('&')
-        .filter(|pair| {
-            !pair.is_empty() && !pair.starts_with("page=") && !pair.starts_with("rows=")
-        })
+        .filter(|pair| !pair.is_empty() && !pair.starts_with("page=") && !pair.starts_with("rows="))
         .collect()
 }
 
@@ -244,7 +247,10 @@ mod tests {
             body["_links"]["prev"]["href"],
             "/api/domains/?page=1&rows=2&domain=a*"
         );
-        assert_eq!(body["_embedded"]["ngcp:domains"].as_array().map(Vec::len), Some(2));
+        assert_eq!(
+            body["_embedded"]["ngcp:domains"].as_array().map(Vec::len),
+            Some(2)
+        );
         assert_eq!(body["_links"]["ngcp:domains"][1]["href"], "/api/domains/4");
     }
 

@@ -26,7 +26,9 @@ use axum::Router;
 use axum_server::Handle;
 use axum_server::tls_rustls::RustlsConfig;
 
-pub use auth::{ADMIN_PASSWORD_ENV, ADMIN_PASSWORD_FILE, Bootstrap, BootstrapError, bootstrap_admin};
+pub use auth::{
+    ADMIN_PASSWORD_ENV, ADMIN_PASSWORD_FILE, Bootstrap, BootstrapError, bootstrap_admin,
+};
 pub use login_limiter::LoginLimit;
 pub use problem::{ApiError, Problem};
 

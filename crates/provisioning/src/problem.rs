@@ -113,12 +113,21 @@ impl ApiError {
 
     /// 422: well-formed but semantically invalid input.
     pub fn unprocessable(field: impl Into<String>, detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation-failed", detail).with_field(field)
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation-failed",
+            detail,
+        )
+        .with_field(field)
     }
 
     /// 422 without a single field to blame (e.g. a JSON Patch pointer problem).
     pub fn unprocessable_entity(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation-failed", detail)
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation-failed",
+            detail,
+        )
     }
 
     /// 429: too many failed logins from this source address.
@@ -164,11 +173,7 @@ impl ApiError {
     pub fn problem(&self) -> Problem {
         Problem {
             problem_type: format!("urn:voxide:problem:{}", self.slug),
-            title: self
-                .status
-                .canonical_reason()
-                .unwrap_or("Error")
-                .to_owned(),
+            title: self.status.canonical_reason().unwrap_or("Error").to_owned(),
             status: self.status.as_u16(),
             detail: self.detail.clone(),
             field: self.field.clone(),

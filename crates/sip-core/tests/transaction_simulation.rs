@@ -13,13 +13,11 @@ use proptest::prelude::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sip_core::transaction::{
-    Event, Incoming, LayerConfig, Reliability, ServerInviteState, Timer, TimerConfig,
-    TransactionId, TransactionLayer, TransactionState, make_response, make_timeout_response,
-    new_branch, new_tag,
+    Event, Incoming, LayerConfig, Reliability, Timer, TimerConfig, TransactionId, TransactionLayer,
+    make_response, make_timeout_response, new_branch, new_tag,
 };
 use sip_message::{HeaderName, Message, MessageBuilder, Method};
 
-const UDP: Reliability = Reliability::Unreliable;
 const T1: Duration = Duration::from_millis(500);
 const T2: Duration = Duration::from_secs(4);
 const T4: Duration = Duration::from_secs(5);
@@ -233,6 +231,8 @@ struct Simulation {
     client_acks_for_success: usize,
     client_stray_responses: usize,
     timeout_responses: Vec<Message>,
+    /// What both layers are told about the transport (the model still decides loss).
+    reliability: Reliability,
 }
 
 impl Simulation {
@@ -272,6 +272,7 @@ impl Simulation {
             client_acks_for_success: 0,
             client_stray_responses: 0,
             timeout_responses: Vec::new(),
+            reliability: Reliability::Unreliable,
         }
     }
 
@@ -385,7 +386,7 @@ Content-Length: 0\r
         if to == client_address() {
             match self
                 .client
-                .handle_incoming(now, message, from, UDP)
+                .handle_incoming(now, message, from, self.reliability)
                 .unwrap()
             {
                 Incoming::Response(_) => {}
@@ -394,9 +395,10 @@ Content-Length: 0\r
             }
             return;
         }
+        let is_ack = message.method() == Some(&Method::Ack);
         match self
             .server
-            .handle_incoming(now, message, from, UDP)
+            .handle_incoming(now, message, from, self.reliability)
             .unwrap()
         {
             Incoming::NewRequest { id, request } => self.server_new_request(id, request),
@@ -420,11 +422,11 @@ Content-Length: 0\r
             }
             Incoming::Absorbed(id) => {
                 self.server_absorbed += 1;
-                let confirmed = self.server.state(id)
-                    == Some(TransactionState::ServerInvite(ServerInviteState::Confirmed));
+                // The first ACK after a non-2xx final response confirms the transaction.
                 let elapsed = self.elapsed();
                 if let Some(record) = self.server_records.get_mut(&id)
-                    && confirmed
+                    && is_ack
+                    && record.final_sent.is_some_and(|(_, code)| code >= 300)
                     && record.confirmed_at.is_none()
                 {
                     record.confirmed_at = Some(elapsed);
@@ -573,7 +575,7 @@ Content-Length: 0\r
                 ClientAction::Send(request) => {
                     let id = self
                         .client
-                        .send_request(now, (*request).clone(), server_address(), UDP)
+                        .send_request(now, (*request).clone(), server_address(), self.reliability)
                         .unwrap();
                     self.client_records.insert(
                         id,
@@ -1026,15 +1028,75 @@ fn duplicated_requests_are_absorbed_and_answered_with_the_last_response() {
     assert!(simulation.client.is_empty() && simulation.server.is_empty());
 }
 
+#[test]
+fn reliable_transport_sends_once_and_ends_without_waiting() {
+    let mut simulation = Simulation::new(9, NetworkModel::clean());
+    simulation.reliability = Reliability::Reliable;
+    let invite = simulation.request(
+        "INVITE",
+        Answer::Final {
+            code: 486,
+            delay: seconds(2.0),
+        },
+    );
+    simulation.send_at(Duration::ZERO, invite);
+    let message = simulation.request(
+        "MESSAGE",
+        Answer::Final {
+            code: 200,
+            delay: seconds(2.0),
+        },
+    );
+    simulation.send_at(Duration::ZERO, message);
+    simulation.run(Duration::from_secs(120));
+    // No Timer A or E: each request went out once although the answers took 2 s.
+    assert_eq!(
+        simulation
+            .send_times(client_address(), is_method(Method::Invite))
+            .len(),
+        1
+    );
+    assert_eq!(
+        simulation
+            .send_times(client_address(), is_method(Method::Message))
+            .len(),
+        1
+    );
+    assert_eq!(
+        simulation
+            .send_times(server_address(), is_status(486))
+            .len(),
+        1,
+        "no Timer G"
+    );
+    // Timers D, K (client) and I, J (server) are zero: each transaction ends with its last
+    // message.
+    for record in simulation.client_records.values() {
+        let (final_at, _) = record.finals[0];
+        assert_eq!(record.terminated, Some(final_at));
+    }
+    for record in simulation.server_records.values() {
+        let expected = record.confirmed_at.or(record.final_sent.map(|(at, _)| at));
+        assert_eq!(record.terminated, expected, "{record:?}");
+    }
+    assert!(simulation.client.is_empty() && simulation.server.is_empty());
+}
+
 /// The termination times RFC 3261/6026 allow for a client transaction, given what it saw.
+/// Over a reliable transport Timers D and K are zero.
 fn client_terminal_deadlines(simulation: &Simulation, record: &ClientRecord) -> Vec<Duration> {
+    let reliable = simulation.reliability == Reliability::Reliable;
+    let (timer_d, timer_k) = if reliable {
+        (Duration::ZERO, Duration::ZERO)
+    } else {
+        (TIMER_D, T4)
+    };
     let mut deadlines = vec![record.created + SIXTY_FOUR_T1];
-    let first_final = record.finals.first().map(|(at, _)| *at);
-    match (&record.method, first_final) {
-        (Some(Method::Invite), Some(at)) => {
-            deadlines.push(at + TIMER_D);
-            deadlines.push(at + SIXTY_FOUR_T1);
+    match (&record.method, record.finals.first()) {
+        (Some(Method::Invite), Some(&(at, code))) if code < 300 => {
+            deadlines.push(at + SIXTY_FOUR_T1)
         }
+        (Some(Method::Invite), Some(&(at, _))) => deadlines.push(at + timer_d),
         (Some(Method::Invite), None) => {
             // Timer B restarted when the CANCEL went out (RFC 3261 §9.1).
             let cancels = simulation.send_times(client_address(), |message| {
@@ -1045,19 +1107,27 @@ fn client_terminal_deadlines(simulation: &Simulation, record: &ClientRecord) -> 
                 deadlines.push(*first + SIXTY_FOUR_T1);
             }
         }
-        (_, Some(at)) => deadlines.push(at + T4),
+        (_, Some(&(at, _))) => deadlines.push(at + timer_k),
         (_, None) => {}
     }
     deadlines
 }
 
-fn server_terminal_deadlines(record: &ServerRecord) -> Vec<Duration> {
+/// The termination times allowed for a server transaction: Timer H or L after the final
+/// response of an INVITE, J after a non-INVITE's (zero when reliable), I after the ACK.
+fn server_terminal_deadlines(record: &ServerRecord, reliability: Reliability) -> Vec<Duration> {
+    let reliable = reliability == Reliability::Reliable;
     let mut deadlines = Vec::new();
     if let Some((at, _)) = record.final_sent {
-        deadlines.push(at + SIXTY_FOUR_T1);
+        let is_invite = record.method == Some(Method::Invite);
+        deadlines.push(if is_invite || !reliable {
+            at + SIXTY_FOUR_T1
+        } else {
+            at
+        });
     }
     if let Some(at) = record.confirmed_at {
-        deadlines.push(at + T4);
+        deadlines.push(if reliable { at } else { at + T4 });
     }
     deadlines
 }
@@ -1068,6 +1138,7 @@ struct Scenario {
     loss: f64,
     duplication: f64,
     max_delay_ms: u64,
+    reliable: bool,
     requests: Vec<(bool, u16, u64, u64, bool)>,
 }
 
@@ -1077,6 +1148,8 @@ fn scenario() -> impl Strategy<Value = Scenario> {
         0.0..0.5f64,
         0.0..0.4f64,
         1u64..400,
+        // One case in four runs over a reliable (stream) transport: no loss, no duplicates.
+        prop::bool::weighted(0.25),
         prop::collection::vec(
             (
                 any::<bool>(),
@@ -1089,11 +1162,12 @@ fn scenario() -> impl Strategy<Value = Scenario> {
         ),
     )
         .prop_map(
-            |(seed, loss, duplication, max_delay_ms, requests)| Scenario {
+            |(seed, loss, duplication, max_delay_ms, reliable, requests)| Scenario {
                 seed,
-                loss,
-                duplication,
+                loss: if reliable { 0.0 } else { loss },
+                duplication: if reliable { 0.0 } else { duplication },
                 max_delay_ms,
+                reliable,
                 requests,
             },
         )
@@ -1114,6 +1188,9 @@ proptest! {
             max_delay: Duration::from_millis(scenario.max_delay_ms),
         };
         let mut simulation = Simulation::new(scenario.seed, model);
+        if scenario.reliable {
+            simulation.reliability = Reliability::Reliable;
+        }
         simulation.cancel_on_ringing = scenario.requests.iter().any(|request| request.4);
         for (is_invite, code, answer_ms, start_ms, _) in &scenario.requests {
             let method = if *is_invite { "INVITE" } else { "MESSAGE" };
@@ -1157,7 +1234,7 @@ proptest! {
 
         for record in simulation.server_records.values() {
             let terminated = record.terminated.expect("every server transaction terminates");
-            let deadlines = server_terminal_deadlines(record);
+            let deadlines = server_terminal_deadlines(record, simulation.reliability);
             prop_assert!(deadlines.contains(&terminated), "server terminated at {:?}, allowed {:?} ({:?})", terminated, deadlines, record);
         }
     }

@@ -27,6 +27,10 @@ macro_rules! header_names {
             pub(crate) fn id(&self) -> u8 {
                 match self {
                     $( HeaderName::$variant => KnownIndex::$variant as u8, )*
+                    // `Other` built by hand may still spell a known name ("v", "VIA").
+                    HeaderName::Other(bytes) if crate::syntax::is_token(bytes) => {
+                        HeaderName::lookup_id(bytes)
+                    }
                     HeaderName::Other(_) => OTHER_ID,
                 }
             }
@@ -126,6 +130,30 @@ header_names! {
     Privacy => "Privacy", None, false;
     Reason => "Reason", None, true;
     Organization => "Organization", None, false;
+    CallInfo => "Call-Info", None, true;
+    AlertInfo => "Alert-Info", None, true;
+    ErrorInfo => "Error-Info", None, true;
+    InReplyTo => "In-Reply-To", None, true;
+    ReplyTo => "Reply-To", None, false;
+    Priority => "Priority", None, false;
+    MimeVersion => "MIME-Version", None, false;
+    ContentLanguage => "Content-Language", None, true;
+    Diversion => "Diversion", None, true;
+    HistoryInfo => "History-Info", None, true;
+    Replaces => "Replaces", None, false;
+    ReferSub => "Refer-Sub", None, false;
+    SipETag => "SIP-ETag", None, false;
+    SipIfMatch => "SIP-If-Match", None, false;
+    PCalledPartyId => "P-Called-Party-ID", None, false;
+    PChargingVector => "P-Charging-Vector", None, false;
+    PAccessNetworkInfo => "P-Access-Network-Info", None, true;
+    PEarlyMedia => "P-Early-Media", None, true;
+    SecurityClient => "Security-Client", None, true;
+    SecurityServer => "Security-Server", None, true;
+    SecurityVerify => "Security-Verify", None, true;
+    FeatureCaps => "Feature-Caps", None, true;
+    RecvInfo => "Recv-Info", None, true;
+    InfoPackage => "Info-Package", None, false;
 }
 
 impl HeaderName {
@@ -267,12 +295,11 @@ const fn insert(
 }
 
 impl PartialEq for HeaderName {
+    /// Equal when both intern to the same known header (whatever the spelling), or both
+    /// are unknown and match case-insensitively.
     fn eq(&self, other: &HeaderName) -> bool {
-        match (self, other) {
-            (HeaderName::Other(a), HeaderName::Other(b)) => a.eq_ignore_ascii_case(b),
-            (HeaderName::Other(_), _) | (_, HeaderName::Other(_)) => false,
-            _ => std::mem::discriminant(self) == std::mem::discriminant(other),
-        }
+        let (a, b) = (self.id(), other.id());
+        a == b && (a != OTHER_ID || self.as_bytes().eq_ignore_ascii_case(other.as_bytes()))
     }
 }
 
@@ -280,8 +307,12 @@ impl Eq for HeaderName {}
 
 impl Hash for HeaderName {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        for byte in self.as_bytes() {
-            state.write_u8(byte.to_ascii_lowercase());
+        let id = self.id();
+        state.write_u8(id);
+        if id == OTHER_ID {
+            for byte in self.as_bytes() {
+                state.write_u8(byte.to_ascii_lowercase());
+            }
         }
     }
 }
@@ -348,5 +379,23 @@ mod tests {
             HeaderName::from_bytes(b"Call\rID"),
             HeaderName::Other(_)
         ));
+    }
+
+    #[test]
+    fn hand_built_other_names_match_known_ones() {
+        use std::hash::BuildHasher;
+        let hand_built = HeaderName::Other(Bytes::from_static(b"v"));
+        assert_eq!(hand_built, HeaderName::Via);
+        assert_ne!(hand_built, HeaderName::From);
+        let state = std::collections::hash_map::RandomState::new();
+        assert_eq!(
+            state.hash_one(&hand_built),
+            state.hash_one(&HeaderName::Via)
+        );
+        let other = HeaderName::from_static("X-Custom");
+        assert_eq!(
+            state.hash_one(&other),
+            state.hash_one(HeaderName::from_static("x-custom"))
+        );
     }
 }

@@ -16,6 +16,34 @@
 //! element acts on, CSeq method). [`stream::frame`] cuts messages out of a TCP/TLS byte
 //! stream.
 //!
+//! ```
+//! use bytes::Bytes;
+//! use sip_message::{HeaderName, Message, Method};
+//!
+//! let datagram = Bytes::from_static(
+//!     b"OPTIONS sip:bob@example.com SIP/2.0\r\n\
+//!       Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK776\r\n\
+//!       f: <sip:alice@example.com>;tag=88\r\n\
+//!       t: <sip:bob@example.com>\r\n\
+//!       i: a84b4c76e66710\r\n\
+//!       CSeq: 63104 OPTIONS\r\n\
+//!       Content-Length: 0\r\n\r\n",
+//! );
+//! let mut message = Message::parse(datagram)?;
+//! message.validate()?;
+//! assert_eq!(message.method(), Some(&Method::Options));
+//! assert_eq!(message.top_via()?.branch(), Some(&b"z9hG4bK776"[..]));
+//! assert_eq!(message.from()?.tag(), Some(&b"88"[..]));
+//!
+//! // A proxy adds its own Via; untouched lines print as received.
+//! message.push_via("SIP/2.0/UDP 203.0.113.1;branch=z9hG4bKproxy");
+//! message.replace_header(HeaderName::MaxForwards, "69");
+//! let forwarded = Message::parse(message.to_bytes())?;
+//! assert_eq!(forwarded.vias().count(), 2);
+//! assert_eq!(forwarded.header(&HeaderName::CallId), Some(&b"a84b4c76e66710"[..]));
+//! # Ok::<(), sip_message::ParseError>(())
+//! ```
+//!
 //! What this crate deliberately does not do: no I/O, no clock, no transaction or dialog
 //! state (that is `sip-core`), no DNS, no SDP or multipart body parsing (bodies are opaque
 //! bytes), no UTF-8 validation of display names or reason phrases, no semantic checks that

@@ -1,7 +1,7 @@
 //! Framing of SIP messages on stream transports (TCP, TLS; RFC 3261 §18.3): find where one
 //! message ends so the transport can hand exactly that to [`crate::Message::parse`].
 
-use crate::syntax::{parse_u32, trim};
+use crate::syntax::{is_token, parse_u32, trim};
 use crate::{HeaderName, Limits, ParseError};
 
 /// What [`frame`] found at the start of the stream buffer.
@@ -76,7 +76,9 @@ fn find_content_length(section: &[u8]) -> Result<Option<u32>, ParseError> {
         if line.first().is_some_and(|&b| b == b' ' || b == b'\t') {
             continue;
         }
-        if HeaderName::from_bytes(trim(&line[..colon])) != HeaderName::ContentLength {
+        let name = trim(&line[..colon]);
+        // lookup_id needs a token; it interns without allocating, unlike from_bytes.
+        if !is_token(name) || HeaderName::lookup_id(name) != HeaderName::ContentLength.id() {
             continue;
         }
         let mut value: Vec<u8> = line[colon + 1..].to_vec();

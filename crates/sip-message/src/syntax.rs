@@ -107,32 +107,43 @@ impl<'a> Iterator for ListSplit<'a> {
 
     fn next(&mut self) -> Option<Self::Item> {
         let bytes = self.rest?;
-        let mut index = 0;
-        let mut in_angle = false;
-        while index < bytes.len() {
-            match bytes[index] {
-                b'"' => match quoted_string_end(bytes, index) {
-                    Some(end) => {
-                        index = end;
-                        continue;
-                    }
-                    None => {
-                        self.rest = None;
-                        return Some(Err(()));
-                    }
-                },
-                b'<' => in_angle = true,
-                b'>' => in_angle = false,
-                b',' if !in_angle => {
-                    self.rest = Some(&bytes[index + 1..]);
-                    return Some(Ok(trim(&bytes[..index])));
-                }
-                _ => {}
+        match first_element_end(bytes) {
+            Ok(Some(comma)) => {
+                self.rest = Some(&bytes[comma + 1..]);
+                Some(Ok(trim(&bytes[..comma])))
             }
-            index += 1;
+            Ok(None) => {
+                self.rest = None;
+                Some(Ok(trim(bytes)))
+            }
+            Err(()) => {
+                self.rest = None;
+                Some(Err(()))
+            }
         }
-        self.rest = None;
-        Some(Ok(trim(bytes)))
+    }
+}
+
+/// Index of the comma that ends the first element of a list value (RFC 3261 §7.3.1),
+/// skipping quoted strings and `<...>`; `None` when the value is one element, `Err` on an
+/// unterminated quoted string.
+pub(crate) fn first_element_end(bytes: &[u8]) -> Result<Option<usize>, ()> {
+    let mut index = 0;
+    loop {
+        // Jump between the only bytes that matter; most values have none of them.
+        let Some(offset) = memchr::memchr3(b'"', b'<', b',', &bytes[index..]) else {
+            return Ok(None);
+        };
+        index += offset;
+        match bytes[index] {
+            b'"' => index = quoted_string_end(bytes, index).ok_or(())?,
+            // A URI in angle brackets may hold commas; a lone '<' runs to the end.
+            b'<' => match memchr::memchr(b'>', &bytes[index..]) {
+                Some(close) => index += close + 1,
+                None => return Ok(None),
+            },
+            _ => return Ok(Some(index)),
+        }
     }
 }
 

@@ -43,10 +43,20 @@ impl<'a> Host<'a> {
         }
     }
 
-    /// Hosts compare case-insensitively (RFC 3261 §19.1.4).
+    /// Hosts compare case-insensitively (RFC 3261 §19.1.4); IPv6 references compare as
+    /// addresses, so `[2001:db8:0::1]` equals `[2001:DB8::1]` (RFC 5118 §4.3 notes the
+    /// many spellings of one address).
     pub fn equivalent(&self, other: &Host<'_>) -> bool {
-        std::mem::discriminant(self) == std::mem::discriminant(other)
-            && self.as_bytes().eq_ignore_ascii_case(other.as_bytes())
+        match (self, other) {
+            (Host::Ipv6(_), Host::Ipv6(_)) => match (self.ip(), other.ip()) {
+                (Some(a), Some(b)) => a == b,
+                _ => self.as_bytes().eq_ignore_ascii_case(other.as_bytes()),
+            },
+            _ => {
+                std::mem::discriminant(self) == std::mem::discriminant(other)
+                    && self.as_bytes().eq_ignore_ascii_case(other.as_bytes())
+            }
+        }
     }
 }
 
@@ -76,37 +86,74 @@ fn invalid(reason: &'static str) -> ParseError {
 }
 
 /// `unreserved` (RFC 3261 §25.1): alphanum / mark.
-fn is_unreserved(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric()
-        || matches!(
-            byte,
-            b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')'
-        )
-}
-
 fn is_user_byte(byte: u8) -> bool {
-    is_unreserved(byte)
-        || matches!(
-            byte,
-            b'%' | b'&' | b'=' | b'+' | b'$' | b',' | b';' | b'?' | b'/'
-        )
+    URI_CLASSES[usize::from(byte)] & USER != 0
 }
 
 fn is_password_byte(byte: u8) -> bool {
-    is_unreserved(byte) || matches!(byte, b'%' | b'&' | b'=' | b'+' | b'$' | b',')
+    URI_CLASSES[usize::from(byte)] & PASSWORD != 0
 }
 
 fn is_param_byte(byte: u8) -> bool {
-    is_unreserved(byte) || matches!(byte, b'%' | b'[' | b']' | b'/' | b':' | b'&' | b'+' | b'$')
+    URI_CLASSES[usize::from(byte)] & PARAM != 0
 }
 
 fn is_header_byte(byte: u8) -> bool {
-    is_unreserved(byte)
-        || matches!(
-            byte,
-            b'%' | b'[' | b']' | b'/' | b'?' | b':' | b'+' | b'$' | b'=' | b'&'
-        )
+    URI_CLASSES[usize::from(byte)] & HEADER != 0
 }
+
+const UNRESERVED: u8 = 1;
+const USER: u8 = 2;
+const PASSWORD: u8 = 4;
+const PARAM: u8 = 8;
+const HEADER: u8 = 16;
+/// hostname characters (alphanum, `-`, `.`, and `_` seen in the wild).
+const HOST: u8 = 32;
+const DIGIT_OR_DOT: u8 = 64;
+
+/// Character classes of RFC 3261 §25.1 as bit sets, one load per byte checked:
+/// `unreserved` (alphanum / mark), `user` (unreserved / escaped / user-unreserved),
+/// `password`, `paramchar` and `hname`/`hvalue` characters.
+static URI_CLASSES: [u8; 256] = {
+    const fn has(set: &[u8], byte: u8) -> bool {
+        let mut index = 0;
+        while index < set.len() {
+            if set[index] == byte {
+                return true;
+            }
+            index += 1;
+        }
+        false
+    }
+    let mut table = [0u8; 256];
+    let mut index = 0;
+    while index < 256 {
+        let byte = index as u8;
+        if byte.is_ascii_alphanumeric() || has(b"-_.!~*'()", byte) {
+            table[index] = UNRESERVED | USER | PASSWORD | PARAM | HEADER;
+        }
+        if has(b"%&=+$,;?/", byte) {
+            table[index] |= USER;
+        }
+        if has(b"%&=+$,", byte) {
+            table[index] |= PASSWORD;
+        }
+        if has(b"%[]/:&+$", byte) {
+            table[index] |= PARAM;
+        }
+        if has(b"%[]/?:+$=&", byte) {
+            table[index] |= HEADER;
+        }
+        if byte.is_ascii_alphanumeric() || has(b"-._", byte) {
+            table[index] |= HOST;
+        }
+        if byte.is_ascii_digit() || byte == b'.' {
+            table[index] |= DIGIT_OR_DOT;
+        }
+        index += 1;
+    }
+    table
+};
 
 /// Checks that every `%` starts a `%HEX HEX` escape.
 fn escapes_well_formed(bytes: &[u8]) -> bool {
@@ -141,17 +188,20 @@ impl<'a> Uri<'a> {
         if rest.is_empty() {
             return Err(invalid("nothing after the scheme"));
         }
+        if scheme_bytes.eq_ignore_ascii_case(b"sip") {
+            // parse_sip checks every byte against its part's character class.
+            return Uri::parse_sip(raw, Scheme::Sip, rest);
+        }
+        if scheme_bytes.eq_ignore_ascii_case(b"sips") {
+            return Uri::parse_sip(raw, Scheme::Sips, rest);
+        }
         if rest
             .iter()
             .any(|&b| b <= b' ' || b == 0x7f || b == b'<' || b == b'>' || b == b'"')
         {
             return Err(invalid("white space or delimiter inside the URI"));
         }
-        if scheme_bytes.eq_ignore_ascii_case(b"sip") {
-            Uri::parse_sip(raw, Scheme::Sip, rest)
-        } else if scheme_bytes.eq_ignore_ascii_case(b"sips") {
-            Uri::parse_sip(raw, Scheme::Sips, rest)
-        } else if scheme_bytes.eq_ignore_ascii_case(b"tel") {
+        if scheme_bytes.eq_ignore_ascii_case(b"tel") {
             Uri::parse_tel(raw, rest)
         } else {
             Ok(Uri {
@@ -310,6 +360,9 @@ impl<'a> Uri<'a> {
             return false;
         }
         for (name, value) in self.params.iter() {
+            // A name given twice (RFC 3261 §19.1.1 forbids it) counts with its first value
+            // on both sides, so the comparison stays reflexive and symmetric.
+            let value = self.params.get_unescaped(name).unwrap_or(value);
             match other.params.get_unescaped(name) {
                 Some(other_value) if !optional_unescaped_eq(value, other_value) => return false,
                 Some(_) => {}
@@ -339,6 +392,7 @@ impl<'a> Uri<'a> {
         let count = |params: &Params<'_>| params.iter().count();
         count(&self.params) == count(&other.params)
             && self.params.iter().all(|(name, value)| {
+                let value = self.params.get_unescaped(name).unwrap_or(value);
                 other
                     .params
                     .get_unescaped(name)
@@ -479,15 +533,22 @@ pub(crate) fn parse_host(bytes: &[u8]) -> Result<(Host<'_>, &[u8]), ParseError> 
         }
         return Ok((Host::Ipv6(address), &more[close + 1..]));
     }
-    let end = bytes
-        .iter()
-        .position(|&b| !(b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_'))
-        .unwrap_or(bytes.len());
+    // One scan finds the end of the host and whether it can be a dotted IPv4 address.
+    let mut end = 0;
+    let mut digits_and_dots = true;
+    while end < bytes.len() {
+        let class = URI_CLASSES[usize::from(bytes[end])];
+        if class & HOST == 0 {
+            break;
+        }
+        digits_and_dots &= class & DIGIT_OR_DOT != 0;
+        end += 1;
+    }
     let host = &bytes[..end];
     if host.is_empty() {
         return Err(invalid("empty host"));
     }
-    let host = if is_ipv4(host) {
+    let host = if digits_and_dots && is_ipv4(host) {
         Host::Ipv4(host)
     } else {
         Host::Domain(host)
@@ -625,6 +686,15 @@ mod tests {
         let other = uri("http://www.example.com");
         assert_eq!(other.scheme, Scheme::Other(b"http"));
         assert_eq!(other.opaque, b"//www.example.com");
+    }
+
+    #[test]
+    fn ipv6_hosts_compare_as_addresses() {
+        assert!(uri("sip:a@[2001:db8:0::1]").equivalent(&uri("sip:a@[2001:DB8::1]")));
+        assert!(!uri("sip:a@[2001:db8::1]").equivalent(&uri("sip:a@[2001:db8::2]")));
+        assert!(
+            uri("sip:a@[2001:db8:::192.0.2.1]").equivalent(&uri("sip:a@[2001:DB8:::192.0.2.1]"))
+        );
     }
 
     #[test]

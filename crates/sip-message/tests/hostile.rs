@@ -238,3 +238,60 @@ fn stream_frames_torture_messages_back_to_back() {
     }
     assert_eq!(framed, lengths);
 }
+
+fn torture(name: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/tests/torture/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+/// RFC 4475 over a stream: the framing verdicts its §3.1.2 asks of TCP.
+#[test]
+fn torture_messages_over_a_stream() {
+    let limits = Limits::default();
+    // §3.1.2.2: Content-Length larger than the data: wait for more.
+    assert_eq!(frame(&torture("clerr.sip"), &limits), Ok(Frame::Incomplete));
+    // §3.1.2.3 and §3.3.9: negative or conflicting Content-Length: close.
+    assert!(matches!(
+        frame(&torture("ncl.sip"), &limits),
+        Err(ParseError::InvalidHeader { .. })
+    ));
+    assert_eq!(
+        frame(&torture("mcl01.sip"), &limits),
+        Err(ParseError::ConflictingContentLength)
+    );
+    // §3.4.1: no Content-Length at all is fatal on a stream (RFC 3261 §18.3).
+    assert_eq!(
+        frame(&torture("inv2543.sip"), &limits),
+        Err(ParseError::MissingContentLength)
+    );
+    // §3.1.1.8: Content-Length 0 governs; the trailing bytes start the next message.
+    let dblreq = torture("dblreq.sip");
+    let Ok(Frame::Complete(length)) = frame(&dblreq, &limits) else {
+        panic!("dblreq frames")
+    };
+    let message = Message::parse(Bytes::copy_from_slice(&dblreq[..length])).unwrap();
+    assert_eq!(message.to_bytes().len(), length);
+    // The archive puts a CRLF before the stray octets: a keep-alive, then "INVITE".
+    assert_eq!(frame(&dblreq[length..], &limits), Ok(Frame::KeepAlive(2)));
+    assert!(dblreq[length + 2..].starts_with(b"INVITE"));
+    // Every valid CRLF message frames to exactly its own length.
+    for name in [
+        "wsinv.sip",
+        "esc01.sip",
+        "mpart01.sip",
+        "unreason.sip",
+        "noreason.sip",
+        "ipv6-in-sdp.sip",
+        "longreq.sip",
+    ] {
+        let bytes = torture(name);
+        assert_eq!(
+            frame(&bytes, &limits),
+            Ok(Frame::Complete(bytes.len())),
+            "{name}"
+        );
+    }
+}

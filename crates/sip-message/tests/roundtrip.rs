@@ -325,7 +325,7 @@ fn check_values(message: &Message, spec: &Spec) {
 
 proptest! {
     // No failure persistence: the shrunk input is printed, and tests must not write into the repository.
-    #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn generated_messages_parse_print_and_reparse(spec in spec()) {

@@ -322,6 +322,11 @@ fn table() -> Vec<(&'static str, Verdict)> {
                 let ruri = m.request_uri().unwrap().unwrap();
                 assert_eq!(ruri.scheme, Scheme::Other(b"nobodyKnowsThisScheme"));
                 assert!(!ruri.is_sip());
+                let error = m.check_request_uri_scheme().unwrap_err();
+                assert_eq!(
+                    (error.status_code(), error.reason_phrase().as_str()),
+                    (416, "Unsupported URI Scheme")
+                );
             }),
         ),
         (
@@ -330,12 +335,14 @@ fn table() -> Vec<(&'static str, Verdict)> {
                 let ruri = m.request_uri().unwrap().unwrap();
                 assert_eq!(ruri.scheme, Scheme::Other(b"soap.beep"));
                 assert_eq!(ruri.opaque, b"//192.0.2.103:3002");
+                assert_eq!(m.check_request_uri_scheme().unwrap_err().status_code(), 416);
             }),
         ),
         (
             "unksm2.sip",
             Accept(|m| {
                 assert_eq!(m.to().unwrap().uri.scheme, Scheme::Other(b"isbn"));
+                m.check_request_uri_scheme().unwrap();
                 assert_eq!(m.from().unwrap().uri.scheme, Scheme::Other(b"http"));
                 let contact = m.contacts().next().unwrap().unwrap();
                 assert_eq!(

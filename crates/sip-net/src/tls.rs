@@ -85,6 +85,16 @@ impl TlsIdentity {
         // The key goes first and through a temporary name, so a crash never leaves a
         // certificate without its key, and the key is never readable by others, not even briefly.
         let key_temporary = directory.join(format!("{GENERATED_KEY_FILE}.tmp"));
+        // A leftover from a crash might carry wider permissions, which opening would keep.
+        match fs::remove_file(&key_temporary) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                return Err(CertificateError::Io {
+                    path: key_temporary,
+                    source: error,
+                });
+            }
+            _ => {}
+        }
         write_private(
             &key_temporary,
             generated.signing_key.serialize_pem().as_bytes(),

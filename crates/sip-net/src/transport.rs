@@ -33,7 +33,8 @@ pub(crate) struct Shared {
     pub(crate) events: mpsc::Sender<TransportEvent>,
     connections: Mutex<ConnectionTable>,
     next_connection: AtomicU64,
-    udp_sockets: Mutex<Vec<Arc<UdpSocket>>>,
+    /// Bound UDP sockets with their local addresses (kept to spare a syscall per send).
+    udp_sockets: Mutex<Vec<(SocketAddr, Arc<UdpSocket>)>>,
     tls_client: Mutex<Option<Arc<rustls::ClientConfig>>>,
     tasks: Mutex<Vec<AbortHandle>>,
 }
@@ -162,7 +163,7 @@ impl Transports {
         socket.bind(&address.into())?;
         let socket = Arc::new(UdpSocket::from_std(socket.into())?);
         let local = socket.local_addr()?;
-        lock(&self.shared.udp_sockets).push(Arc::clone(&socket));
+        lock(&self.shared.udp_sockets).push((local, Arc::clone(&socket)));
         self.shared
             .spawn(receive_datagrams(socket, local, Arc::clone(&self.shared)));
         Ok(local)
@@ -293,22 +294,19 @@ impl Transports {
             };
             sockets
                 .iter()
-                .find(|socket| socket.local_addr().ok() == wanted_local)
+                .find(|(local, _)| Some(*local) == wanted_local)
                 .or_else(|| {
-                    sockets.iter().find(|socket| {
-                        socket
-                            .local_addr()
-                            .is_ok_and(|local| local.is_ipv4() == remote.is_ipv4())
-                    })
+                    sockets
+                        .iter()
+                        .find(|(local, _)| local.is_ipv4() == remote.is_ipv4())
                 })
                 .cloned()
         };
-        let socket = socket.ok_or(SendError::NoSocket {
+        let (local, socket) = socket.ok_or(SendError::NoSocket {
             transport: TransportProtocol::Udp,
             remote,
         })?;
         let io_error = |source| SendError::Io { remote, source };
-        let local = socket.local_addr().map_err(io_error)?;
         socket.send_to(&message, remote).await.map_err(io_error)?;
         Ok(Flow {
             transport: TransportProtocol::Udp,

@@ -398,9 +398,15 @@ async fn request_to_an_unreachable_tcp_peer_ends_in_a_transport_error() {
 #[tokio::test]
 async fn cancel_follows_its_invite_and_matches_the_server_transaction() {
     let mut server = SipEndpoint::new(EndpointConfig::default());
-    let address = server.transports().bind_udp("127.0.0.1:0".parse().unwrap()).unwrap();
+    let address = server
+        .transports()
+        .bind_udp("127.0.0.1:0".parse().unwrap())
+        .unwrap();
     let mut client = SipEndpoint::new(EndpointConfig::default());
-    let client_address = client.transports().bind_udp("127.0.0.1:0".parse().unwrap()).unwrap();
+    let client_address = client
+        .transports()
+        .bind_udp("127.0.0.1:0".parse().unwrap())
+        .unwrap();
     let invite = request("INVITE", "cancelled", "e11", "UDP")
         .replace("127.0.0.1:5999", &client_address.to_string());
     let invite_transaction = client
@@ -410,22 +416,88 @@ async fn cancel_follows_its_invite_and_matches_the_server_transaction() {
         )
         .await
         .unwrap();
-    let EndpointEvent::Request { transaction: server_invite, .. } = next(&mut server).await else {
+    let EndpointEvent::Request {
+        transaction: server_invite,
+        ..
+    } = next(&mut server).await
+    else {
         panic!("expected the INVITE");
     };
     // The server's automatic 100 Trying reaches the client transaction first.
     match next_significant(&mut client).await {
-        EndpointEvent::Transaction { event: Event::Response(response), .. } => {
+        EndpointEvent::Transaction {
+            event: Event::Response(response),
+            ..
+        } => {
             assert_eq!(response.status(), Some(100));
         }
         other => panic!("expected 100 Trying, got {other:?}"),
     }
     client.send_cancel(invite_transaction).await.unwrap();
     match next_significant(&mut server).await {
-        EndpointEvent::Cancel { invite, request, .. } => {
+        EndpointEvent::Cancel {
+            invite, request, ..
+        } => {
             assert_eq!(invite, Some(server_invite));
             assert_eq!(request.call_id().unwrap(), b"cancelled");
         }
         other => panic!("expected the CANCEL, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn tls_transaction_runs_over_a_verified_connection() {
+    let directory = tempfile::tempdir().unwrap();
+    let names = vec!["localhost".to_owned()];
+    let (identity, _) = sip_net::TlsIdentity::load_or_generate(directory.path(), &names).unwrap();
+    let mut server = SipEndpoint::new(EndpointConfig::default());
+    let address = server
+        .transports()
+        .listen_tls(
+            "127.0.0.1:0".parse().unwrap(),
+            identity.server_config().unwrap(),
+        )
+        .unwrap();
+    let mut client = SipEndpoint::new(EndpointConfig::default());
+    client
+        .transports()
+        .set_tls_client(sip_net::tls::client_config([identity.certificate().clone()]).unwrap());
+    let outgoing = Message::parse(request("MESSAGE", "secure", "e12", "TLS").into()).unwrap();
+    let transaction = client
+        .send_request(
+            outgoing,
+            Destination::Address {
+                transport: TransportProtocol::Tls,
+                remote: address,
+                server_name: Some("localhost".into()),
+            },
+        )
+        .await
+        .unwrap();
+    let EndpointEvent::Request {
+        transaction: incoming,
+        request,
+        flow,
+    } = next(&mut server).await
+    else {
+        panic!("expected the MESSAGE");
+    };
+    assert_eq!(flow.transport, TransportProtocol::Tls);
+    server
+        .send_response(
+            incoming,
+            make_response(&request, 202, "Accepted", Some(b"t12")),
+        )
+        .await
+        .unwrap();
+    match next_significant(&mut client).await {
+        EndpointEvent::Transaction {
+            transaction: id,
+            event: Event::Response(response),
+        } => {
+            assert_eq!(id, transaction);
+            assert_eq!(response.status(), Some(202));
+        }
+        other => panic!("expected the 202, got {other:?}"),
     }
 }

@@ -375,9 +375,16 @@ async fn closing_a_connection_on_request_reports_it_and_the_peer_sees_the_end() 
     let connection = flow.connection.unwrap();
     assert!(transports.is_connection_open(connection));
     transports.close(connection).await;
-    assert!(read_to_close(&mut client, Duration::from_secs(10)).await.is_empty());
+    assert!(
+        read_to_close(&mut client, Duration::from_secs(10))
+            .await
+            .is_empty()
+    );
     match next_event(&mut events, Duration::from_secs(10)).await {
-        TransportEvent::ConnectionClosed { flow: closed, reason } => {
+        TransportEvent::ConnectionClosed {
+            flow: closed,
+            reason,
+        } => {
             assert_eq!(closed, flow);
             assert_eq!(reason, CloseReason::Requested);
         }
@@ -402,7 +409,10 @@ async fn tcp_over_ipv6_carries_messages_both_ways() {
     let (flow, message) = next_message(&mut server_events).await;
     assert_eq!(message.call_id().unwrap(), b"v6");
     server
-        .send(&Destination::Flow(flow), Bytes::from(request("NOTIFY", "v6-back", "19", "TCP")))
+        .send(
+            &Destination::Flow(flow),
+            Bytes::from(request("NOTIFY", "v6-back", "19", "TCP")),
+        )
         .await
         .unwrap();
     let (_, back) = next_message(&mut client_events).await;

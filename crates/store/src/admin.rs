@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::credentials::{hash_password, verify_password, verify_password_blocking};
+use crate::credentials::{hash_password, spend_verification_time, verify_password};
 use crate::customer::check_text;
 use crate::error::{StoreError, StoreResult, map_write_error};
 use crate::paging::{Page, Paged};
@@ -79,15 +79,6 @@ fn check_admin_password(password: &str) -> StoreResult<()> {
         return Err(StoreError::invalid("password", "must be 6 to 255 bytes"));
     }
     Ok(())
-}
-
-/// A valid argon2 hash of a password nobody has, verified when the login is unknown so that an
-/// unknown login costs as long as a wrong password (no login enumeration by timing).
-fn dummy_hash() -> &'static str {
-    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    HASH.get_or_init(|| {
-        crate::credentials::hash_password_blocking("voxide-no-such-admin").unwrap_or_default()
-    })
 }
 
 impl AdminRepository for Store {
@@ -186,10 +177,7 @@ impl AdminRepository for Store {
             .await?
         });
         let Some((id, login, is_superuser, is_active, hash)) = row else {
-            let password = password.to_owned();
-            tokio::task::spawn_blocking(move || verify_password_blocking(&password, dummy_hash()))
-                .await
-                .map_err(|e| StoreError::Hashing(e.to_string()))?;
+            spend_verification_time(password).await?;
             return Ok(None);
         };
         if verify_password(password, &hash).await? && is_active {

@@ -26,17 +26,13 @@ text_enum! {
 
 text_enum! {
     /// How a source set filters callers.
+    #[derive(Default)]
     SourceMode, "mode" {
         /// Forward only calls from the listed sources.
+        #[default]
         Whitelist = "whitelist",
         /// Forward all calls except those from the listed sources.
         Blacklist = "blacklist",
-    }
-}
-
-impl Default for SourceMode {
-    fn default() -> Self {
-        SourceMode::Whitelist
     }
 }
 
@@ -634,6 +630,9 @@ impl Store {
     }
 }
 
+/// (type, destination_set_id, time_set_id, source_set_id, enabled) of a mapping row.
+type MappingRow = (String, i64, Option<i64>, Option<i64>, bool);
+
 /// (id, subscriber_id, name) of a set row.
 type SetRow = (i64, i64, String);
 
@@ -1003,7 +1002,7 @@ impl CallForwardRepository for Store {
 
     async fn get_cf_mappings(&self, subscriber_id: i64) -> StoreResult<CfMappings> {
         self.require_subscriber(subscriber_id).await?;
-        let rows: Vec<(String, i64, Option<i64>, Option<i64>, bool)> = on_pool!(self, pool => {
+        let rows: Vec<MappingRow> = on_pool!(self, pool => {
             sqlx::query_as(
                 "SELECT type, destination_set_id, time_set_id, source_set_id, enabled \
                  FROM cf_mappings WHERE subscriber_id = ? ORDER BY id",

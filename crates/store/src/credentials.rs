@@ -72,6 +72,20 @@ pub fn verify_password_blocking(password: &str, phc_hash: &str) -> bool {
     }
 }
 
+/// Verifies `password` against a hash of a password nobody has, so that an unknown login costs as
+/// long as a wrong password and response times do not reveal which logins exist.
+pub(crate) async fn spend_verification_time(password: &str) -> StoreResult<()> {
+    static DUMMY_HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let password = password.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let hash = DUMMY_HASH
+            .get_or_init(|| hash_password_blocking("voxide-no-such-login").unwrap_or_default());
+        verify_password_blocking(&password, hash);
+    })
+    .await
+    .map_err(|e| StoreError::Hashing(e.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

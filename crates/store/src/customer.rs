@@ -8,8 +8,10 @@ use crate::{InsertedId, Store, on_pool, text_enum};
 
 text_enum! {
     /// Customer life cycle (`status` in `/api/customers`).
+    #[derive(Default)]
     CustomerStatus, "status" {
         /// In service.
+        #[default]
         Active = "active",
         /// Created, not yet active.
         Pending = "pending",
@@ -17,12 +19,6 @@ text_enum! {
         Locked = "locked",
         /// Ended.
         Terminated = "terminated",
-    }
-}
-
-impl Default for CustomerStatus {
-    fn default() -> Self {
-        CustomerStatus::Active
     }
 }
 

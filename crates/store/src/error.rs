@@ -97,6 +97,13 @@ pub(crate) fn constraint_kind(error: &sqlx::Error) -> ConstraintKind {
         sqlx::Error::Database(db) => match db.kind() {
             sqlx::error::ErrorKind::UniqueViolation => ConstraintKind::Unique,
             sqlx::error::ErrorKind::ForeignKeyViolation => ConstraintKind::ForeignKey,
+            // SQLite reports an `ON DELETE RESTRICT` hit as SQLITE_CONSTRAINT_TRIGGER (1811),
+            // which sqlx does not classify; its message is fixed text without client data.
+            _ if db.code().as_deref() == Some("1811")
+                && db.message().contains("FOREIGN KEY constraint failed") =>
+            {
+                ConstraintKind::ForeignKey
+            }
             _ => ConstraintKind::Other,
         },
         _ => ConstraintKind::Other,

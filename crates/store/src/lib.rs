@@ -205,6 +205,7 @@ impl Store {
     ///
     /// - `sqlite:///var/lib/voxide/voxide.db?mode=rwc` (or `sqlite:relative.db`): WAL journal,
     ///   `synchronous=NORMAL`, foreign keys on, 5 s busy timeout. The file is created if missing.
+    ///   `sqlite::memory:` gives a private in-memory database (tests, demos).
     /// - `mysql://user:pass@host:3306/voxide` (or `mariadb://…`): the database is created if it
     ///   does not exist yet.
     pub async fn connect(url: &str) -> StoreResult<Store> {
@@ -215,10 +216,16 @@ impl Store {
                 .synchronous(SqliteSynchronous::Normal)
                 .foreign_keys(true)
                 .busy_timeout(SQLITE_BUSY_TIMEOUT);
-            let pool = SqlitePoolOptions::new()
-                .max_connections(8)
-                .connect_with(options)
-                .await?;
+            let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+            let mut pool_options = SqlitePoolOptions::new().max_connections(8);
+            if in_memory {
+                // An in-memory database lives only while a connection holds it: keep one open.
+                pool_options = pool_options
+                    .min_connections(1)
+                    .idle_timeout(None)
+                    .max_lifetime(None);
+            }
+            let pool = pool_options.connect_with(options).await?;
             SQLITE_MIGRATOR.run(&pool).await?;
             Ok(Store {
                 backend: Backend::Sqlite(pool),

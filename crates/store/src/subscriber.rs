@@ -2,7 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::credentials::{ha1_md5, ha1_sha256, hash_password, verify_password};
+use crate::credentials::{
+    ha1_md5, ha1_sha256, hash_password, spend_verification_time, verify_password,
+};
 use crate::customer::check_text;
 use crate::error::{ConstraintKind, StoreError, StoreResult, constraint_kind};
 use crate::paging::{Page, Paged, like_pattern};
@@ -10,19 +12,15 @@ use crate::{InsertedId, Store, on_pool, text_enum};
 
 text_enum! {
     /// Subscriber status (`status` in `/api/subscribers`).
+    #[derive(Default)]
     SubscriberStatus, "status" {
         /// May register and call.
+        #[default]
         Active = "active",
         /// Registered but calls are blocked (ngcp forces lock level 4).
         Locked = "locked",
         /// Out of service.
         Terminated = "terminated",
-    }
-}
-
-impl Default for SubscriberStatus {
-    fn default() -> Self {
-        SubscriberStatus::Active
     }
 }
 
@@ -877,12 +875,38 @@ impl SubscriberRepository for Store {
             .execute(&mut *tx)
             .await
             .map_err(|e| subscriber_write_error(e, &update.username, update.webusername.as_deref()))?;
-            sqlx::query("DELETE FROM numbers WHERE subscriber_id = ?")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+            // Numbers that stay keep their row (and id, which /api/numbers exposes); only
+            // dropped ones are deleted and new ones inserted.
+            let existing: Vec<(i64, String)> =
+                sqlx::query_as("SELECT id, e164 FROM numbers WHERE subscriber_id = ?")
+                    .bind(id)
+                    .fetch_all(&mut *tx)
+                    .await?;
+            for (number_id, e164) in &existing {
+                if !numbers.iter().any(|(number, _, _)| number.e164() == *e164) {
+                    sqlx::query("DELETE FROM numbers WHERE id = ?")
+                        .bind(number_id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
             for (number, is_primary, is_devid) in &numbers {
                 let e164 = number.e164();
+                if let Some((number_id, _)) = existing.iter().find(|(_, known)| *known == e164) {
+                    sqlx::query(
+                        "UPDATE numbers SET cc = ?, ac = ?, sn = ?, is_primary = ?, is_devid = ? \
+                         WHERE id = ?",
+                    )
+                    .bind(&number.cc)
+                    .bind(&number.ac)
+                    .bind(&number.sn)
+                    .bind(*is_primary)
+                    .bind(*is_devid)
+                    .bind(number_id)
+                    .execute(&mut *tx)
+                    .await?;
+                    continue;
+                }
                 sqlx::query(
                     "INSERT INTO numbers (subscriber_id, cc, ac, sn, e164, is_primary, is_devid) \
                      VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -970,6 +994,7 @@ impl SubscriberRepository for Store {
             .await?
         });
         let Some((id, Some(hash))) = found else {
+            spend_verification_time(password).await?;
             return Ok(None);
         };
         if verify_password(password, &hash).await? {

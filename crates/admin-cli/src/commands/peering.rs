@@ -60,6 +60,25 @@ const REWRITE_RULE_COLUMNS: [Column; 8] = [
     column("DESCRIPTION", "/description"),
 ];
 
+/// DELETE one item and confirm it.
+async fn delete(
+    client: &ApiClient,
+    out: &mut dyn Write,
+    mode: OutputMode,
+    collection: &str,
+    kind: &str,
+    id: u64,
+    given: &str,
+) -> Result<(), CliError> {
+    client.delete(&format!("{collection}/{id}")).await?;
+    let message = if given == id.to_string() {
+        format!("deleted {kind} {id}")
+    } else {
+        format!("deleted {kind} {id} ({given})")
+    };
+    write_done(out, mode, &message, &json!({"id": id, "deleted": true}))
+}
+
 async fn group_id(client: &ApiClient, group: &str) -> Result<u64, CliError> {
     resolve_id(client, "peeringgroups", "peering group", "name", group).await
 }
@@ -97,6 +116,44 @@ pub(super) async fn peer(
         PeerCommand::Group(PeerGroupCommand::List) => {
             let items = client.list("peeringgroups", &[]).await?;
             write_list(out, mode, &GROUP_COLUMNS, &items)
+        }
+        PeerCommand::Group(PeerGroupCommand::Rm { group }) => {
+            let id = group_id(client, group).await?;
+            delete(
+                client,
+                out,
+                mode,
+                "peeringgroups",
+                "peering group",
+                id,
+                group,
+            )
+            .await
+        }
+        PeerCommand::Server(PeerServerCommand::Rm { server }) => {
+            let id = resolve_id(client, "peeringservers", "peering server", "name", server).await?;
+            delete(
+                client,
+                out,
+                mode,
+                "peeringservers",
+                "peering server",
+                id,
+                server,
+            )
+            .await
+        }
+        PeerCommand::Rule(PeerRuleCommand::Rm { id }) => {
+            delete(
+                client,
+                out,
+                mode,
+                "peeringrules",
+                "peering rule",
+                *id,
+                &id.to_string(),
+            )
+            .await
         }
         PeerCommand::Server(PeerServerCommand::Add {
             group,
@@ -199,6 +256,31 @@ pub(super) async fn rewrite(
         RewriteCommand::Set(RewriteSetCommand::List) => {
             let items = client.list("rewriterulesets", &[]).await?;
             write_list(out, mode, &REWRITE_SET_COLUMNS, &items)
+        }
+        RewriteCommand::Set(RewriteSetCommand::Rm { set }) => {
+            let id = resolve_id(client, "rewriterulesets", "rewrite rule set", "name", set).await?;
+            delete(
+                client,
+                out,
+                mode,
+                "rewriterulesets",
+                "rewrite rule set",
+                id,
+                set,
+            )
+            .await
+        }
+        RewriteCommand::Rule(RewriteRuleCommand::Rm { id }) => {
+            delete(
+                client,
+                out,
+                mode,
+                "rewriterules",
+                "rewrite rule",
+                *id,
+                &id.to_string(),
+            )
+            .await
         }
         RewriteCommand::Rule(RewriteRuleCommand::Add {
             set,

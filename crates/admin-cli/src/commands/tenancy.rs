@@ -32,6 +32,15 @@ const SUBSCRIBER_COLUMNS: [Column; 8] = [
     column("DISPLAY NAME", "/display_name"),
 ];
 
+const NUMBER_COLUMNS: [Column; 5] = [
+    column("ID", "/id"),
+    // The empty pointer is the whole item, which carries cc/ac/sn itself.
+    number_column("NUMBER", ""),
+    column("PRIMARY", "/is_primary"),
+    column("DEVID", "/is_devid"),
+    column("SUBSCRIBER", "/subscriber_id"),
+];
+
 pub(super) async fn domain(
     client: &ApiClient,
     command: &DomainCommand,
@@ -100,6 +109,15 @@ pub(super) async fn customer(
         CustomerCommand::List => {
             let items = client.list("customers", &[]).await?;
             write_list(out, mode, &CUSTOMER_COLUMNS, &items)
+        }
+        CustomerCommand::Rm { id } => {
+            client.delete(&format!("customers/{id}")).await?;
+            write_done(
+                out,
+                mode,
+                &format!("deleted customer {id}"),
+                &json!({"id": id, "deleted": true}),
+            )
         }
     }
 }
@@ -228,7 +246,20 @@ pub(super) async fn number(
     mode: OutputMode,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
-    let NumberCommand::Alias(command) = command;
+    let command = match command {
+        NumberCommand::Alias(command) => command,
+        NumberCommand::List { subscriber } => {
+            let filters = match subscriber {
+                Some(subscriber) => {
+                    let item = find_subscriber(client, subscriber).await?;
+                    vec![("subscriber_id", id_of(&item)?.to_string())]
+                }
+                None => Vec::new(),
+            };
+            let items = client.list("numbers", &filters).await?;
+            return write_list(out, mode, &NUMBER_COLUMNS, &items);
+        }
+    };
     let (subscriber, wanted, devid, adding) = match command {
         AliasCommand::Add {
             subscriber,

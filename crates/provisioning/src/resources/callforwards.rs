@@ -216,7 +216,10 @@ fn view(subscriber_id: i64, forwards: CallForwards) -> CallForwardsView {
     }
 }
 
-fn to_store_entry(kind: &str, value: CallForwardValue) -> Result<Option<SimpleCallForward>, ApiError> {
+fn to_store_entry(
+    kind: &str,
+    value: CallForwardValue,
+) -> Result<Option<SimpleCallForward>, ApiError> {
     if value.ringtimeout.is_some() && kind != "cft" {
         return Err(ApiError::unprocessable(
             format!("{kind}.ringtimeout"),
@@ -228,7 +231,11 @@ fn to_store_entry(kind: &str, value: CallForwardValue) -> Result<Option<SimpleCa
     }
     let mut destinations = Vec::with_capacity(value.destinations.len());
     for destination in value.destinations {
-        check_max_chars(&format!("{kind}.destinations.destination"), &destination.destination, 255)?;
+        check_max_chars(
+            &format!("{kind}.destinations.destination"),
+            &destination.destination,
+            255,
+        )?;
         destinations.push(Destination {
             destination: destination.destination,
             timeout: destination.timeout,
@@ -244,7 +251,14 @@ fn to_store_entry(kind: &str, value: CallForwardValue) -> Result<Option<SimpleCa
     }
     let mut times = Vec::with_capacity(value.times.len());
     for time in value.times {
-        for (name, part) in [("year", &time.year), ("month", &time.month), ("mday", &time.mday), ("wday", &time.wday), ("hour", &time.hour), ("minute", &time.minute)] {
+        for (name, part) in [
+            ("year", &time.year),
+            ("month", &time.month),
+            ("mday", &time.mday),
+            ("wday", &time.wday),
+            ("hour", &time.hour),
+            ("minute", &time.minute),
+        ] {
             if let Some(part) = part {
                 check_max_chars(&format!("{kind}.times.{name}"), part, 16)?;
             }
@@ -294,11 +308,19 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
 
 async fn read(state: &AppState, id: i64) -> Result<CallForwardsView, ApiError> {
     state.store.get_subscriber(id).await.map_err(store_error)?;
-    let forwards = state.store.get_call_forwards(id).await.map_err(store_error)?;
+    let forwards = state
+        .store
+        .get_call_forwards(id)
+        .await
+        .map_err(store_error)?;
     Ok(view(id, forwards))
 }
 
-async fn replace(state: &AppState, id: i64, input: CallForwardsInput) -> Result<CallForwardsView, ApiError> {
+async fn replace(
+    state: &AppState,
+    id: i64,
+    input: CallForwardsInput,
+) -> Result<CallForwardsView, ApiError> {
     state.store.get_subscriber(id).await.map_err(store_error)?;
     let forwards = to_store(input)?;
     let stored = state
@@ -313,7 +335,10 @@ async fn replace(state: &AppState, id: i64, input: CallForwardsInput) -> Result<
 #[utoipa::path(get, path = "/api/callforwards/{id}", tag = "callforwards",
     params(("id" = i64, Path, minimum = 1, description = "Subscriber id")),
     responses((status = 200, description = "The call forwards", body = CallForwardsView, content_type = "application/hal+json")))]
-async fn get_call_forwards(State(state): State<AppState>, ItemId(id): ItemId) -> ApiResult<Response> {
+async fn get_call_forwards(
+    State(state): State<AppState>,
+    ItemId(id): ItemId,
+) -> ApiResult<Response> {
     Ok(hal::hal_response(&read(&state, id).await?))
 }
 
@@ -336,7 +361,7 @@ async fn replace_call_forwards(
 /// Change call forwards with an RFC 6902 JSON Patch applied to the GET representation.
 #[utoipa::path(patch, path = "/api/callforwards/{id}", tag = "callforwards",
     params(("id" = i64, Path, minimum = 1, description = "Subscriber id")),
-    request_body(content = Vec<Object>, content_type = "application/json-patch+json"),
+    request_body(content = Vec<crate::extract::PatchOperation>, content_type = "application/json-patch+json"),
     responses((status = 204, description = "Changed"),
         (status = 200, description = "Changed (with `Prefer: return=representation`)", body = CallForwardsView, content_type = "application/hal+json")))]
 async fn patch_call_forwards(
@@ -356,8 +381,15 @@ async fn patch_call_forwards(
 #[utoipa::path(delete, path = "/api/callforwards/{id}", tag = "callforwards",
     params(("id" = i64, Path, minimum = 1, description = "Subscriber id")),
     responses((status = 204, description = "Removed")))]
-async fn delete_call_forwards(State(state): State<AppState>, ItemId(id): ItemId) -> ApiResult<StatusCode> {
+async fn delete_call_forwards(
+    State(state): State<AppState>,
+    ItemId(id): ItemId,
+) -> ApiResult<StatusCode> {
     state.store.get_subscriber(id).await.map_err(store_error)?;
-    state.store.delete_call_forwards(id).await.map_err(store_error)?;
+    state
+        .store
+        .delete_call_forwards(id)
+        .await
+        .map_err(store_error)?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -119,9 +119,10 @@ impl From<CustomerInput> for NewCustomer {
 /// Query parameters of `GET /api/customers/`.
 #[derive(Debug, Clone, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct CustomerQuery {
     /// Page number (from 1).
-    #[param(minimum = 1)]
+    #[param(minimum = 1, maximum = 1000000)]
     pub page: Option<u32>,
     /// Items per page (1–1000).
     #[param(minimum = 1, maximum = 1000)]
@@ -135,12 +136,22 @@ pub struct CustomerQuery {
     pub name: Option<String>,
 }
 
-hal_collection!(CustomerCollection, CustomerEmbedded, CustomerView, "ngcp:customers");
+hal_collection!(
+    CustomerCollection,
+    CustomerEmbedded,
+    CustomerView,
+    "ngcp:customers"
+);
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_customers, create_customer))
-        .routes(routes!(get_customer, replace_customer, patch_customer, delete_customer))
+        .routes(routes!(
+            get_customer,
+            replace_customer,
+            patch_customer,
+            delete_customer
+        ))
 }
 
 /// List customers.
@@ -163,7 +174,14 @@ async fn list_customers(
         .await
         .map_err(store_error)?;
     let items: Vec<CustomerView> = page.items.into_iter().map(CustomerView::from).collect();
-    let body = hal::collection_body(COLLECTION, raw.as_deref(), paging, page.total_count, &items, |item| item.id)?;
+    let body = hal::collection_body(
+        COLLECTION,
+        raw.as_deref(),
+        paging,
+        page.total_count,
+        &items,
+        |item| item.id,
+    )?;
     Ok(hal::hal_response(&body))
 }
 
@@ -193,7 +211,11 @@ async fn get_customer(State(state): State<AppState>, ItemId(id): ItemId) -> ApiR
     Ok(hal::hal_response(&CustomerView::from(customer)))
 }
 
-async fn store_update(state: &AppState, id: i64, input: CustomerInput) -> Result<CustomerView, ApiError> {
+async fn store_update(
+    state: &AppState,
+    id: i64,
+    input: CustomerInput,
+) -> Result<CustomerView, ApiError> {
     state
         .store
         .update_customer(id, &input.into())
@@ -221,7 +243,7 @@ async fn replace_customer(
 /// Change a customer with an RFC 6902 JSON Patch applied to its GET representation.
 #[utoipa::path(patch, path = "/api/customers/{id}", tag = "customers",
     params(("id" = i64, Path, minimum = 1, description = "Customer id")),
-    request_body(content = Vec<Object>, content_type = "application/json-patch+json"),
+    request_body(content = Vec<crate::extract::PatchOperation>, content_type = "application/json-patch+json"),
     responses((status = 204, description = "Changed"),
         (status = 200, description = "Changed (with `Prefer: return=representation`)", body = CustomerView, content_type = "application/hal+json")))]
 async fn patch_customer(
@@ -231,7 +253,8 @@ async fn patch_customer(
     JsonPatchBody(patch): JsonPatchBody,
 ) -> ApiResult<Response> {
     let current = state.store.get_customer(id).await.map_err(store_error)?;
-    let representation = serde_json::to_value(CustomerView::from(current)).map_err(ApiError::internal)?;
+    let representation =
+        serde_json::to_value(CustomerView::from(current)).map_err(ApiError::internal)?;
     let document = hal::apply_patch(representation, &patch, &["id"])?;
     let view = store_update(&state, id, from_document(document)?).await?;
     Ok(hal::updated(&headers, &view))
@@ -241,7 +264,10 @@ async fn patch_customer(
 #[utoipa::path(delete, path = "/api/customers/{id}", tag = "customers",
     params(("id" = i64, Path, minimum = 1, description = "Customer id")),
     responses((status = 204, description = "Deleted")))]
-async fn delete_customer(State(state): State<AppState>, ItemId(id): ItemId) -> ApiResult<StatusCode> {
+async fn delete_customer(
+    State(state): State<AppState>,
+    ItemId(id): ItemId,
+) -> ApiResult<StatusCode> {
     state.store.delete_customer(id).await.map_err(store_error)?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -36,7 +36,10 @@ impl From<Domain> for DomainView {
             links: hal::item_links(
                 COLLECTION,
                 domain.id,
-                &[("domainpreferences", format!("/api/domainpreferences/{}", domain.id))],
+                &[(
+                    "domainpreferences",
+                    format!("/api/domainpreferences/{}", domain.id),
+                )],
             ),
             id: domain.id,
             domain: domain.domain,
@@ -56,9 +59,10 @@ pub struct DomainInput {
 /// Query parameters of `GET /api/domains/`.
 #[derive(Debug, Clone, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct DomainQuery {
     /// Page number (from 1).
-    #[param(minimum = 1)]
+    #[param(minimum = 1, maximum = 1000000)]
     pub page: Option<u32>,
     /// Items per page (1–1000).
     #[param(minimum = 1, maximum = 1000)]
@@ -136,7 +140,10 @@ async fn get_domain(State(state): State<AppState>, ItemId(id): ItemId) -> ApiRes
 #[utoipa::path(delete, path = "/api/domains/{id}", tag = "domains",
     params(("id" = i64, Path, minimum = 1, description = "Domain id")),
     responses((status = 204, description = "Deleted")))]
-async fn delete_domain(State(state): State<AppState>, ItemId(id): ItemId) -> ApiResult<axum::http::StatusCode> {
+async fn delete_domain(
+    State(state): State<AppState>,
+    ItemId(id): ItemId,
+) -> ApiResult<axum::http::StatusCode> {
     state.store.delete_domain(id).await.map_err(store_error)?;
     Ok(axum::http::StatusCode::NO_CONTENT)
 }

@@ -3,7 +3,7 @@
 /// Declares the HAL page type of a collection: `total_count`, `_links` and
 /// `_embedded["ngcp:<name>"]` as an array of the item view.
 macro_rules! hal_collection {
-    ($collection:ident, $embedded:ident, $item:ty, $relation:literal) => {
+    ($collection:ident, $embedded:ident, $item:ty, $relation:tt) => {
         /// One page of the collection.
         #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
         pub struct $collection {
@@ -116,7 +116,7 @@ macro_rules! crud_handlers {
         /// Change an item with an RFC 6902 JSON Patch applied to its GET representation.
         #[utoipa::path(patch, path = $item_path, tag = $tag,
             params(("id" = i64, Path, minimum = 1, description = "Item id")),
-            request_body(content = Vec<Object>, content_type = "application/json-patch+json"),
+            request_body(content = Vec<crate::extract::PatchOperation>, content_type = "application/json-patch+json"),
             responses((status = 204, description = "Changed"),
                 (status = 200, description = "Changed (with `Prefer: return=representation`)", body = $view, content_type = "application/hal+json")))]
         async fn $h_patch(
@@ -225,7 +225,10 @@ pub fn router(state: AppState) -> Router {
         .split_for_parts();
     declare_common_responses(&mut openapi);
     let components = openapi.components.get_or_insert_with(Default::default);
-    components.add_security_scheme("basic", SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)));
+    components.add_security_scheme(
+        "basic",
+        SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)),
+    );
     let document = openapi.to_json().unwrap_or_else(|_| "{}".to_owned());
 
     let mut api = api;
@@ -247,7 +250,10 @@ pub fn router(state: AppState) -> Router {
                 let document = document.clone();
                 async move {
                     (
-                        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+                        [(
+                            header::CONTENT_TYPE,
+                            HeaderValue::from_static("application/json"),
+                        )],
                         document,
                     )
                 }
@@ -257,7 +263,17 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Collections that answer `/api/<name>` with a redirect to `/api/<name>/`.
-const COLLECTIONS: &[&str] = &["domains", "customers", "subscribers", "numbers", "rewriterulesets", "rewriterules", "peeringgroups", "peeringservers", "peeringrules"];
+const COLLECTIONS: &[&str] = &[
+    "domains",
+    "customers",
+    "subscribers",
+    "numbers",
+    "rewriterulesets",
+    "rewriterules",
+    "peeringgroups",
+    "peeringservers",
+    "peeringrules",
+];
 
 async fn redirect_to_slash(uri: Uri) -> Response {
     let target = match uri.query() {
@@ -315,7 +331,10 @@ fn declare_on_item(item: &mut PathItem, has_id: bool) {
             continue;
         };
         let mut statuses = vec![
-            ("400", "Malformed request (syntax, encoding, query or path)."),
+            (
+                "400",
+                "Malformed request (syntax, encoding, query or path).",
+            ),
             ("401", "Missing or wrong credentials."),
             ("405", "Method not allowed on this path."),
             ("429", "Too many failed logins from this address."),
@@ -329,7 +348,10 @@ fn declare_on_item(item: &mut PathItem, has_id: bool) {
             statuses.push(("409", "Conflicts with existing data (duplicate)."));
             statuses.push(("413", "Body larger than the limit."));
             statuses.push(("415", "Unsupported media type."));
-            statuses.push(("422", "Invalid field value, unknown field or missing field."));
+            statuses.push((
+                "422",
+                "Invalid field value, unknown field or missing field.",
+            ));
         }
         if method == "delete" {
             statuses.push(("409", "Still in use."));

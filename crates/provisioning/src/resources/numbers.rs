@@ -47,7 +47,10 @@ impl From<Number> for NumberView {
             links: hal::item_links(
                 COLLECTION,
                 number.id,
-                &[("subscribers", format!("/api/subscribers/{}", number.subscriber_id))],
+                &[(
+                    "subscribers",
+                    format!("/api/subscribers/{}", number.subscriber_id),
+                )],
             ),
             id: number.id,
             cc: number.cc,
@@ -100,9 +103,10 @@ pub enum NumberType {
 /// Query parameters of `GET /api/numbers/`.
 #[derive(Debug, Clone, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct NumberQuery {
     /// Page number (from 1).
-    #[param(minimum = 1)]
+    #[param(minimum = 1, maximum = 1000000)]
     pub page: Option<u32>,
     /// Items per page (1–1000).
     #[param(minimum = 1, maximum = 1000)]
@@ -154,7 +158,14 @@ async fn list_numbers(
         .await
         .map_err(store_error)?;
     let items: Vec<NumberView> = page.items.into_iter().map(NumberView::from).collect();
-    let body = hal::collection_body(COLLECTION, raw.as_deref(), paging, page.total_count, &items, |item| item.id)?;
+    let body = hal::collection_body(
+        COLLECTION,
+        raw.as_deref(),
+        paging,
+        page.total_count,
+        &items,
+        |item| item.id,
+    )?;
     Ok(hal::hal_response(&body))
 }
 
@@ -167,18 +178,30 @@ async fn get_number(State(state): State<AppState>, ItemId(id): ItemId) -> ApiRes
     Ok(hal::hal_response(&NumberView::from(number)))
 }
 
-async fn store_update(state: &AppState, id: i64, input: NumberInput) -> Result<NumberView, ApiError> {
+async fn store_update(
+    state: &AppState,
+    id: i64,
+    input: NumberInput,
+) -> Result<NumberView, ApiError> {
     let current = state.store.get_number(id).await.map_err(store_error)?;
     let unchanged = [
         ("cc", input.cc.as_deref().is_none_or(|cc| cc == current.cc)),
         ("ac", input.ac.as_deref().is_none_or(|ac| ac == current.ac)),
         ("sn", input.sn.as_deref().is_none_or(|sn| sn == current.sn)),
-        ("is_primary", input.is_primary.is_none_or(|primary| primary == current.is_primary)),
+        (
+            "is_primary",
+            input
+                .is_primary
+                .is_none_or(|primary| primary == current.is_primary),
+        ),
     ];
     if let Some((field, _)) = unchanged.iter().find(|(_, same)| !same) {
         return Err(ApiError::unprocessable(
             *field,
-            format!("Field '{field}' is not allowed to be updated via this API endpoint, use /api/subscribers/{} instead.", current.subscriber_id),
+            format!(
+                "Field '{field}' is not allowed to be updated via this API endpoint, use /api/subscribers/{} instead.",
+                current.subscriber_id
+            ),
         ));
     }
     state
@@ -214,7 +237,7 @@ async fn replace_number(
 /// Change a number with an RFC 6902 JSON Patch applied to its GET representation.
 #[utoipa::path(patch, path = "/api/numbers/{id}", tag = "numbers",
     params(("id" = i64, Path, minimum = 1, description = "Number id")),
-    request_body(content = Vec<Object>, content_type = "application/json-patch+json"),
+    request_body(content = Vec<crate::extract::PatchOperation>, content_type = "application/json-patch+json"),
     responses((status = 204, description = "Changed"),
         (status = 200, description = "Changed (with `Prefer: return=representation`)", body = NumberView, content_type = "application/hal+json")))]
 async fn patch_number(
@@ -224,7 +247,8 @@ async fn patch_number(
     JsonPatchBody(patch): JsonPatchBody,
 ) -> ApiResult<Response> {
     let current = state.store.get_number(id).await.map_err(store_error)?;
-    let representation = serde_json::to_value(NumberView::from(current)).map_err(ApiError::internal)?;
+    let representation =
+        serde_json::to_value(NumberView::from(current)).map_err(ApiError::internal)?;
     let document = hal::apply_patch(representation, &patch, &["id"])?;
     let view = store_update(&state, id, from_document(document)?).await?;
     Ok(hal::updated(&headers, &view))

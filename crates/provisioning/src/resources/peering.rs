@@ -35,7 +35,10 @@ pub mod groups {
                 links: hal::item_links(
                     "peeringgroups",
                     group.id,
-                    &[("peeringservers", format!("/api/peeringservers/?group_id={}", group.id))],
+                    &[(
+                        "peeringservers",
+                        format!("/api/peeringservers/?group_id={}", group.id),
+                    )],
                 ),
                 id: group.id,
                 name: group.name,
@@ -83,9 +86,10 @@ pub mod groups {
     /// Query parameters of the collection.
     #[derive(Debug, Clone, Deserialize, IntoParams)]
     #[into_params(parameter_in = Query)]
+    #[serde(deny_unknown_fields)]
     pub struct PeeringGroupQuery {
         /// Page number (from 1).
-        #[param(minimum = 1)]
+        #[param(minimum = 1, maximum = 1000000)]
         pub page: Option<u32>,
         /// Items per page (1–1000).
         #[param(minimum = 1, maximum = 1000)]
@@ -104,14 +108,37 @@ pub mod groups {
         }
     }
 
-    hal_collection!(PeeringGroupCollection, PeeringGroupEmbedded, PeeringGroupView, "ngcp:peeringgroups");
+    hal_collection!(
+        PeeringGroupCollection,
+        PeeringGroupEmbedded,
+        PeeringGroupView,
+        "ngcp:peeringgroups"
+    );
 
     crud_handlers!(
-        collection = "peeringgroups", tag = "peeringgroups",
-        collection_path = "/api/peeringgroups/", item_path = "/api/peeringgroups/{id}",
-        view = PeeringGroupView, page = PeeringGroupCollection, input = PeeringGroupInput, query = PeeringGroupQuery,
-        store = (list_peering_groups, create_peering_group, get_peering_group, update_peering_group, delete_peering_group),
-        handlers = (list_groups, create_group, get_group, replace_group, patch_group, delete_group)
+        collection = "peeringgroups",
+        tag = "peeringgroups",
+        collection_path = "/api/peeringgroups/",
+        item_path = "/api/peeringgroups/{id}",
+        view = PeeringGroupView,
+        page = PeeringGroupCollection,
+        input = PeeringGroupInput,
+        query = PeeringGroupQuery,
+        store = (
+            list_peering_groups,
+            create_peering_group,
+            get_peering_group,
+            update_peering_group,
+            delete_peering_group
+        ),
+        handlers = (
+            list_groups,
+            create_group,
+            get_group,
+            replace_group,
+            patch_group,
+            delete_group
+        )
     );
 }
 
@@ -195,8 +222,14 @@ pub mod servers {
                     "peeringservers",
                     server.id,
                     &[
-                        ("peeringgroups", format!("/api/peeringgroups/{}", server.group_id)),
-                        ("peeringserverpreferences", format!("/api/peeringserverpreferences/{}", server.id)),
+                        (
+                            "peeringgroups",
+                            format!("/api/peeringgroups/{}", server.group_id),
+                        ),
+                        (
+                            "peeringserverpreferences",
+                            format!("/api/peeringserverpreferences/{}", server.id),
+                        ),
                     ],
                 ),
                 id: server.id,
@@ -285,9 +318,10 @@ pub mod servers {
     /// Query parameters of the collection.
     #[derive(Debug, Clone, Deserialize, IntoParams)]
     #[into_params(parameter_in = Query)]
+    #[serde(deny_unknown_fields)]
     pub struct PeeringServerQuery {
         /// Page number (from 1).
-        #[param(minimum = 1)]
+        #[param(minimum = 1, maximum = 1000000)]
         pub page: Option<u32>,
         /// Items per page (1–1000).
         #[param(minimum = 1, maximum = 1000)]
@@ -317,14 +351,37 @@ pub mod servers {
         }
     }
 
-    hal_collection!(PeeringServerCollection, PeeringServerEmbedded, PeeringServerView, "ngcp:peeringservers");
+    hal_collection!(
+        PeeringServerCollection,
+        PeeringServerEmbedded,
+        PeeringServerView,
+        "ngcp:peeringservers"
+    );
 
     crud_handlers!(
-        collection = "peeringservers", tag = "peeringservers",
-        collection_path = "/api/peeringservers/", item_path = "/api/peeringservers/{id}",
-        view = PeeringServerView, page = PeeringServerCollection, input = PeeringServerInput, query = PeeringServerQuery,
-        store = (list_peering_servers, create_peering_server, get_peering_server, update_peering_server, delete_peering_server),
-        handlers = (list_servers, create_server, get_server, replace_server, patch_server, delete_server)
+        collection = "peeringservers",
+        tag = "peeringservers",
+        collection_path = "/api/peeringservers/",
+        item_path = "/api/peeringservers/{id}",
+        view = PeeringServerView,
+        page = PeeringServerCollection,
+        input = PeeringServerInput,
+        query = PeeringServerQuery,
+        store = (
+            list_peering_servers,
+            create_peering_server,
+            get_peering_server,
+            update_peering_server,
+            delete_peering_server
+        ),
+        handlers = (
+            list_servers,
+            create_server,
+            get_server,
+            replace_server,
+            patch_server,
+            delete_server
+        )
     );
 }
 
@@ -371,7 +428,10 @@ pub mod rules {
                 links: hal::item_links(
                     "peeringrules",
                     rule.id,
-                    &[("peeringgroups", format!("/api/peeringgroups/{}", rule.group_id))],
+                    &[(
+                        "peeringgroups",
+                        format!("/api/peeringgroups/{}", rule.group_id),
+                    )],
                 ),
                 id: rule.id,
                 group_id: rule.group_id,
@@ -423,7 +483,10 @@ pub mod rules {
         fn into_new(self) -> Result<NewPeeringRule, ApiError> {
             check_max_chars("callee_prefix", &self.callee_prefix, 16)?;
             check_max_chars("description", &self.description, 255)?;
-            for (field, pattern) in [("caller_pattern", &self.caller_pattern), ("callee_pattern", &self.callee_pattern)] {
+            for (field, pattern) in [
+                ("caller_pattern", &self.caller_pattern),
+                ("callee_pattern", &self.callee_pattern),
+            ] {
                 if let Some(pattern) = pattern {
                     check_max_chars(field, pattern, 255)?;
                 }
@@ -443,9 +506,10 @@ pub mod rules {
     /// Query parameters of the collection.
     #[derive(Debug, Clone, Deserialize, IntoParams)]
     #[into_params(parameter_in = Query)]
+    #[serde(deny_unknown_fields)]
     pub struct PeeringRuleQuery {
         /// Page number (from 1).
-        #[param(minimum = 1)]
+        #[param(minimum = 1, maximum = 1000000)]
         pub page: Option<u32>,
         /// Items per page (1–1000).
         #[param(minimum = 1, maximum = 1000)]
@@ -469,13 +533,36 @@ pub mod rules {
         }
     }
 
-    hal_collection!(PeeringRuleCollection, PeeringRuleEmbedded, PeeringRuleView, "ngcp:peeringrules");
+    hal_collection!(
+        PeeringRuleCollection,
+        PeeringRuleEmbedded,
+        PeeringRuleView,
+        "ngcp:peeringrules"
+    );
 
     crud_handlers!(
-        collection = "peeringrules", tag = "peeringrules",
-        collection_path = "/api/peeringrules/", item_path = "/api/peeringrules/{id}",
-        view = PeeringRuleView, page = PeeringRuleCollection, input = PeeringRuleInput, query = PeeringRuleQuery,
-        store = (list_peering_rules, create_peering_rule, get_peering_rule, update_peering_rule, delete_peering_rule),
-        handlers = (list_rules, create_rule, get_rule, replace_rule, patch_rule, delete_rule)
+        collection = "peeringrules",
+        tag = "peeringrules",
+        collection_path = "/api/peeringrules/",
+        item_path = "/api/peeringrules/{id}",
+        view = PeeringRuleView,
+        page = PeeringRuleCollection,
+        input = PeeringRuleInput,
+        query = PeeringRuleQuery,
+        store = (
+            list_peering_rules,
+            create_peering_rule,
+            get_peering_rule,
+            update_peering_rule,
+            delete_peering_rule
+        ),
+        handlers = (
+            list_rules,
+            create_rule,
+            get_rule,
+            replace_rule,
+            patch_rule,
+            delete_rule
+        )
     );
 }

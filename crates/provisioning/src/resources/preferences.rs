@@ -231,7 +231,12 @@ fn values_of(owner: Owner, id: i64, document: Value) -> Result<BTreeMap<String, 
     Ok(map.into_iter().collect())
 }
 
-async fn replace(state: &AppState, owner: Owner, id: i64, values: BTreeMap<String, Value>) -> Result<Value, ApiError> {
+async fn replace(
+    state: &AppState,
+    owner: Owner,
+    id: i64,
+    values: BTreeMap<String, Value>,
+) -> Result<Value, ApiError> {
     ensure_owner(state, owner, id).await?;
     let stored = state
         .store
@@ -241,13 +246,25 @@ async fn replace(state: &AppState, owner: Owner, id: i64, values: BTreeMap<Strin
     Ok(representation(owner, id, stored))
 }
 
-async fn put_preferences(state: &AppState, owner: Owner, id: i64, headers: &HeaderMap, document: Value) -> ApiResult<Response> {
+async fn put_preferences(
+    state: &AppState,
+    owner: Owner,
+    id: i64,
+    headers: &HeaderMap,
+    document: Value,
+) -> ApiResult<Response> {
     let values = values_of(owner, id, document)?;
     let view = replace(state, owner, id, values).await?;
     Ok(hal::updated(headers, &view))
 }
 
-async fn patch_preferences(state: &AppState, owner: Owner, id: i64, headers: &HeaderMap, patch: json_patch::Patch) -> ApiResult<Response> {
+async fn patch_preferences(
+    state: &AppState,
+    owner: Owner,
+    id: i64,
+    headers: &HeaderMap,
+    patch: json_patch::Patch,
+) -> ApiResult<Response> {
     let current = read(state, owner, id).await?;
     let document = hal::apply_patch(current, &patch, &[])?;
     let values = values_of(owner, id, document)?;
@@ -301,7 +318,7 @@ macro_rules! preference_handlers {
         /// Change preferences with an RFC 6902 JSON Patch (`add` sets, `remove` deletes).
         #[utoipa::path(patch, path = $item_path, tag = $tag,
             params(("id" = i64, Path, minimum = 1, description = "Owner id")),
-            request_body(content = Vec<Object>, content_type = "application/json-patch+json"),
+            request_body(content = Vec<crate::extract::PatchOperation>, content_type = "application/json-patch+json"),
             responses((status = 204, description = "Changed"),
                 (status = 200, description = "Changed (with `Prefer: return=representation`)", body = PreferencesView, content_type = "application/hal+json")))]
         async fn $patch(
@@ -324,23 +341,71 @@ macro_rules! preference_handlers {
     };
 }
 
-preference_handlers!(SUBSCRIBER, "subscriberpreferences", "/api/subscriberpreferences/{id}", "/api/subscriberpreferencedefs/",
-    get_subscriber_preferences, put_subscriber_preferences, patch_subscriber_preferences, subscriber_preference_definitions);
-preference_handlers!(DOMAIN, "domainpreferences", "/api/domainpreferences/{id}", "/api/domainpreferencedefs/",
-    get_domain_preferences, put_domain_preferences, patch_domain_preferences, domain_preference_definitions);
-preference_handlers!(CUSTOMER, "customerpreferences", "/api/customerpreferences/{id}", "/api/customerpreferencedefs/",
-    get_customer_preferences, put_customer_preferences, patch_customer_preferences, customer_preference_definitions);
-preference_handlers!(PEER, "peeringserverpreferences", "/api/peeringserverpreferences/{id}", "/api/peeringserverpreferencedefs/",
-    get_peer_preferences, put_peer_preferences, patch_peer_preferences, peer_preference_definitions);
+preference_handlers!(
+    SUBSCRIBER,
+    "subscriberpreferences",
+    "/api/subscriberpreferences/{id}",
+    "/api/subscriberpreferencedefs/",
+    get_subscriber_preferences,
+    put_subscriber_preferences,
+    patch_subscriber_preferences,
+    subscriber_preference_definitions
+);
+preference_handlers!(
+    DOMAIN,
+    "domainpreferences",
+    "/api/domainpreferences/{id}",
+    "/api/domainpreferencedefs/",
+    get_domain_preferences,
+    put_domain_preferences,
+    patch_domain_preferences,
+    domain_preference_definitions
+);
+preference_handlers!(
+    CUSTOMER,
+    "customerpreferences",
+    "/api/customerpreferences/{id}",
+    "/api/customerpreferencedefs/",
+    get_customer_preferences,
+    put_customer_preferences,
+    patch_customer_preferences,
+    customer_preference_definitions
+);
+preference_handlers!(
+    PEER,
+    "peeringserverpreferences",
+    "/api/peeringserverpreferences/{id}",
+    "/api/peeringserverpreferencedefs/",
+    get_peer_preferences,
+    put_peer_preferences,
+    patch_peer_preferences,
+    peer_preference_definitions
+);
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(get_subscriber_preferences, put_subscriber_preferences, patch_subscriber_preferences))
+        .routes(routes!(
+            get_subscriber_preferences,
+            put_subscriber_preferences,
+            patch_subscriber_preferences
+        ))
         .routes(routes!(subscriber_preference_definitions))
-        .routes(routes!(get_domain_preferences, put_domain_preferences, patch_domain_preferences))
+        .routes(routes!(
+            get_domain_preferences,
+            put_domain_preferences,
+            patch_domain_preferences
+        ))
         .routes(routes!(domain_preference_definitions))
-        .routes(routes!(get_customer_preferences, put_customer_preferences, patch_customer_preferences))
+        .routes(routes!(
+            get_customer_preferences,
+            put_customer_preferences,
+            patch_customer_preferences
+        ))
         .routes(routes!(customer_preference_definitions))
-        .routes(routes!(get_peer_preferences, put_peer_preferences, patch_peer_preferences))
+        .routes(routes!(
+            get_peer_preferences,
+            put_peer_preferences,
+            patch_peer_preferences
+        ))
         .routes(routes!(peer_preference_definitions))
 }

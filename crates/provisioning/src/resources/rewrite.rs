@@ -10,7 +10,9 @@ pub(crate) fn check_max_chars(field: &str, value: &str, max: usize) -> Result<()
     if value.chars().count() > max {
         return Err(ApiError::unprocessable(
             field,
-            format!("Validation failed. field='{field}', errors='must be at most {max} characters'"),
+            format!(
+                "Validation failed. field='{field}', errors='must be at most {max} characters'"
+            ),
         ));
     }
     Ok(())
@@ -105,7 +107,10 @@ pub mod rule_sets {
                 links: hal::item_links(
                     "rewriterulesets",
                     set.id,
-                    &[("rewriterules", format!("/api/rewriterules/?set_id={}", set.id))],
+                    &[(
+                        "rewriterules",
+                        format!("/api/rewriterules/?set_id={}", set.id),
+                    )],
                 ),
                 id: set.id,
                 name: set.name,
@@ -143,9 +148,10 @@ pub mod rule_sets {
     /// Query parameters of the collection.
     #[derive(Debug, Clone, Deserialize, IntoParams)]
     #[into_params(parameter_in = Query)]
+    #[serde(deny_unknown_fields)]
     pub struct RewriteRuleSetQuery {
         /// Page number (from 1).
-        #[param(minimum = 1)]
+        #[param(minimum = 1, maximum = 1000000)]
         pub page: Option<u32>,
         /// Items per page (1–1000).
         #[param(minimum = 1, maximum = 1000)]
@@ -164,14 +170,37 @@ pub mod rule_sets {
         }
     }
 
-    hal_collection!(RewriteRuleSetCollection, RewriteRuleSetEmbedded, RewriteRuleSetView, "ngcp:rewriterulesets");
+    hal_collection!(
+        RewriteRuleSetCollection,
+        RewriteRuleSetEmbedded,
+        RewriteRuleSetView,
+        "ngcp:rewriterulesets"
+    );
 
     crud_handlers!(
-        collection = "rewriterulesets", tag = "rewriterulesets",
-        collection_path = "/api/rewriterulesets/", item_path = "/api/rewriterulesets/{id}",
-        view = RewriteRuleSetView, page = RewriteRuleSetCollection, input = RewriteRuleSetInput, query = RewriteRuleSetQuery,
-        store = (list_rewrite_rule_sets, create_rewrite_rule_set, get_rewrite_rule_set, update_rewrite_rule_set, delete_rewrite_rule_set),
-        handlers = (list_rule_sets, create_rule_set, get_rule_set, replace_rule_set, patch_rule_set, delete_rule_set)
+        collection = "rewriterulesets",
+        tag = "rewriterulesets",
+        collection_path = "/api/rewriterulesets/",
+        item_path = "/api/rewriterulesets/{id}",
+        view = RewriteRuleSetView,
+        page = RewriteRuleSetCollection,
+        input = RewriteRuleSetInput,
+        query = RewriteRuleSetQuery,
+        store = (
+            list_rewrite_rule_sets,
+            create_rewrite_rule_set,
+            get_rewrite_rule_set,
+            update_rewrite_rule_set,
+            delete_rewrite_rule_set
+        ),
+        handlers = (
+            list_rule_sets,
+            create_rule_set,
+            get_rule_set,
+            replace_rule_set,
+            patch_rule_set,
+            delete_rule_set
+        )
     );
 }
 
@@ -220,7 +249,10 @@ pub mod rules {
                 links: hal::item_links(
                     "rewriterules",
                     rule.id,
-                    &[("rewriterulesets", format!("/api/rewriterulesets/{}", rule.set_id))],
+                    &[(
+                        "rewriterulesets",
+                        format!("/api/rewriterulesets/{}", rule.set_id),
+                    )],
                 ),
                 id: rule.id,
                 set_id: rule.set_id,
@@ -291,9 +323,10 @@ pub mod rules {
     /// Query parameters of the collection.
     #[derive(Debug, Clone, Deserialize, IntoParams)]
     #[into_params(parameter_in = Query)]
+    #[serde(deny_unknown_fields)]
     pub struct RewriteRuleQuery {
         /// Page number (from 1).
-        #[param(minimum = 1)]
+        #[param(minimum = 1, maximum = 1000000)]
         pub page: Option<u32>,
         /// Items per page (1–1000).
         #[param(minimum = 1, maximum = 1000)]
@@ -322,13 +355,36 @@ pub mod rules {
         }
     }
 
-    hal_collection!(RewriteRuleCollection, RewriteRuleEmbedded, RewriteRuleView, "ngcp:rewriterules");
+    hal_collection!(
+        RewriteRuleCollection,
+        RewriteRuleEmbedded,
+        RewriteRuleView,
+        "ngcp:rewriterules"
+    );
 
     crud_handlers!(
-        collection = "rewriterules", tag = "rewriterules",
-        collection_path = "/api/rewriterules/", item_path = "/api/rewriterules/{id}",
-        view = RewriteRuleView, page = RewriteRuleCollection, input = RewriteRuleInput, query = RewriteRuleQuery,
-        store = (list_rewrite_rules, create_rewrite_rule, get_rewrite_rule, update_rewrite_rule, delete_rewrite_rule),
-        handlers = (list_rules, create_rule, get_rule, replace_rule, patch_rule, delete_rule)
+        collection = "rewriterules",
+        tag = "rewriterules",
+        collection_path = "/api/rewriterules/",
+        item_path = "/api/rewriterules/{id}",
+        view = RewriteRuleView,
+        page = RewriteRuleCollection,
+        input = RewriteRuleInput,
+        query = RewriteRuleQuery,
+        store = (
+            list_rewrite_rules,
+            create_rewrite_rule,
+            get_rewrite_rule,
+            update_rewrite_rule,
+            delete_rewrite_rule
+        ),
+        handlers = (
+            list_rules,
+            create_rule,
+            get_rule,
+            replace_rule,
+            patch_rule,
+            delete_rule
+        )
     );
 }

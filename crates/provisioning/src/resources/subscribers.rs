@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use store::prelude::*;
 use store::{
-    AliasNumber, E164Number, NewSubscriber, Number, Subscriber, SubscriberFilter,
-    SubscriberStatus, SubscriberUpdate,
+    AliasNumber, E164Number, NewSubscriber, Number, Subscriber, SubscriberFilter, SubscriberStatus,
+    SubscriberUpdate,
 };
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -131,9 +131,15 @@ impl From<Subscriber> for SubscriberView {
                 COLLECTION,
                 id,
                 &[
-                    ("subscriberpreferences", format!("/api/subscriberpreferences/{id}")),
+                    (
+                        "subscriberpreferences",
+                        format!("/api/subscriberpreferences/{id}"),
+                    ),
                     ("callforwards", format!("/api/callforwards/{id}")),
-                    ("customers", format!("/api/customers/{}", subscriber.customer_id)),
+                    (
+                        "customers",
+                        format!("/api/customers/{}", subscriber.customer_id),
+                    ),
                     ("domains", format!("/api/domains/{}", subscriber.domain_id)),
                 ],
             ),
@@ -252,7 +258,9 @@ fn check_length(field: &str, value: Option<&str>, max: usize) -> Result<(), ApiE
     match value {
         Some(text) if text.chars().count() > max => Err(ApiError::unprocessable(
             field,
-            format!("Validation failed. field='{field}', errors='must be at most {max} characters'"),
+            format!(
+                "Validation failed. field='{field}', errors='must be at most {max} characters'"
+            ),
         )),
         _ => Ok(()),
     }
@@ -275,13 +283,17 @@ async fn check_input(state: &AppState, input: &SubscriberInput) -> Result<Checke
     check_length("external_id", input.external_id.as_deref(), MAX_TEXT)?;
     let domain_id = match (&input.domain, input.domain_id) {
         (_, Some(domain_id)) => {
-            let domain = state.store.get_domain(domain_id).await.map_err(|error| match error {
-                store::StoreError::NotFound { .. } => ApiError::unprocessable(
-                    "domain_id",
-                    format!("Invalid 'domain_id', doesn't exist: {domain_id}"),
-                ),
-                other => store_error(other),
-            })?;
+            let domain = state
+                .store
+                .get_domain(domain_id)
+                .await
+                .map_err(|error| match error {
+                    store::StoreError::NotFound { .. } => ApiError::unprocessable(
+                        "domain_id",
+                        format!("Invalid 'domain_id', doesn't exist: {domain_id}"),
+                    ),
+                    other => store_error(other),
+                })?;
             if let Some(name) = &input.domain
                 && !name.eq_ignore_ascii_case(&domain.domain)
             {
@@ -334,9 +346,10 @@ async fn check_input(state: &AppState, input: &SubscriberInput) -> Result<Checke
 /// Query parameters of `GET /api/subscribers/`.
 #[derive(Debug, Clone, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct SubscriberQuery {
     /// Page number (from 1).
-    #[param(minimum = 1)]
+    #[param(minimum = 1, maximum = 1000000)]
     pub page: Option<u32>,
     /// Items per page (1–1000).
     #[param(minimum = 1, maximum = 1000)]
@@ -364,12 +377,22 @@ pub struct SubscriberQuery {
     pub display_name: Option<String>,
 }
 
-hal_collection!(SubscriberCollection, SubscriberEmbedded, SubscriberView, "ngcp:subscribers");
+hal_collection!(
+    SubscriberCollection,
+    SubscriberEmbedded,
+    SubscriberView,
+    "ngcp:subscribers"
+);
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_subscribers, create_subscriber))
-        .routes(routes!(get_subscriber, replace_subscriber, patch_subscriber, delete_subscriber))
+        .routes(routes!(
+            get_subscriber,
+            replace_subscriber,
+            patch_subscriber,
+            delete_subscriber
+        ))
 }
 
 /// List subscribers.
@@ -400,7 +423,14 @@ async fn list_subscribers(
         .await
         .map_err(store_error)?;
     let items: Vec<SubscriberView> = page.items.into_iter().map(SubscriberView::from).collect();
-    let body = hal::collection_body(COLLECTION, raw.as_deref(), paging, page.total_count, &items, |item| item.id)?;
+    let body = hal::collection_body(
+        COLLECTION,
+        raw.as_deref(),
+        paging,
+        page.total_count,
+        &items,
+        |item| item.id,
+    )?;
     Ok(hal::hal_response(&body))
 }
 
@@ -435,7 +465,11 @@ async fn create_subscriber(
         primary_number: checked.primary_number,
         alias_numbers: checked.alias_numbers,
     };
-    let subscriber = state.store.create_subscriber(&new).await.map_err(store_error)?;
+    let subscriber = state
+        .store
+        .create_subscriber(&new)
+        .await
+        .map_err(store_error)?;
     Ok(hal::created(COLLECTION, subscriber.id))
 }
 
@@ -448,7 +482,11 @@ async fn get_subscriber(State(state): State<AppState>, ItemId(id): ItemId) -> Ap
     Ok(hal::hal_response(&SubscriberView::from(subscriber)))
 }
 
-async fn store_update(state: &AppState, id: i64, input: SubscriberInput) -> Result<SubscriberView, ApiError> {
+async fn store_update(
+    state: &AppState,
+    id: i64,
+    input: SubscriberInput,
+) -> Result<SubscriberView, ApiError> {
     // 404 before validation, so a missing item is reported as such.
     state.store.get_subscriber(id).await.map_err(store_error)?;
     let checked = check_input(state, &input).await?;
@@ -494,7 +532,7 @@ async fn replace_subscriber(
 /// Change a subscriber with an RFC 6902 JSON Patch applied to its GET representation.
 #[utoipa::path(patch, path = "/api/subscribers/{id}", tag = "subscribers",
     params(("id" = i64, Path, minimum = 1, description = "Subscriber id")),
-    request_body(content = Vec<Object>, content_type = "application/json-patch+json"),
+    request_body(content = Vec<crate::extract::PatchOperation>, content_type = "application/json-patch+json"),
     responses((status = 204, description = "Changed"),
         (status = 200, description = "Changed (with `Prefer: return=representation`)", body = SubscriberView, content_type = "application/hal+json")))]
 async fn patch_subscriber(
@@ -504,7 +542,8 @@ async fn patch_subscriber(
     JsonPatchBody(patch): JsonPatchBody,
 ) -> ApiResult<Response> {
     let current = state.store.get_subscriber(id).await.map_err(store_error)?;
-    let representation = serde_json::to_value(SubscriberView::from(current)).map_err(ApiError::internal)?;
+    let representation =
+        serde_json::to_value(SubscriberView::from(current)).map_err(ApiError::internal)?;
     let mut document = hal::apply_patch(representation.clone(), &patch, &["id", "uuid"])?;
     if let Value::Object(map) = &mut document {
         // The view carries the domain twice; keep whichever the patch changed.
@@ -534,7 +573,14 @@ async fn patch_subscriber(
 #[utoipa::path(delete, path = "/api/subscribers/{id}", tag = "subscribers",
     params(("id" = i64, Path, minimum = 1, description = "Subscriber id")),
     responses((status = 204, description = "Deleted")))]
-async fn delete_subscriber(State(state): State<AppState>, ItemId(id): ItemId) -> ApiResult<StatusCode> {
-    state.store.delete_subscriber(id).await.map_err(store_error)?;
+async fn delete_subscriber(
+    State(state): State<AppState>,
+    ItemId(id): ItemId,
+) -> ApiResult<StatusCode> {
+    state
+        .store
+        .delete_subscriber(id)
+        .await
+        .map_err(store_error)?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -37,9 +37,12 @@ impl Drop for MariaDbGuard {
                 .expect("runtime");
             runtime.block_on(async move {
                 if let Ok(pool) = sqlx::MySqlPool::connect("mysql://root@127.0.0.1:3306/").await {
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS `{name}`"))
-                        .execute(&pool)
-                        .await;
+                    // The name is built by this harness from digits only; DDL takes no binds.
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS `{name}`"
+                    )))
+                    .execute(&pool)
+                    .await;
                     pool.close().await;
                 }
             });
@@ -82,11 +85,17 @@ pub fn mariadb_skipped() -> bool {
     std::env::var("VOXIDE_SKIP_MARIADB").is_ok_and(|value| value == "1")
 }
 
-pub async fn open_store(backend: Backend, data_dir: &std::path::Path) -> (store::Store, Option<String>) {
+pub async fn open_store(
+    backend: Backend,
+    data_dir: &std::path::Path,
+) -> (store::Store, Option<String>) {
     match backend {
         Backend::Sqlite => {
             let url = format!("sqlite://{}?mode=rwc", data_dir.join("voxide.db").display());
-            (store::Store::connect(&url).await.expect("sqlite store"), None)
+            (
+                store::Store::connect(&url).await.expect("sqlite store"),
+                None,
+            )
         }
         Backend::MariaDb => {
             let name = format!(
@@ -123,7 +132,9 @@ pub async fn start_with(backend: Backend, tls: Option<()>, login_limit: LoginLim
         data_dir: data_dir.path().to_owned(),
         login_limit,
     };
-    let server = provisioning::bind(config, store.clone()).await.expect("bind");
+    let server = provisioning::bind(config, store.clone())
+        .await
+        .expect("bind");
     let (client, base) = match tls_mode {
         TlsMode::Plain => (
             http_client(rustls::RootCertStore::empty()),
@@ -132,7 +143,9 @@ pub async fn start_with(backend: Backend, tls: Option<()>, login_limit: LoginLim
         _ => {
             use rustls::pki_types::CertificateDer;
             use rustls::pki_types::pem::PemObject;
-            let cert_path = data_dir.path().join(provisioning::tls::SELF_SIGNED_CERT_FILE);
+            let cert_path = data_dir
+                .path()
+                .join(provisioning::tls::SELF_SIGNED_CERT_FILE);
             let mut roots = rustls::RootCertStore::empty();
             for cert in CertificateDer::pem_file_iter(&cert_path).expect("cert file") {
                 roots.add(cert.expect("cert")).expect("add root");
@@ -167,7 +180,8 @@ pub struct Reply {
 
 impl Reply {
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.text).unwrap_or_else(|error| panic!("not JSON ({error}): {}", self.text))
+        serde_json::from_str(&self.text)
+            .unwrap_or_else(|error| panic!("not JSON ({error}): {}", self.text))
     }
 
     pub fn content_type(&self) -> &str {
@@ -187,7 +201,11 @@ impl Reply {
 
     /// The id at the end of `Location`.
     pub fn created_id(&self) -> i64 {
-        assert_eq!(self.status, 201, "expected 201, got {}: {}", self.status, self.text);
+        assert_eq!(
+            self.status, 201,
+            "expected 201, got {}: {}",
+            self.status, self.text
+        );
         self.location()
             .rsplit('/')
             .next()
@@ -208,7 +226,11 @@ impl Reply {
         assert_eq!(problem["status"], status);
         assert_eq!(problem["code"], status);
         assert!(problem["type"].is_string() && problem["title"].is_string());
-        assert!(problem["detail"].as_str().is_some_and(|detail| !detail.is_empty()));
+        assert!(
+            problem["detail"]
+                .as_str()
+                .is_some_and(|detail| !detail.is_empty())
+        );
         if let Some(field) = field {
             assert_eq!(problem["field"], field, "problem {problem}");
         }
@@ -226,7 +248,11 @@ impl Harness {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let text = response.text().await.expect("body");
-        Reply { status, headers, text }
+        Reply {
+            status,
+            headers,
+            text,
+        }
     }
 
     pub fn authed(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {

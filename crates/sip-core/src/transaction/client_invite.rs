@@ -451,4 +451,24 @@ mod tests {
         );
         assert_eq!(transaction.state(), ClientInviteState::Calling);
     }
+
+    #[test]
+    fn proceeding_to_completed_and_a_transport_error_there() {
+        let (base, mut transaction) = calling(Reliability::Unreliable);
+        transaction
+            .handle_message(base, response(&invite(), 183))
+            .unwrap();
+        transaction
+            .handle_message(base + ms(10), response(&invite(), 404))
+            .unwrap();
+        assert_eq!(transaction.state(), ClientInviteState::Completed);
+        assert_eq!(drain_transmits(&mut transaction).len(), 1, "the ACK");
+        drain_events(&mut transaction);
+        transaction.handle_transport_error(base + ms(20));
+        let events = drain_events(&mut transaction);
+        assert!(matches!(
+            events[..],
+            [Event::TransportError, Event::Terminated]
+        ));
+    }
 }

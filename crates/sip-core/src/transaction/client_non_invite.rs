@@ -354,4 +354,36 @@ mod tests {
             [Event::TransportError, Event::Terminated]
         ));
     }
+
+    #[test]
+    fn proceeding_to_completed_or_to_timer_f() {
+        let (base, mut transaction) = trying(Reliability::Unreliable);
+        transaction
+            .handle_message(base, response(&options(), 180))
+            .unwrap();
+        transaction
+            .handle_message(base + ms(10), response(&options(), 486))
+            .unwrap();
+        assert_eq!(transaction.state(), ClientNonInviteState::Completed);
+        let codes: Vec<_> = drain_events(&mut transaction)
+            .into_iter()
+            .filter_map(|event| match event {
+                Event::Response(response) => response.status(),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(codes, [180, 486]);
+
+        let (base, mut transaction) = trying(Reliability::Unreliable);
+        transaction
+            .handle_message(base, response(&options(), 100))
+            .unwrap();
+        drain_events(&mut transaction);
+        run_until(&mut transaction, base, base + Duration::from_secs(32));
+        let events = drain_events(&mut transaction);
+        assert!(matches!(
+            events[..],
+            [Event::Timeout(Timer::F), Event::Terminated]
+        ));
+    }
 }

@@ -38,7 +38,7 @@ impl ClientKey {
     pub fn from_message(message: &Message) -> Result<Self, KeyError> {
         let via = message.top_via().map_err(|_| KeyError::Header("Via"))?;
         let branch = via.branch().ok_or(KeyError::MissingBranch)?;
-        let branch = Bytes::copy_from_slice(branch);
+        let branch = share(message, branch);
         let cseq = message.cseq().map_err(|_| KeyError::Header("CSeq"))?;
         Ok(Self {
             branch,
@@ -109,11 +109,11 @@ impl ServerKey {
             && branch.starts_with(MAGIC_COOKIE)
         {
             let sent_by = SentBy {
-                host: Bytes::from(via.host.as_bytes().to_ascii_lowercase()),
+                host: lowercase(request, via.host.as_bytes()),
                 port: via.port,
             };
             return Ok(ServerKey::Branch {
-                branch: Bytes::copy_from_slice(branch),
+                branch: share(request, branch),
                 sent_by,
                 method,
             });
@@ -122,12 +122,12 @@ impl ServerKey {
         let to = request.to().map_err(|_| KeyError::Header("To"))?;
         let from = request.from().map_err(|_| KeyError::Header("From"))?;
         let call_id = request.call_id().map_err(|_| KeyError::Header("Call-ID"))?;
-        let top_via = Bytes::copy_from_slice(via.raw);
+        let top_via = share(request, via.raw);
         Ok(ServerKey::Rfc2543 {
             request_uri,
-            to_tag: to.tag().map(Bytes::copy_from_slice),
-            from_tag: from.tag().map(Bytes::copy_from_slice),
-            call_id: Bytes::copy_from_slice(call_id),
+            to_tag: to.tag().map(|tag| share(request, tag)),
+            from_tag: from.tag().map(|tag| share(request, tag)),
+            call_id: share(request, call_id),
             cseq_number: cseq.number,
             method,
             top_via,
@@ -183,8 +183,31 @@ impl ServerKey {
 fn request_uri_bytes(request: &Message) -> Result<Bytes, KeyError> {
     request
         .request_uri_bytes()
-        .map(Bytes::copy_from_slice)
+        .map(|uri| share(request, uri))
         .ok_or(KeyError::Header("Request-URI"))
+}
+
+/// `part` as a `Bytes` that shares the message buffer when it lies inside it (the usual case:
+/// a parsed, unedited header), else a copy. Keys are built for every incoming message, so
+/// avoiding the allocation matters.
+fn share(message: &Message, part: &[u8]) -> Bytes {
+    let buffer = message.as_bytes();
+    let start = buffer.as_ptr() as usize;
+    let part_start = part.as_ptr() as usize;
+    if part_start >= start && part_start + part.len() <= start + buffer.len() {
+        buffer.slice_ref(part)
+    } else {
+        Bytes::copy_from_slice(part)
+    }
+}
+
+/// The host lowercased, shared with the message when it already is.
+fn lowercase(message: &Message, host: &[u8]) -> Bytes {
+    if host.iter().any(u8::is_ascii_uppercase) {
+        Bytes::from(host.to_ascii_lowercase())
+    } else {
+        share(message, host)
+    }
 }
 
 #[cfg(test)]

@@ -64,8 +64,9 @@ pub enum Incoming {
     /// retransmission (the last response was re-sent if there was one), an ACK for a non-2xx
     /// response, or an ACK for a 2xx in Accepted (delivered as [`Event::Acknowledged`]).
     Absorbed(TransactionId),
-    /// An ACK that matched no server transaction: the ACK for a 2xx after the INVITE transaction
-    /// ended, which belongs to the TU or, in a proxy, is forwarded (RFC 3261 §17.2.3, RFC 6026).
+    /// An ACK that matched no server transaction: normally the ACK for a 2xx, which carries a
+    /// branch of its own (RFC 3261 §13.2.2.4) and belongs to the TU's dialog; a proxy forwards
+    /// it (RFC 3261 §17.2.3, RFC 6026 §6).
     UnmatchedAck(Message),
     /// A response matched client transaction `id`; what the TU must see arrives through
     /// [`TransactionLayer::poll_event`] (a retransmitted final response is absorbed there).
@@ -379,13 +380,16 @@ impl TransactionLayer {
             .ok_or(TransactionError::UnknownTransaction)?;
         match &mut entry.machine {
             Machine::ServerInvite(transaction) => {
-                let status = response.status();
-                let to_tag = response
-                    .to()
-                    .ok()
-                    .and_then(|to| to.tag().map(Bytes::copy_from_slice));
+                // Only RFC 2543 matching needs the tag of our final response (§17.2.3).
+                let to_tag = match (&entry.key, response.status()) {
+                    (Key::Server(ServerKey::Rfc2543 { .. }), Some(200..)) => response
+                        .to()
+                        .ok()
+                        .and_then(|to| to.tag().map(Bytes::copy_from_slice)),
+                    _ => None,
+                };
                 transaction.send_response(now, response)?;
-                if status.is_some_and(|status| status >= 200) {
+                if to_tag.is_some() {
                     entry.response_to_tag = to_tag;
                 }
             }

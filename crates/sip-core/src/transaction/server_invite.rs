@@ -481,4 +481,16 @@ mod tests {
             }
         );
     }
+
+    #[test]
+    fn transport_error_in_proceeding_terminates() {
+        let (base, mut transaction) = created(Reliability::Unreliable);
+        transaction.handle_transport_error(base);
+        let events = drain_events(&mut transaction);
+        assert!(matches!(
+            events[..],
+            [Event::TransportError, Event::Terminated]
+        ));
+        assert_eq!(transaction.state(), ServerInviteState::Terminated);
+    }
 }

@@ -314,4 +314,27 @@ mod tests {
             }
         );
     }
+
+    #[test]
+    fn proceeding_to_completed() {
+        let (base, mut transaction) = created(Reliability::Unreliable);
+        transaction
+            .send_response(base, response(&register(), 100))
+            .unwrap();
+        transaction
+            .send_response(base, response(&register(), 183))
+            .unwrap();
+        assert_eq!(transaction.state(), ServerNonInviteState::Proceeding);
+        transaction
+            .send_response(base, response(&register(), 200))
+            .unwrap();
+        assert_eq!(transaction.state(), ServerNonInviteState::Completed);
+        assert_eq!(drain_transmits(&mut transaction).len(), 3);
+        transaction.handle_transport_error(base);
+        let events = drain_events(&mut transaction);
+        assert!(matches!(
+            events[..],
+            [Event::TransportError, Event::Terminated]
+        ));
+    }
 }
