@@ -97,7 +97,7 @@ impl ApiClient {
             request = request.header(CONTENT_TYPE, content_type).body(bytes);
         }
         let response = request.send().await.map_err(|e| CliError::Connection {
-            url: url.to_string(),
+            url: without_query(&url),
             detail: connection_detail(&e),
         })?;
         let status = response.status();
@@ -116,7 +116,7 @@ impl ApiClient {
 
     async fn read_json(url: &Url, response: reqwest::Response) -> Result<Value, CliError> {
         let bytes = response.bytes().await.map_err(|e| CliError::Connection {
-            url: url.to_string(),
+            url: without_query(url),
             detail: connection_detail(&e),
         })?;
         if bytes.is_empty() {
@@ -228,6 +228,13 @@ impl ApiClient {
         self.send(Method::DELETE, url, None).await?;
         Ok(())
     }
+}
+
+/// The URL as an operator would type it: paging parameters only add noise to a message.
+fn without_query(url: &Url) -> String {
+    let mut shown = url.clone();
+    shown.set_query(None);
+    shown.to_string()
 }
 
 /// Turns an error answer into a [`CliError::Api`], reading the RFC 9457 problem members

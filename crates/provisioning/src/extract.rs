@@ -284,3 +284,57 @@ pub enum PatchOperation {
         value: serde_json::Value,
     },
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Inner {
+        cc: String,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Outer {
+        name: String,
+        count: u8,
+        #[serde(default)]
+        inner: Option<Inner>,
+    }
+
+    fn field_of(document: serde_json::Value) -> Option<String> {
+        from_document::<Outer>(document)
+            .expect_err("invalid")
+            .problem()
+            .field
+    }
+
+    #[test]
+    fn deserialisation_errors_name_the_field() {
+        assert_eq!(field_of(json!({"count": 1})).as_deref(), Some("name"));
+        assert_eq!(field_of(json!({"name": "a", "count": 1, "extra": true})).as_deref(), Some("extra"));
+        assert_eq!(field_of(json!({"name": "a", "count": 300})).as_deref(), Some("count"));
+        assert_eq!(
+            field_of(json!({"name": "a", "count": 1, "inner": {"cc": "1", "x": 1}})).as_deref(),
+            Some("inner.x")
+        );
+        assert_eq!(
+            field_of(json!({"name": "a", "count": 1, "inner": {}})).as_deref(),
+            Some("inner.cc")
+        );
+    }
+
+    #[test]
+    fn bodies_that_are_not_json_are_bad_requests() {
+        for body in [&b""[..], b"  ", b"{\"a\": \xff}", b"{", b"nul"] {
+            let error = parse_json_document(body).expect_err("rejected");
+            assert_eq!(error.status().as_u16(), 400, "{body:?}");
+        }
+        assert_eq!(parse_json_document(b"{\"a\": 1}").expect("valid"), json!({"a": 1}));
+    }
+}

@@ -96,9 +96,6 @@ pub enum ApiStartError {
     /// TLS setup failed.
     #[error("TLS: {0}")]
     Tls(#[from] tls::TlsSetupError),
-    /// Preparing the password-hash decoy failed.
-    #[error("store: {0}")]
-    Store(#[from] store::StoreError),
 }
 
 /// Shared state of every handler.
@@ -111,13 +108,13 @@ pub struct AppState {
 }
 
 /// Build the API router (all routes, authentication, OpenAPI document) for `store`.
-pub async fn router(store: store::Store, login_limit: LoginLimit) -> Result<Router, ApiStartError> {
+pub fn router(store: store::Store, login_limit: LoginLimit) -> Router {
     let state = AppState {
         store,
         login_limiter: Arc::new(login_limiter::LoginLimiter::new(login_limit)),
         verified_logins: Arc::new(auth::VerifiedLogins::default()),
     };
-    Ok(resources::router(state))
+    resources::router(state)
 }
 
 /// A running API listener.
@@ -157,7 +154,7 @@ pub async fn bind(config: ApiConfig, store: store::Store) -> Result<ApiServer, A
         address: config.listen,
         source,
     };
-    let app = router(store, config.login_limit).await?;
+    let app = router(store, config.login_limit);
     let make_service = app.into_make_service_with_connect_info::<SocketAddr>();
     let listener = std::net::TcpListener::bind(config.listen).map_err(listen_error)?;
     listener.set_nonblocking(true).map_err(listen_error)?;

@@ -55,7 +55,12 @@ fn lookups(c: &mut Criterion) {
                 .id;
         }
         store
-            .set_preference(PreferenceLevel::Domain, domain.id, "concurrent_max", &json!(5))
+            .set_preference(
+                PreferenceLevel::Domain,
+                domain.id,
+                "concurrent_max",
+                &json!(5),
+            )
             .await
             .expect("preference");
         (store, last)

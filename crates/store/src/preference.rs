@@ -594,35 +594,49 @@ impl PreferenceRepository for Store {
         name: &str,
     ) -> StoreResult<Option<EffectivePreference>> {
         let definition = self.get_preference_definition(name).await?;
-        let owners: Option<(i64, i64)> = on_pool!(self, pool => {
-            sqlx::query_as("SELECT customer_id, domain_id FROM subscribers WHERE id = ?")
+        // One round trip for the three levels: the lowest rank that has a value wins.
+        let found: Option<(String, String)> = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT value, source FROM ( \
+                   SELECT v.value AS value, 'subscriber' AS source, 1 AS rank \
+                     FROM subscriber_preferences v \
+                     WHERE v.subscriber_id = ? AND v.preference_id = ? \
+                   UNION ALL \
+                   SELECT v.value, 'customer', 2 FROM customer_preferences v \
+                     JOIN subscribers s ON s.customer_id = v.customer_id \
+                     WHERE s.id = ? AND v.preference_id = ? \
+                   UNION ALL \
+                   SELECT v.value, 'domain', 3 FROM domain_preferences v \
+                     JOIN subscribers s ON s.domain_id = v.domain_id \
+                     WHERE s.id = ? AND v.preference_id = ? \
+                 ) levels ORDER BY rank LIMIT 1",
+            )
+            .bind(subscriber_id)
+            .bind(definition.id)
+            .bind(subscriber_id)
+            .bind(definition.id)
+            .bind(subscriber_id)
+            .bind(definition.id)
+            .fetch_optional(pool)
+            .await?
+        });
+        if let Some((text, source)) = found {
+            return Ok(Some(EffectivePreference {
+                value: decode_value(name, &text)?,
+                name: definition.name,
+                source: source.parse().map_err(|_| {
+                    StoreError::Database(sqlx::Error::Decode("bad preference source".into()))
+                })?,
+            }));
+        }
+        let exists: Option<i64> = on_pool!(self, pool => {
+            sqlx::query_scalar("SELECT id FROM subscribers WHERE id = ?")
                 .bind(subscriber_id)
                 .fetch_optional(pool)
                 .await?
         });
-        let (customer_id, domain_id) =
-            owners.ok_or_else(|| StoreError::not_found("subscriber", subscriber_id))?;
-        let chain = [
-            (
-                PreferenceLevel::Subscriber,
-                subscriber_id,
-                PreferenceSource::Subscriber,
-            ),
-            (
-                PreferenceLevel::Customer,
-                customer_id,
-                PreferenceSource::Customer,
-            ),
-            (PreferenceLevel::Domain, domain_id, PreferenceSource::Domain),
-        ];
-        for (level, owner_id, source) in chain {
-            if let Some(value) = self.get_preference(level, owner_id, name).await? {
-                return Ok(Some(EffectivePreference {
-                    name: definition.name,
-                    value,
-                    source,
-                }));
-            }
+        if exists.is_none() {
+            return Err(StoreError::not_found("subscriber", subscriber_id));
         }
         Ok(definition.default_value.map(|value| EffectivePreference {
             name: definition.name,

@@ -18,6 +18,10 @@ pub struct Config {
     pub database: DatabaseConfig,
     /// Provisioning REST API.
     pub api: ApiSection,
+    /// Settings of `voxide admin` (url, user, password, ca_cert, insecure), read by the CLI;
+    /// accepted here so one file serves both.
+    #[serde(rename = "admin")]
+    pub admin_client: Option<toml::Table>,
 }
 
 impl Default for Config {
@@ -26,6 +30,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./voxide-data"),
             database: DatabaseConfig::default(),
             api: ApiSection::default(),
+            admin_client: None,
         }
     }
 }

@@ -88,10 +88,17 @@ async fn run_node(args: ConfigArgs) -> anyhow::Result<()> {
     match &bootstrap {
         provisioning::Bootstrap::AlreadyPresent => {}
         provisioning::Bootstrap::CreatedFromEnvironment => {
-            eprintln!("admin: created `admin` with the password from VOXIDE_ADMIN_PASSWORD");
+            eprintln!(
+                "admin: created `{}` with the password from VOXIDE_ADMIN_PASSWORD",
+                store::INITIAL_ADMIN_LOGIN
+            );
         }
         provisioning::Bootstrap::CreatedWithGeneratedPassword(path) => {
-            eprintln!("admin: created `admin`; its password is in {}", path.display());
+            eprintln!(
+                "admin: created `{}`; its password is in {}",
+                store::INITIAL_ADMIN_LOGIN,
+                path.display()
+            );
         }
     }
 
