@@ -1,1 +1,30 @@
-//! e2e-tests: whole-system tests with real SIP peers (SIPp, baresip).
+//! e2e-tests: helpers for whole-system tests with real SIP peers. A test starts the real
+//! `voxide` binary on free loopback ports with a temporary data directory ([`Node`]),
+//! provisions subscribers over the REST API ([`Provisioning`]) and drives the platform with
+//! SIPp scenarios from `crates/e2e-tests/sipp/` ([`Sipp`]).
+//!
+//! The tests themselves live in `crates/voxide/tests/`, where Cargo hands them the path of the
+//! built binary (`CARGO_BIN_EXE_voxide`).
+
+pub mod node;
+pub mod ports;
+pub mod provision;
+pub mod sipp;
+
+pub use node::{Node, NodePorts};
+pub use ports::{free_tcp_and_udp_port, free_udp_port};
+pub use provision::{Provisioning, Subscriber};
+pub use sipp::{Sipp, SippOutcome, SippProcess};
+
+/// The SIP domain the tests provision their subscribers in.
+pub const TEST_DOMAIN: &str = "voxide.test";
+
+/// Run `future` to completion on a fresh single-threaded runtime, so plain `#[test]`s can
+/// use the async REST client between blocking SIPp runs.
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime for the REST client")
+        .block_on(future)
+}

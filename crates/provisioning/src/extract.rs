@@ -317,8 +317,14 @@ mod tests {
     #[test]
     fn deserialisation_errors_name_the_field() {
         assert_eq!(field_of(json!({"count": 1})).as_deref(), Some("name"));
-        assert_eq!(field_of(json!({"name": "a", "count": 1, "extra": true})).as_deref(), Some("extra"));
-        assert_eq!(field_of(json!({"name": "a", "count": 300})).as_deref(), Some("count"));
+        assert_eq!(
+            field_of(json!({"name": "a", "count": 1, "extra": true})).as_deref(),
+            Some("extra")
+        );
+        assert_eq!(
+            field_of(json!({"name": "a", "count": 300})).as_deref(),
+            Some("count")
+        );
         assert_eq!(
             field_of(json!({"name": "a", "count": 1, "inner": {"cc": "1", "x": 1}})).as_deref(),
             Some("inner.x")
@@ -335,6 +341,9 @@ mod tests {
             let error = parse_json_document(body).expect_err("rejected");
             assert_eq!(error.status().as_u16(), 400, "{body:?}");
         }
-        assert_eq!(parse_json_document(b"{\"a\": 1}").expect("valid"), json!({"a": 1}));
+        assert_eq!(
+            parse_json_document(b"{\"a\": 1}").expect("valid"),
+            json!({"a": 1})
+        );
     }
 }

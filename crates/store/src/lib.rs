@@ -27,6 +27,8 @@
 //! for "REGISTER works right after provisioning"). Multi-row writes (a subscriber and its
 //! numbers, a set and its entries) run in one transaction, so readers never see half of one.
 
+pub mod acc;
+pub mod location;
 mod admin;
 mod callforward;
 mod credentials;
@@ -48,6 +50,8 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+pub use acc::{AccRecord, AccRepository, NewAccRecord};
+pub use location::{LocationKey, LocationRecord, LocationRepository};
 pub use admin::{Admin, AdminRepository, INITIAL_ADMIN_LOGIN, NewAdmin};
 pub use callforward::{
     CallForwardRepository, CallForwardType, CallForwards, CfMapping, CfMappings, CfSetFilter,

@@ -594,11 +594,12 @@ impl PreferenceRepository for Store {
         name: &str,
     ) -> StoreResult<Option<EffectivePreference>> {
         let definition = self.get_preference_definition(name).await?;
-        // One round trip for the three levels: the lowest rank that has a value wins.
+        // One round trip for the three levels: the lowest level_rank that has a value wins
+        // (`rank` would be a reserved word in MySQL 8).
         let found: Option<(String, String)> = on_pool!(self, pool => {
             sqlx::query_as(
                 "SELECT value, source FROM ( \
-                   SELECT v.value AS value, 'subscriber' AS source, 1 AS rank \
+                   SELECT v.value AS value, 'subscriber' AS source, 1 AS level_rank \
                      FROM subscriber_preferences v \
                      WHERE v.subscriber_id = ? AND v.preference_id = ? \
                    UNION ALL \
@@ -609,7 +610,7 @@ impl PreferenceRepository for Store {
                    SELECT v.value, 'domain', 3 FROM domain_preferences v \
                      JOIN subscribers s ON s.domain_id = v.domain_id \
                      WHERE s.id = ? AND v.preference_id = ? \
-                 ) levels ORDER BY rank LIMIT 1",
+                 ) levels ORDER BY level_rank LIMIT 1",
             )
             .bind(subscriber_id)
             .bind(definition.id)

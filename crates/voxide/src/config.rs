@@ -2,7 +2,7 @@
 //! stops start-up with a message naming the key (serde's `deny_unknown_fields` plus typed
 //! fields give "unknown field `x`, expected one of …" with the path).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -18,6 +18,10 @@ pub struct Config {
     pub database: DatabaseConfig,
     /// Provisioning REST API.
     pub api: ApiSection,
+    /// The edge SIP load-balancer (`voxide lb`).
+    pub lb: LbSection,
+    /// The SIP proxy and registrar (`voxide proxy`).
+    pub proxy: ProxySection,
     /// Settings of `voxide admin` (url, user, password, ca_cert, insecure), read by the CLI;
     /// accepted here so one file serves both.
     #[serde(rename = "admin")]
@@ -30,6 +34,8 @@ impl Default for Config {
             data_dir: PathBuf::from("./voxide-data"),
             database: DatabaseConfig::default(),
             api: ApiSection::default(),
+            lb: LbSection::default(),
+            proxy: ProxySection::default(),
             admin_client: None,
         }
     }
@@ -81,6 +87,110 @@ pub enum ApiTls {
     Plain,
 }
 
+/// Production port of the LB's internal UDP socket facing the proxy. Not 5060: the public
+/// UDP listener holds `0.0.0.0:5060` by default and the kernel refuses a second socket on the
+/// same port of 127.0.0.1.
+pub const DEFAULT_LB_INTERNAL_PORT: u16 = 5064;
+/// Production port of the proxy (the C5 default).
+pub const DEFAULT_PROXY_PORT: u16 = 5062;
+
+/// A listening address that an operator may switch off with `"off"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listen(pub Option<SocketAddr>);
+
+impl<'de> Deserialize<'de> for Listen {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        if text == "off" {
+            return Ok(Self(None));
+        }
+        text.parse::<SocketAddr>().map(|address| Self(Some(address))).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "`{text}` is neither an address like \"0.0.0.0:5060\" nor \"off\""
+            ))
+        })
+    }
+}
+
+/// `[lb]`: the only public SIP listener; forwards to the proxy over internal UDP.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LbSection {
+    /// Public UDP listener, or `"off"`.
+    pub udp_listen: Listen,
+    /// Public TCP listener, or `"off"`.
+    pub tcp_listen: Listen,
+    /// Public TLS listener, or `"off"`.
+    pub tls_listen: Listen,
+    /// `self-signed` (generated into the data dir on first start) or `files`.
+    pub tls: SipTls,
+    /// PEM certificate chain when `tls = "files"`.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key when `tls = "files"`.
+    pub tls_key: Option<PathBuf>,
+    /// Address written into Record-Route and Via towards phones when the listeners are bound to
+    /// an unspecified address (`0.0.0.0`); empty: the listener's own address.
+    pub public_address: Option<IpAddr>,
+    /// Internal UDP socket the LB talks to the proxy from.
+    pub internal_listen: SocketAddr,
+    /// The proxy the LB forwards requests to.
+    pub proxy: SocketAddr,
+}
+
+impl Default for LbSection {
+    fn default() -> Self {
+        Self {
+            udp_listen: Listen(Some(SocketAddr::from(([0, 0, 0, 0], 5060)))),
+            tcp_listen: Listen(Some(SocketAddr::from(([0, 0, 0, 0], 5060)))),
+            tls_listen: Listen(Some(SocketAddr::from(([0, 0, 0, 0], 5061)))),
+            tls: SipTls::SelfSigned,
+            tls_cert: None,
+            tls_key: None,
+            public_address: None,
+            internal_listen: SocketAddr::from((Ipv4Addr::LOCALHOST, DEFAULT_LB_INTERNAL_PORT)),
+            proxy: SocketAddr::from((Ipv4Addr::LOCALHOST, DEFAULT_PROXY_PORT)),
+        }
+    }
+}
+
+/// `lb.tls`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SipTls {
+    /// Generate a certificate on first start and keep it in the data dir.
+    SelfSigned,
+    /// Use `lb.tls_cert` and `lb.tls_key`.
+    Files,
+}
+
+/// `[proxy]`: registrar and router, reached by the LB over internal UDP.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxySection {
+    /// Internal UDP listener.
+    pub listen: SocketAddr,
+    /// Addresses of the LBs whose `X-Voxide-*` headers and Path the proxy believes.
+    pub trusted_lb: Vec<IpAddr>,
+    /// Shortest registration accepted; shorter ones get 423 Interval Too Brief (RFC 3261 §10.3).
+    pub min_expires: u32,
+    /// Longest registration granted; longer ones are cut down to this.
+    pub max_expires: u32,
+    /// Registration lifetime when the REGISTER names none.
+    pub default_expires: u32,
+}
+
+impl Default for ProxySection {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, DEFAULT_PROXY_PORT)),
+            trusted_lb: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
+            min_expires: 60,
+            max_expires: 43200,
+            default_expires: 3600,
+        }
+    }
+}
+
 impl Config {
     /// Read `path`, or the defaults when no file is given.
     pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
@@ -107,6 +217,42 @@ impl Config {
             if self.api.key.is_none() {
                 anyhow::bail!("api.key: required when api.tls = \"files\"");
             }
+        }
+        if self.lb.tls == SipTls::Files && self.lb.tls_listen.0.is_some() {
+            if self.lb.tls_cert.is_none() {
+                anyhow::bail!("lb.tls_cert: required when lb.tls = \"files\"");
+            }
+            if self.lb.tls_key.is_none() {
+                anyhow::bail!("lb.tls_key: required when lb.tls = \"files\"");
+            }
+        }
+        if self.lb.udp_listen.0.is_none()
+            && self.lb.tcp_listen.0.is_none()
+            && self.lb.tls_listen.0.is_none()
+        {
+            anyhow::bail!("lb.udp_listen: every public listener is \"off\"; keep at least one");
+        }
+        let proxy = &self.proxy;
+        if proxy.min_expires == 0 {
+            anyhow::bail!("proxy.min_expires: must be at least 1 second");
+        }
+        if proxy.max_expires < proxy.min_expires {
+            anyhow::bail!(
+                "proxy.max_expires: {} is below proxy.min_expires {}",
+                proxy.max_expires,
+                proxy.min_expires
+            );
+        }
+        if !(proxy.min_expires..=proxy.max_expires).contains(&proxy.default_expires) {
+            anyhow::bail!(
+                "proxy.default_expires: {} is outside proxy.min_expires..=proxy.max_expires ({}..={})",
+                proxy.default_expires,
+                proxy.min_expires,
+                proxy.max_expires
+            );
+        }
+        if proxy.trusted_lb.is_empty() {
+            anyhow::bail!("proxy.trusted_lb: empty; the proxy would refuse every LB");
         }
         Ok(())
     }
@@ -164,5 +310,66 @@ mod tests {
         assert!(text.contains("listen"), "{text}");
         let error = Config::parse("[api]\ntls = \"files\"\n").unwrap_err();
         assert!(format!("{error:#}").contains("api.cert"));
+    }
+
+    #[test]
+    fn sip_defaults_match_the_c5_ports() {
+        let config = Config::parse("").unwrap();
+        assert_eq!(config.lb.udp_listen.0.unwrap().port(), 5060);
+        assert_eq!(config.lb.tcp_listen.0.unwrap().port(), 5060);
+        assert_eq!(config.lb.tls_listen.0.unwrap().port(), 5061);
+        assert_eq!(config.lb.proxy, config.proxy.listen);
+        assert_eq!(config.proxy.listen.port(), 5062);
+        assert_eq!(config.proxy.trusted_lb, vec![config.lb.internal_listen.ip()]);
+        assert_eq!(
+            (config.proxy.min_expires, config.proxy.default_expires, config.proxy.max_expires),
+            (60, 3600, 43200)
+        );
+    }
+
+    #[test]
+    fn listeners_can_be_switched_off() {
+        let config = Config::parse("[lb]\ntcp_listen = \"off\"\ntls_listen = \"off\"\n").unwrap();
+        assert_eq!(config.lb.tcp_listen.0, None);
+        assert_eq!(config.lb.tls_listen.0, None);
+        assert!(config.lb.udp_listen.0.is_some());
+        let error = Config::parse("[lb]\nudp_listen = \"off\"\ntcp_listen = \"off\"\ntls_listen = \"off\"\n")
+            .unwrap_err();
+        assert!(format!("{error:#}").contains("lb.udp_listen"), "{error:#}");
+    }
+
+    #[test]
+    fn bad_sip_values_are_named() {
+        for (text, key) in [
+            ("[lb]\nudp_listen = \"5060\"\n", "udp_listen"),
+            ("[lb]\nprxy = \"127.0.0.1:5062\"\n", "prxy"),
+            ("[lb]\ntls = \"files\"\n", "lb.tls_cert"),
+            ("[lb]\npublic_address = \"example\"\n", "public_address"),
+            ("[proxy]\nlisten = \"127.0.0.1\"\n", "listen"),
+            ("[proxy]\nmin_expires = -1\n", "min_expires"),
+            ("[proxy]\nmin_expires = 0\n", "proxy.min_expires"),
+            ("[proxy]\nmax_expires = 30\n", "proxy.max_expires"),
+            ("[proxy]\ndefault_expires = 50000\n", "proxy.default_expires"),
+            ("[proxy]\ntrusted_lb = [\"lb.internal\"]\n", "trusted_lb"),
+            ("[proxy]\ntrusted_lb = []\n", "proxy.trusted_lb"),
+            ("[proxy]\nregistrar = 1\n", "registrar"),
+        ] {
+            let error = Config::parse(text).unwrap_err();
+            let message = format!("{error:#}");
+            assert!(message.contains(key), "{text:?} gave {message}");
+        }
+    }
+
+    #[test]
+    fn a_split_setup_parses() {
+        let config = Config::parse(
+            "[lb]\nudp_listen = \"192.0.2.10:5060\"\ninternal_listen = \"10.0.0.1:5060\"\n\
+             proxy = \"10.0.0.2:5062\"\npublic_address = \"192.0.2.10\"\n\
+             [proxy]\nlisten = \"10.0.0.2:5062\"\ntrusted_lb = [\"10.0.0.1\", \"10.0.0.3\"]\n",
+        )
+        .unwrap();
+        assert_eq!(config.lb.proxy, config.proxy.listen);
+        assert_eq!(config.proxy.trusted_lb.len(), 2);
+        assert_eq!(config.lb.public_address, Some("192.0.2.10".parse().unwrap()));
     }
 }

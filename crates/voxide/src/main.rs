@@ -24,6 +24,10 @@ enum Command {
     Up(ConfigArgs),
     /// Run the provisioning REST API alone.
     Provisioning(ConfigArgs),
+    /// Run the edge SIP load-balancer alone (`[lb]`).
+    Lb(ConfigArgs),
+    /// Run the SIP proxy and registrar alone (`[proxy]`, `[database]`).
+    Proxy(ConfigArgs),
     /// Operator commands against the provisioning API.
     Admin(admin_cli::AdminArgs),
 }
@@ -50,15 +54,39 @@ fn main() -> ExitCode {
             let mut stderr = std::io::stderr();
             admin_cli::main_with(args, &mut stdout, &mut stderr).await
         }),
-        Command::Up(args) | Command::Provisioning(args) => {
-            init_logging();
-            match runtime.block_on(run_node(args)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(error) => {
-                    eprintln!("error: {error:#}");
-                    ExitCode::FAILURE
-                }
-            }
+        Command::Up(args) => run(&runtime, args, Components::ALL),
+        Command::Provisioning(args) => run(&runtime, args, Components::API),
+        Command::Lb(args) => run(&runtime, args, Components::LB),
+        Command::Proxy(args) => run(&runtime, args, Components::PROXY),
+    }
+}
+
+/// Which components one process runs.
+#[derive(Debug, Clone, Copy)]
+struct Components {
+    api: bool,
+    lb: bool,
+    proxy: bool,
+}
+
+impl Components {
+    const ALL: Self = Self { api: true, lb: true, proxy: true };
+    const API: Self = Self { api: true, lb: false, proxy: false };
+    const LB: Self = Self { api: false, lb: true, proxy: false };
+    const PROXY: Self = Self { api: false, lb: false, proxy: true };
+
+    fn needs_store(self) -> bool {
+        self.api || self.proxy
+    }
+}
+
+fn run(runtime: &tokio::runtime::Runtime, args: ConfigArgs, components: Components) -> ExitCode {
+    init_logging();
+    match runtime.block_on(run_node(args, components)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
         }
     }
 }
@@ -69,17 +97,44 @@ fn init_logging() {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
-/// Start the components this node runs and wait for SIGINT/SIGTERM.
-async fn run_node(args: ConfigArgs) -> anyhow::Result<()> {
+/// Start the components this node runs, print what listens where, and wait for SIGINT/SIGTERM.
+async fn run_node(args: ConfigArgs, components: Components) -> anyhow::Result<()> {
     let config = Config::load(args.config.as_deref())?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("data_dir: creating {}", config.data_dir.display()))?;
     let database_url = config.database_url();
-    let store = store::Store::connect(&database_url)
-        .await
-        .with_context(|| format!("database.url: connecting to {database_url}"))?;
+    let store = if components.needs_store() {
+        let store = store::Store::connect(&database_url)
+            .await
+            .with_context(|| format!("database.url: connecting to {database_url}"))?;
+        eprintln!("database:     {database_url}");
+        Some(store)
+    } else {
+        None
+    };
+
+    let mut api = None;
+    if let (true, Some(store)) = (components.api, &store) {
+        api = Some(start_api(&config, store).await?);
+    }
+
+    eprintln!("ready");
+    shutdown_signal().await;
+    eprintln!("shutting down");
+    if let Some(api) = api {
+        api.shutdown();
+        api.wait().await.context("provisioning API")?;
+    }
+    if let Some(store) = store {
+        store.close().await;
+    }
+    Ok(())
+}
+
+/// Create the first administrator when there is none, then serve the REST API.
+async fn start_api(config: &Config, store: &store::Store) -> anyhow::Result<provisioning::ApiServer> {
     let bootstrap = provisioning::bootstrap_admin(
-        &store,
+        store,
         &config.data_dir,
         std::env::var(provisioning::ADMIN_PASSWORD_ENV).ok(),
     )
@@ -101,21 +156,13 @@ async fn run_node(args: ConfigArgs) -> anyhow::Result<()> {
             );
         }
     }
-
     let api_config = config.api_config();
     let scheme = if matches!(api_config.tls, provisioning::TlsMode::Plain) { "http" } else { "https" };
     let api = provisioning::bind(api_config, store.clone())
         .await
         .context("api.listen: starting the provisioning API")?;
-    eprintln!("database:     {database_url}");
     eprintln!("provisioning: {scheme}://{}/api/", api.local_addr());
-
-    shutdown_signal().await;
-    eprintln!("shutting down");
-    api.shutdown();
-    api.wait().await.context("provisioning API")?;
-    store.close().await;
-    Ok(())
+    Ok(api)
 }
 
 async fn shutdown_signal() {

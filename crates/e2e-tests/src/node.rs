@@ -1,0 +1,227 @@
+//! A real `voxide` process on free ports with its own data directory.
+
+use std::fs::File;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+
+use crate::ports::{free_tcp_and_udp_port, free_udp_port};
+
+/// How long a node may take to print `ready`.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a node may take to exit after SIGTERM.
+const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The ports one node listens on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodePorts {
+    /// Address the LB's public listeners bind to (127.0.0.1 unless a test needs another).
+    pub public_ip: IpAddr,
+    /// Provisioning API (plain HTTP on 127.0.0.1).
+    pub api: u16,
+    /// Public SIP, UDP and TCP.
+    pub sip: u16,
+    /// Public SIP over TLS.
+    pub sip_tls: u16,
+    /// LB's internal UDP socket.
+    pub lb_internal: u16,
+    /// Proxy's UDP socket.
+    pub proxy: u16,
+}
+
+impl NodePorts {
+    /// Free ports on 127.0.0.1.
+    pub fn free() -> anyhow::Result<Self> {
+        Ok(Self {
+            public_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            api: free_tcp_and_udp_port()?,
+            sip: free_tcp_and_udp_port()?,
+            sip_tls: free_tcp_and_udp_port()?,
+            lb_internal: free_udp_port()?,
+            proxy: free_udp_port()?,
+        })
+    }
+}
+
+/// A running (or stopped) `voxide up` with its temporary directory. Dropping it kills the
+/// process and removes the directory.
+#[derive(Debug)]
+pub struct Node {
+    binary: PathBuf,
+    directory: tempfile::TempDir,
+    /// The ports in the node's configuration.
+    pub ports: NodePorts,
+    /// The first administrator's password (passed as `VOXIDE_ADMIN_PASSWORD`).
+    pub admin_password: String,
+    child: Option<Child>,
+    runs: u32,
+}
+
+impl Node {
+    /// Write a configuration on free loopback ports and start `binary up`.
+    pub fn start(binary: impl Into<PathBuf>) -> anyhow::Result<Self> {
+        Self::start_with_ports(binary, NodePorts::free()?)
+    }
+
+    /// Start with the given ports.
+    pub fn start_with_ports(binary: impl Into<PathBuf>, ports: NodePorts) -> anyhow::Result<Self> {
+        let directory = tempfile::Builder::new().prefix("voxide-e2e-").tempdir()?;
+        let mut node = Self {
+            binary: binary.into(),
+            directory,
+            ports,
+            admin_password: "e2e-admin-secret".to_owned(),
+            child: None,
+            runs: 0,
+        };
+        std::fs::write(node.config_path(), node.config_text())?;
+        node.spawn()?;
+        Ok(node)
+    }
+
+    /// The configuration file the node runs with.
+    pub fn config_path(&self) -> PathBuf {
+        self.directory.path().join("voxide.toml")
+    }
+
+    /// The temporary directory (config, data dir, logs).
+    pub fn directory(&self) -> &Path {
+        self.directory.path()
+    }
+
+    fn config_text(&self) -> String {
+        let ports = &self.ports;
+        let ip = ports.public_ip;
+        format!(
+            "data_dir = \"{data}\"\n\
+             \n[api]\nlisten = \"127.0.0.1:{api}\"\ntls = \"plain\"\n\
+             \n[lb]\nudp_listen = \"{ip}:{sip}\"\ntcp_listen = \"{ip}:{sip}\"\n\
+             tls_listen = \"{ip}:{tls}\"\ninternal_listen = \"127.0.0.1:{internal}\"\n\
+             proxy = \"127.0.0.1:{proxy}\"\n\
+             \n[proxy]\nlisten = \"127.0.0.1:{proxy}\"\ntrusted_lb = [\"127.0.0.1\"]\n",
+            data = self.directory.path().join("data").display(),
+            api = ports.api,
+            sip = ports.sip,
+            tls = ports.sip_tls,
+            internal = ports.lb_internal,
+            proxy = ports.proxy,
+        )
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.directory.path().join(format!("voxide-{}.log", self.runs))
+    }
+
+    /// Start the process and wait until it prints `ready`.
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        self.runs += 1;
+        let log = File::create(self.log_path())?;
+        let child = Command::new(&self.binary)
+            .arg("up")
+            .arg("--config")
+            .arg(self.config_path())
+            .env("VOXIDE_ADMIN_PASSWORD", &self.admin_password)
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", self.binary.display()))?;
+        self.child = Some(child);
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if self.log().lines().any(|line| line == "ready") {
+                return Ok(());
+            }
+            if let Some(status) = self.child.as_mut().and_then(|child| child.try_wait().ok().flatten())
+            {
+                self.child = None;
+                bail!("voxide exited during start-up ({status}):\n{}", self.log());
+            }
+            if Instant::now() > deadline {
+                bail!("voxide did not print `ready` within {START_TIMEOUT:?}:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// What the current run wrote to stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Kill the process with SIGKILL (no chance to flush or say goodbye) and reap it.
+    pub fn kill_hard(&mut self) -> anyhow::Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.kill()?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+
+    /// Send SIGTERM and wait for the exit status.
+    pub fn terminate(&mut self) -> anyhow::Result<ExitStatus> {
+        let Some(mut child) = self.child.take() else {
+            bail!("the node is not running");
+        };
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()?;
+        if !status.success() {
+            bail!("kill -TERM {} failed: {status}", child.id());
+        }
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                child.kill()?;
+                child.wait()?;
+                bail!("voxide ignored SIGTERM for {STOP_TIMEOUT:?}:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Start the process again with the same configuration and data directory.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        if self.child.is_some() {
+            bail!("the node is still running");
+        }
+        self.spawn()
+    }
+
+    /// The LB's public UDP/TCP address.
+    pub fn sip_address(&self) -> SocketAddr {
+        SocketAddr::new(self.ports.public_ip, self.ports.sip)
+    }
+
+    /// A REST client logged in as the first administrator.
+    pub fn provisioning(&self) -> anyhow::Result<crate::Provisioning> {
+        crate::Provisioning::new(&self.api_url(), store_admin_login(), &self.admin_password)
+    }
+
+    /// Base URL of the provisioning API, e.g. `http://127.0.0.1:4711`.
+    pub fn api_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.ports.api)
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The login `voxide up` gives the first administrator.
+fn store_admin_login() -> &'static str {
+    "administrator"
+}

@@ -1,0 +1,875 @@
+//! The sans-IO core of the load-balancer: one received message in, one [`Action`] out.
+//!
+//! [`Forwarder::handle`] decides what happens to a parsed and validated message (as
+//! `sip-net` delivers it, top Via already stamped with `received`/`rport`) and rewrites it:
+//! sanity answers, loop and relay refusal, Via/Record-Route/Path insertion, NAT aliases and
+//! the internal `X-Voxide-Source` header. It keeps no state between calls: every decision is
+//! a function of the message, where it came from and the configuration, which is what a
+//! stateless proxy must be (RFC 3261 §16.11).
+
+use std::collections::HashSet;
+use std::fmt::Write as _;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::net::{IpAddr, SocketAddr};
+
+use bytes::Bytes;
+use sip_message::{Contact, HeaderName, Host, Message, MessageBuilder, Method, Uri, Via};
+use sip_net::TransportProtocol;
+
+/// Prefix of every branch this LB writes: the RFC 3261 magic cookie, then `vx` so our own
+/// Vias are recognised cheaply before their sent-by is compared.
+const BRANCH_PREFIX: &str = "z9hG4bKvx";
+
+/// Via parameter carrying the connection a response must go back on.
+const FLOW_TOKEN_PARAMETER: &[u8] = b"vxf";
+
+/// Contact/Request-URI parameter carrying a NATed phone's real address (`IP~PORT~PROTO`,
+/// the encoding of Kamailio's `add_contact_alias`).
+const ALIAS_PARAMETER: &[u8] = b"alias";
+
+/// Header prefix reserved for LB → proxy information; clients may not send it.
+const INTERNAL_HEADER_PREFIX: &[u8] = b"x-voxide-";
+
+/// The header naming the real source of a phone's request.
+pub const SOURCE_HEADER: &str = "X-Voxide-Source";
+
+/// Max-Forwards put on requests that carry none (RFC 3261 §8.1.1.6, §16.6 step 3).
+const DEFAULT_MAX_FORWARDS: &[u8] = b"70";
+
+/// A public listener: what it is bound to and the address written into Via and
+/// Record-Route for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PublicInterface {
+    pub transport: TransportProtocol,
+    /// Bound address (may be a wildcard IP).
+    pub bound: SocketAddr,
+    /// Address phones reach it at.
+    pub advertised: SocketAddr,
+}
+
+/// What the forwarding core needs to know; see [`crate::LbConfig`] for the user-facing form.
+#[derive(Debug, Clone)]
+pub struct ForwarderConfig {
+    pub public: Vec<PublicInterface>,
+    /// The internal UDP socket: bound address, also written into Via, Path and Record-Route
+    /// towards the proxy.
+    pub internal: SocketAddr,
+    /// Where requests from phones go.
+    pub proxy: SocketAddr,
+    /// Sources on the internal side whose requests are forwarded to phones and whose
+    /// responses are trusted (the proxy's IP addresses).
+    pub trusted_proxies: Vec<IpAddr>,
+    /// Domains served (lower case); out-of-dialog requests for any other are refused.
+    pub domains: HashSet<String>,
+}
+
+/// How a message arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Inbound {
+    pub transport: TransportProtocol,
+    /// The local socket (for UDP its bound address, for streams the connection's local end).
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    /// The TCP/TLS connection id, for streams.
+    pub connection: Option<u64>,
+}
+
+/// Where a forwarded message goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// Over the internal UDP socket to this address (the proxy).
+    Internal(SocketAddr),
+    /// Out of a public listener to a phone or peer. `connection` names the TCP/TLS
+    /// connection to reuse when known (from a flow token).
+    Public {
+        transport: TransportProtocol,
+        remote: SocketAddr,
+        connection: Option<u64>,
+    },
+}
+
+/// Why a message was dropped without an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// A response whose top Via is not ours (RFC 3261 §18.1.2).
+    ResponseNotForUs,
+    /// A response with no Via below ours, or one that does not lead to a trusted proxy.
+    ResponseWithoutNextHop,
+    /// An ACK that would have been refused: ACKs are never answered (RFC 3261 §17.2.1).
+    AckRefused(u16),
+    /// A message on the internal socket from an address that is not a trusted proxy.
+    UntrustedInternalSource,
+}
+
+/// The decision for one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Send the rewritten message.
+    Forward { message: Bytes, target: Target },
+    /// Send this response back the way the request came.
+    Reply { response: Bytes, status: u16 },
+    /// Do nothing.
+    Drop(DropReason),
+}
+
+/// A refusal: status code and reason phrase.
+type Refusal = (u16, String);
+
+/// The stateless forwarding core. Cheap to share; every call is independent.
+#[derive(Debug, Clone)]
+pub struct Forwarder {
+    config: ForwarderConfig,
+}
+
+impl Forwarder {
+    pub fn new(mut config: ForwarderConfig) -> Forwarder {
+        config.domains = config
+            .domains
+            .iter()
+            .map(|domain| domain.to_ascii_lowercase())
+            .collect();
+        Forwarder { config }
+    }
+
+    pub fn config(&self) -> &ForwarderConfig {
+        &self.config
+    }
+
+    /// Replaces the served domains (e.g. after provisioning changed).
+    pub fn set_domains(&mut self, domains: impl IntoIterator<Item = String>) {
+        self.config.domains = domains
+            .into_iter()
+            .map(|domain| domain.to_ascii_lowercase())
+            .collect();
+    }
+
+    /// Decides and rewrites. `message` must have passed `Message::validate` and carry the
+    /// received/rport stamp of its transport (both done by `sip-net`, or by [`receive`]).
+    pub fn handle(&self, message: Message, inbound: &Inbound) -> Action {
+        let from_internal = inbound.local == self.config.internal;
+        if from_internal && !self.is_trusted_proxy(inbound.remote.ip()) {
+            if message.is_request() && message.method() != Some(&Method::Ack) {
+                return reply(&message, 403, "Forbidden - not a trusted proxy".to_owned());
+            }
+            return Action::Drop(DropReason::UntrustedInternalSource);
+        }
+        let result = match (message.is_request(), from_internal) {
+            (true, false) => self.request_from_phone(message, inbound),
+            (true, true) => self.request_from_proxy(message),
+            (false, false) => return self.response_from_phone(message, inbound),
+            (false, true) => return self.response_from_proxy(message),
+        };
+        match result {
+            Ok(action) => action,
+            Err((message, (status, reason))) => {
+                if message.method() == Some(&Method::Ack) {
+                    Action::Drop(DropReason::AckRefused(status))
+                } else {
+                    reply(&message, status, reason)
+                }
+            }
+        }
+    }
+
+    fn is_trusted_proxy(&self, address: IpAddr) -> bool {
+        let address = address.to_canonical();
+        address == self.config.proxy.ip().to_canonical()
+            || self.config.trusted_proxies.contains(&address)
+    }
+
+    fn public_interface(&self, transport: TransportProtocol) -> Option<&PublicInterface> {
+        self.config
+            .public
+            .iter()
+            .find(|interface| interface.transport == transport)
+    }
+
+    /// Whether `host:port` names one of our sockets (as written into Via or Route).
+    fn is_our_address(&self, host: &Host<'_>, port: Option<u16>, default_port: u16) -> bool {
+        let Some(ip) = host.ip().map(|ip| ip.to_canonical()) else {
+            return false;
+        };
+        let port = port.unwrap_or(default_port);
+        let matches = |address: SocketAddr| address.ip().to_canonical() == ip && address.port() == port;
+        matches(self.config.internal)
+            || self
+                .config
+                .public
+                .iter()
+                .any(|interface| matches(interface.advertised))
+    }
+
+    fn is_our_via(&self, via: &Via<'_>) -> bool {
+        via.branch()
+            .is_some_and(|branch| branch.starts_with(BRANCH_PREFIX.as_bytes()))
+            && self.is_our_address(&via.host, via.port, default_port_for_via(via.transport))
+    }
+
+    fn is_our_uri(&self, uri: &Uri<'_>) -> bool {
+        let default_port = if matches!(uri.scheme, sip_message::Scheme::Sips) {
+            5061
+        } else {
+            5060
+        };
+        uri.is_sip() && self.is_our_address(&uri.host, uri.port, default_port)
+    }
+
+    /// Whether the Request-URI names a domain (or one of our addresses) we serve.
+    fn serves(&self, uri: &Uri<'_>) -> bool {
+        if !uri.is_sip() {
+            // tel: and other schemes carry no domain; the proxy authenticates the caller.
+            return true;
+        }
+        if let Some(ip) = uri.host.ip() {
+            let ip = ip.to_canonical();
+            if self.config.internal.ip().to_canonical() == ip
+                || self
+                    .config
+                    .public
+                    .iter()
+                    .any(|interface| interface.advertised.ip().to_canonical() == ip)
+            {
+                return true;
+            }
+        }
+        let host = uri.host.as_bytes();
+        std::str::from_utf8(host).is_ok_and(|host| {
+            self.config.domains.contains(host)
+                || self.config.domains.contains(&host.to_ascii_lowercase())
+        })
+    }
+
+    // ----- requests -----
+
+    /// Checks every request gets whichever side it comes from: URI scheme (416), loops (482),
+    /// Max-Forwards (483, else decremented or set). Returns the loop hash for our branch.
+    fn sanity(&self, message: &mut Message) -> Result<u64, Refusal> {
+        if let Err(error) = message.check_request_uri_scheme() {
+            return Err((error.status_code(), error.reason_phrase()));
+        }
+        let loop_hash = loop_hash(message);
+        let loop_suffix = format!("{loop_hash:016x}");
+        let looped = message.vias().filter_map(Result::ok).any(|via| {
+            self.is_our_via(&via)
+                && via
+                    .branch()
+                    .and_then(|branch| branch.rsplit(|&b| b == b'.').next())
+                    .is_some_and(|suffix| suffix == loop_suffix.as_bytes())
+        });
+        if looped {
+            return Err((482, "Loop Detected".to_owned()));
+        }
+        match message.max_forwards() {
+            Ok(Some(0)) => return Err((483, "Too Many Hops".to_owned())),
+            Ok(Some(hops)) => message.replace_header(HeaderName::MaxForwards, (hops - 1).to_string()),
+            Ok(None) => message.add_header(
+                HeaderName::MaxForwards,
+                Bytes::from_static(DEFAULT_MAX_FORWARDS),
+            ),
+            Err(error) => return Err((error.status_code(), error.reason_phrase())),
+        }
+        Ok(loop_hash)
+    }
+
+    fn request_from_phone(
+        &self,
+        mut message: Message,
+        inbound: &Inbound,
+    ) -> Result<Action, (Message, Refusal)> {
+        let loop_hash = match self.sanity(&mut message) {
+            Ok(hash) => hash,
+            Err(refusal) => return Err((message, refusal)),
+        };
+        strip_internal_headers(&mut message);
+        let popped = self.pop_our_routes(&mut message);
+        let has_to_tag = message.to().ok().and_then(|to| to.tag()).is_some();
+        let in_dialog = has_to_tag || !popped.is_empty();
+        let served = message
+            .request_uri()
+            .and_then(Result::ok)
+            .is_some_and(|uri| self.serves(&uri));
+        if !in_dialog && !served {
+            return Err((message, (403, "Forbidden - relaying denied".to_owned())));
+        }
+        let method = message.method().cloned().unwrap_or(Method::Options);
+        let behind_nat = is_behind_nat(&message, inbound);
+        if method == Method::Register {
+            message.add_header_before(HeaderName::Path, self.path_value(inbound));
+        } else if is_target_refresh(&method) {
+            rewrite_contacts(&mut message, behind_nat.then_some(inbound));
+        }
+        if !has_to_tag && is_dialog_forming(&method) {
+            self.record_route(&mut message, inbound.transport, Side::Public);
+        }
+        message.add_header(
+            HeaderName::from_static(SOURCE_HEADER),
+            format!(
+                "{} {}",
+                transport_name(inbound.transport),
+                inbound.remote
+            ),
+        );
+        let branch = self.branch(&message, loop_hash);
+        let mut via = format!("SIP/2.0/UDP {};branch={branch}", self.config.internal);
+        if let Some(connection) = inbound.connection {
+            let _ = write!(via, ";vxf={connection}");
+        }
+        message.push_via(via);
+        Ok(Action::Forward {
+            message: message.to_bytes(),
+            target: Target::Internal(self.config.proxy),
+        })
+    }
+
+    fn request_from_proxy(&self, mut message: Message) -> Result<Action, (Message, Refusal)> {
+        let loop_hash = match self.sanity(&mut message) {
+            Ok(hash) => hash,
+            Err(refusal) => return Err((message, refusal)),
+        };
+        strip_internal_headers(&mut message);
+        let popped = self.pop_our_routes(&mut message);
+        let method = message.method().cloned().unwrap_or(Method::Options);
+        let has_to_tag = message.to().ok().and_then(|to| to.tag()).is_some();
+        let next_hop = match self.next_hop_to_phone(&mut message, &popped) {
+            Ok(next_hop) => next_hop,
+            Err(refusal) => return Err((message, refusal)),
+        };
+        let (transport, remote, connection) = next_hop;
+        let Some(interface) = self.public_interface(transport).copied() else {
+            return Err((
+                message,
+                (
+                    503,
+                    format!("Service Unavailable - no {transport} listener"),
+                ),
+            ));
+        };
+        if !has_to_tag && is_dialog_forming(&method) {
+            self.record_route(&mut message, transport, Side::Internal);
+        }
+        let branch = self.branch(&message, loop_hash);
+        message.push_via(format!(
+            "SIP/2.0/{} {};branch={branch};rport",
+            transport.via_token(),
+            interface.advertised
+        ));
+        Ok(Action::Forward {
+            message: message.to_bytes(),
+            target: Target::Public {
+                transport,
+                remote,
+                connection,
+            },
+        })
+    }
+
+    /// Pops the top Route while it names us (at most our two Record-Route entries, RFC 3261
+    /// §16.4) and returns the popped URIs, e.g. a Path URI with its `received` parameter.
+    fn pop_our_routes(&self, message: &mut Message) -> Vec<Bytes> {
+        let mut popped = Vec::new();
+        for _ in 0..2 {
+            let top = match message.routes().next() {
+                Some(Ok(route)) if self.is_our_uri(&route.uri) => {
+                    Bytes::copy_from_slice(route.uri.raw)
+                }
+                _ => break,
+            };
+            message.remove_first_value(&HeaderName::Route);
+            popped.push(top);
+        }
+        popped
+    }
+
+    /// Where a request from the proxy goes: the `received` address of a Path URI we wrote,
+    /// else the next Route, else the Request-URI's `alias`, else the Request-URI itself. Our
+    /// `alias` never leaves towards a phone: it is removed from the Request-URI.
+    fn next_hop_to_phone(
+        &self,
+        message: &mut Message,
+        popped: &[Bytes],
+    ) -> Result<(TransportProtocol, SocketAddr, Option<u64>), Refusal> {
+        let uri_bytes = Bytes::copy_from_slice(message.request_uri_bytes().unwrap_or_default());
+        let uri = Uri::parse(&uri_bytes)
+            .map_err(|error| (error.status_code(), error.reason_phrase()))?;
+        let alias = uri.param(ALIAS_PARAMETER);
+        if alias.is_some() {
+            message.set_request_uri(remove_uri_parameter(&uri_bytes, ALIAS_PARAMETER));
+        }
+        for route in popped {
+            let Ok(route) = Uri::parse(route) else {
+                continue;
+            };
+            let connection = route
+                .param(FLOW_TOKEN_PARAMETER)
+                .flatten()
+                .and_then(|token| std::str::from_utf8(token).ok()?.parse().ok());
+            if let Some(Some(received)) = route.param(b"received") {
+                let received: Vec<u8> = sip_message::Unescaped::new(received).collect();
+                let (transport, remote) = Uri::parse(&received)
+                    .ok()
+                    .and_then(|uri| uri_address(&uri))
+                    .ok_or((400, "Bad Request - malformed Path received".to_owned()))?;
+                return Ok((transport, remote, connection));
+            }
+        }
+        if let Some(route) = message.routes().next() {
+            let route = route.map_err(|error| (error.status_code(), error.reason_phrase()))?;
+            let (transport, remote) = uri_address(&route.uri).ok_or((
+                502,
+                "Bad Gateway - next hop is not an IP address".to_owned(),
+            ))?;
+            return Ok((transport, remote, None));
+        }
+        if let Some(alias) = alias {
+            let (transport, remote) = alias
+                .and_then(parse_alias)
+                .ok_or((400, "Bad Request - malformed alias parameter".to_owned()))?;
+            return Ok((transport, remote, None));
+        }
+        let (transport, remote) = uri_address(&uri).ok_or((
+            502,
+            "Bad Gateway - Request-URI host is not an IP address".to_owned(),
+        ))?;
+        Ok((transport, remote, None))
+    }
+
+    /// `Path` for a REGISTER (RFC 3327 §5.1): our internal URI, with the phone's real
+    /// address and connection so the proxy's requests to this binding come back to us and
+    /// leave on the right flow.
+    fn path_value(&self, inbound: &Inbound) -> String {
+        let mut path = format!(
+            "<sip:{};lr;received=sip:{}%3Btransport%3D{}",
+            self.config.internal,
+            inbound.remote,
+            transport_name(inbound.transport)
+        );
+        if let Some(connection) = inbound.connection {
+            let _ = write!(path, ";vxf={connection}");
+        }
+        path.push('>');
+        path
+    }
+
+    /// Record-Route (RFC 3261 §16.6 step 4), two entries because the request changes
+    /// interface (RFC 5658): the one facing the next hop on top.
+    fn record_route(&self, message: &mut Message, public: TransportProtocol, came_from: Side) {
+        let Some(interface) = self.public_interface(public) else {
+            return;
+        };
+        let public_entry = format!(
+            "<sip:{};transport={};lr;r2=on>",
+            interface.advertised,
+            transport_name(public)
+        );
+        let internal_entry = format!("<sip:{};lr;r2=on>", self.config.internal);
+        let (lower, upper) = match came_from {
+            Side::Public => (public_entry, internal_entry),
+            Side::Internal => (internal_entry, public_entry),
+        };
+        message.add_header_before(HeaderName::RecordRoute, lower);
+        message.add_header_before(HeaderName::RecordRoute, upper);
+    }
+
+    /// Our branch (RFC 3261 §16.11): a hash of the incoming top Via's branch and sent-by, so
+    /// a retransmission (and the ACK/CANCEL of the same INVITE) gets the same branch, then the
+    /// loop hash (§16.6 step 8) so a request that comes back unchanged is recognised.
+    fn branch(&self, message: &Message, loop_hash: u64) -> String {
+        let mut hasher = DefaultHasher::new();
+        match message.top_via() {
+            Ok(via) if via.has_rfc3261_branch() => {
+                via.branch().hash(&mut hasher);
+                via.host.as_bytes().hash(&mut hasher);
+                via.port.hash(&mut hasher);
+            }
+            // RFC 2543 peer: no unique branch, so use the fields that identify its transaction.
+            via => {
+                via.map(|via| via.raw).unwrap_or_default().hash(&mut hasher);
+                message.call_id().unwrap_or_default().hash(&mut hasher);
+                message.cseq().map(|cseq| cseq.number).unwrap_or_default().hash(&mut hasher);
+                message.from().ok().and_then(|from| from.tag()).hash(&mut hasher);
+            }
+        }
+        format!("{BRANCH_PREFIX}{:016x}.{loop_hash:016x}", hasher.finish())
+    }
+
+    // ----- responses -----
+
+    fn response_from_phone(&self, mut message: Message, inbound: &Inbound) -> Action {
+        let flow_is_ours = match message.top_via() {
+            Ok(via) => self.is_our_via(&via),
+            Err(_) => false,
+        };
+        if !flow_is_ours {
+            return Action::Drop(DropReason::ResponseNotForUs);
+        }
+        message.pop_via();
+        let next = match message.top_via() {
+            Ok(via) => via_response_address(&via),
+            Err(_) => None,
+        };
+        let Some((_, address)) = next.filter(|(_, address)| self.is_trusted_proxy(address.ip()))
+        else {
+            return Action::Drop(DropReason::ResponseWithoutNextHop);
+        };
+        strip_internal_headers(&mut message);
+        let dialog_forming = message
+            .cseq()
+            .is_ok_and(|cseq| is_target_refresh(&cseq.method));
+        let status = message.status().unwrap_or_default();
+        if dialog_forming && (101..300).contains(&status) {
+            let behind_nat = is_behind_nat(&message, inbound);
+            rewrite_contacts(&mut message, behind_nat.then_some(inbound));
+        }
+        Action::Forward {
+            message: message.to_bytes(),
+            target: Target::Internal(address),
+        }
+    }
+
+    fn response_from_proxy(&self, mut message: Message) -> Action {
+        let connection = match message.top_via() {
+            Ok(via) if self.is_our_via(&via) => via
+                .param(FLOW_TOKEN_PARAMETER)
+                .flatten()
+                .and_then(|token| std::str::from_utf8(token).ok()?.parse::<u64>().ok()),
+            _ => return Action::Drop(DropReason::ResponseNotForUs),
+        };
+        message.pop_via();
+        let next = match message.top_via() {
+            Ok(via) => via_response_address(&via),
+            Err(_) => None,
+        };
+        let Some((transport, remote)) = next else {
+            return Action::Drop(DropReason::ResponseWithoutNextHop);
+        };
+        strip_internal_headers(&mut message);
+        Action::Forward {
+            message: message.to_bytes(),
+            target: Target::Public {
+                transport,
+                remote,
+                connection: connection.filter(|_| transport.is_stream()),
+            },
+        }
+    }
+}
+
+/// Which side a request came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Public,
+    Internal,
+}
+
+/// Parses and validates a datagram and stamps `received`/`rport` on a request's top Via,
+/// as the `sip-net` transports do before handing a message over: the whole receive path
+/// without sockets, for tests and benchmarks.
+pub fn receive(bytes: Bytes, source: SocketAddr) -> Result<Message, sip_message::ParseError> {
+    let mut message = Message::parse(bytes)?;
+    message.validate()?;
+    if message.is_request() {
+        let stamped = {
+            let via = message.top_via()?;
+            let rport = via.rport().is_some();
+            let differs = via.host.ip().map(|ip| ip.to_canonical()) != Some(source.ip().to_canonical());
+            (rport || differs).then(|| {
+                let mut value = String::from_utf8_lossy(via.raw).into_owned();
+                value = remove_param_text(&value, "received");
+                value = remove_param_text(&value, "rport");
+                let _ = write!(value, ";received={}", source.ip().to_canonical());
+                if rport {
+                    let _ = write!(value, ";rport={}", source.port());
+                }
+                value
+            })
+        };
+        if let Some(value) = stamped {
+            message.pop_via();
+            message.push_via(value);
+        }
+    }
+    Ok(message)
+}
+
+fn remove_param_text(via: &str, name: &str) -> String {
+    String::from_utf8_lossy(&remove_uri_parameter(via.as_bytes(), name.as_bytes())).into_owned()
+}
+
+/// A stateless response to `request` (RFC 3261 §16.11 lets a stateless element answer).
+fn reply(request: &Message, status: u16, reason: String) -> Action {
+    let mut hasher = DefaultHasher::new();
+    request.call_id().unwrap_or_default().hash(&mut hasher);
+    request.from().ok().and_then(|from| from.tag()).hash(&mut hasher);
+    let response = MessageBuilder::response_to(request, status, reason)
+        .to_tag(format!("vx{:08x}", hasher.finish() as u32))
+        .build();
+    Action::Reply {
+        response: response.to_bytes(),
+        status,
+    }
+}
+
+/// RFC 3261 §16.6 step 8 (loop detection hash): the fields a proxy's forwarding decision
+/// depends on. A request that comes back with the same values went round a loop.
+fn loop_hash(message: &Message) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    message.request_uri_bytes().hash(&mut hasher);
+    message.from().ok().and_then(|from| from.tag()).hash(&mut hasher);
+    message.to().ok().and_then(|to| to.tag()).hash(&mut hasher);
+    message.call_id().ok().hash(&mut hasher);
+    message.cseq().ok().map(|cseq| cseq.number).hash(&mut hasher);
+    for route in message.header_values(&HeaderName::Route) {
+        route.hash(&mut hasher);
+    }
+    hasher.finish()
+}
+
+/// Removes every header whose name starts with `X-Voxide-`: only the LB may set them.
+fn strip_internal_headers(message: &mut Message) {
+    let internal: Vec<HeaderName> = message
+        .headers()
+        .filter(|(name, _)| {
+            let name = name.as_bytes();
+            name.len() >= INTERNAL_HEADER_PREFIX.len()
+                && name[..INTERNAL_HEADER_PREFIX.len()].eq_ignore_ascii_case(INTERNAL_HEADER_PREFIX)
+        })
+        .map(|(name, _)| name)
+        .collect();
+    for name in internal {
+        message.remove_header(&name);
+    }
+}
+
+/// Methods whose Contact becomes a dialog's remote target (RFC 3261 §12.1, RFC 3311,
+/// RFC 3265, RFC 3515): their Contact gets the NAT alias.
+fn is_target_refresh(method: &Method) -> bool {
+    matches!(
+        method,
+        Method::Invite | Method::Subscribe | Method::Refer | Method::Notify | Method::Update
+    )
+}
+
+/// Out-of-dialog requests that create a dialog and are therefore record-routed.
+fn is_dialog_forming(method: &Method) -> bool {
+    matches!(
+        method,
+        Method::Invite | Method::Subscribe | Method::Refer | Method::Notify
+    )
+}
+
+/// NAT detection in the manner of Kamailio's `nat_uac_test`: the message came over a
+/// stream (in-dialog requests must reuse the connection), the top Via or a Contact names an
+/// address other than the source, or a Contact names a private address.
+fn is_behind_nat(message: &Message, inbound: &Inbound) -> bool {
+    if inbound.transport.is_stream() {
+        return true;
+    }
+    let source = inbound.remote;
+    let differs = |host: &Host<'_>, port: Option<u16>| {
+        host.ip().map(|ip| ip.to_canonical()) != Some(source.ip().to_canonical())
+            || port.unwrap_or(5060) != source.port()
+    };
+    // A response's top Via is ours; only a request's says where the phone thinks it is.
+    if message.is_request()
+        && let Ok(via) = message.top_via()
+        && differs(&via.host, via.port)
+    {
+        return true;
+    }
+    message.contacts().filter_map(Result::ok).any(|contact| match contact {
+        Contact::Wildcard => false,
+        Contact::Address(address) => {
+            differs(&address.uri.host, address.uri.port)
+                || address.uri.host.ip().is_some_and(is_private)
+        }
+    })
+}
+
+/// RFC 1918, RFC 6598 shared space, link-local and IPv6 unique-local addresses.
+fn is_private(address: IpAddr) -> bool {
+    match address.to_canonical() {
+        IpAddr::V4(v4) => {
+            v4.is_private() || v4.is_link_local() || (v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64)
+        }
+        IpAddr::V6(v6) => (v6.segments()[0] & 0xfe00) == 0xfc00 || (v6.segments()[0] & 0xffc0) == 0xfe80,
+    }
+}
+
+/// Rewrites every Contact: any `alias` a client wrote is removed (it would let a client
+/// steer our traffic), and when `nat` is given our alias with the real source is added.
+fn rewrite_contacts(message: &mut Message, nat: Option<&Inbound>) {
+    let has_alias = message.contacts().filter_map(Result::ok).any(|contact| {
+        contact
+            .address()
+            .is_some_and(|address| address.uri.param(ALIAS_PARAMETER).is_some())
+    });
+    if nat.is_none() && !has_alias {
+        return;
+    }
+    let alias = nat.map(|inbound| {
+        format!(
+            ";alias={}~{}~{}",
+            host_text(inbound.remote.ip()),
+            inbound.remote.port(),
+            alias_protocol(inbound.transport)
+        )
+    });
+    let mut values = Vec::new();
+    for contact in message.header_values(&HeaderName::Contact) {
+        let Ok(Contact::Address(address)) = Contact::parse(contact) else {
+            values.push(contact.to_vec());
+            continue;
+        };
+        let uri = remove_uri_parameter(address.uri.raw, ALIAS_PARAMETER);
+        let uri_start = offset_in(address.raw, address.uri.raw);
+        let uri_end = uri_start + address.uri.raw.len();
+        let mut value = Vec::with_capacity(address.raw.len() + 32);
+        if address.angle_brackets {
+            value.extend_from_slice(&address.raw[..uri_start]);
+            value.extend_from_slice(&uri);
+            if let Some(alias) = &alias {
+                value.extend_from_slice(alias.as_bytes());
+            }
+            value.extend_from_slice(&address.raw[uri_end..]);
+        } else {
+            // addr-spec form: parameters after the URI belong to the header, so the URI
+            // needs brackets before it can take a parameter (RFC 3261 §20.10).
+            value.push(b'<');
+            value.extend_from_slice(&uri);
+            if let Some(alias) = &alias {
+                value.extend_from_slice(alias.as_bytes());
+            }
+            value.push(b'>');
+            value.extend_from_slice(&address.raw[uri_end..]);
+        }
+        values.push(value);
+    }
+    let joined = values.join(&b", "[..]);
+    message.replace_header(HeaderName::Contact, joined);
+}
+
+/// Byte offset of `inner` inside `outer` (`inner` is a sub-slice of `outer`).
+fn offset_in(outer: &[u8], inner: &[u8]) -> usize {
+    (inner.as_ptr() as usize)
+        .saturating_sub(outer.as_ptr() as usize)
+        .min(outer.len())
+}
+
+/// Removes `;name` / `;name=value` from a URI (or any `;`-parameter list), keeping the rest
+/// byte for byte.
+fn remove_uri_parameter(uri: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(uri.len());
+    let mut rest = uri;
+    // Only the parameter section is searched; `?headers` are copied as they are.
+    let headers_start = rest.iter().position(|&b| b == b'?').unwrap_or(rest.len());
+    let headers = &uri[headers_start..];
+    rest = &rest[..headers_start];
+    let mut first = true;
+    for part in rest.split(|&b| b == b';') {
+        if !first {
+            let part_name = part.split(|&b| b == b'=').next().unwrap_or_default();
+            if part_name.trim_ascii().eq_ignore_ascii_case(name) {
+                continue;
+            }
+            out.push(b';');
+        }
+        first = false;
+        out.extend_from_slice(part);
+    }
+    out.extend_from_slice(headers);
+    out
+}
+
+/// `IP~PORT~PROTO` → destination (Kamailio numbering: 1 UDP, 2 TCP, 3 TLS).
+fn parse_alias(alias: &[u8]) -> Option<(TransportProtocol, SocketAddr)> {
+    let text = std::str::from_utf8(alias).ok()?;
+    let mut parts = text.rsplitn(3, '~');
+    let protocol = parts.next()?;
+    let port: u16 = parts.next()?.parse().ok()?;
+    let host = parts.next()?;
+    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    let ip: IpAddr = host.parse().ok()?;
+    let transport = match protocol {
+        "1" => TransportProtocol::Udp,
+        "2" => TransportProtocol::Tcp,
+        "3" => TransportProtocol::Tls,
+        _ => return None,
+    };
+    Some((transport, SocketAddr::new(ip, port)))
+}
+
+fn alias_protocol(transport: TransportProtocol) -> u8 {
+    match transport {
+        TransportProtocol::Udp => 1,
+        TransportProtocol::Tcp => 2,
+        TransportProtocol::Tls => 3,
+    }
+}
+
+/// An IP literal as a URI host: IPv6 in brackets (RFC 3261 §25.1).
+fn host_text(ip: IpAddr) -> String {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("[{v6}]"),
+    }
+}
+
+fn transport_name(transport: TransportProtocol) -> &'static str {
+    match transport {
+        TransportProtocol::Udp => "udp",
+        TransportProtocol::Tcp => "tcp",
+        TransportProtocol::Tls => "tls",
+    }
+}
+
+fn transport_from_token(token: &[u8]) -> Option<TransportProtocol> {
+    if token.eq_ignore_ascii_case(b"udp") {
+        Some(TransportProtocol::Udp)
+    } else if token.eq_ignore_ascii_case(b"tcp") {
+        Some(TransportProtocol::Tcp)
+    } else if token.eq_ignore_ascii_case(b"tls") {
+        Some(TransportProtocol::Tls)
+    } else {
+        None
+    }
+}
+
+fn default_port_for_via(transport: &[u8]) -> u16 {
+    if transport.eq_ignore_ascii_case(b"tls") {
+        5061
+    } else {
+        5060
+    }
+}
+
+/// A SIP URI whose host is an IP literal → transport (from `transport=`, or TLS for `sips`)
+/// and address. No DNS here (RFC 3263 is the proxy's job): a domain gives `None`.
+fn uri_address(uri: &Uri<'_>) -> Option<(TransportProtocol, SocketAddr)> {
+    if !uri.is_sip() {
+        return None;
+    }
+    let sips = matches!(uri.scheme, sip_message::Scheme::Sips);
+    let transport = match uri.param(b"transport") {
+        Some(Some(token)) => transport_from_token(token)?,
+        _ if sips => TransportProtocol::Tls,
+        _ => TransportProtocol::Udp,
+    };
+    let ip = uri.host.ip()?;
+    let default_port = if transport == TransportProtocol::Tls { 5061 } else { 5060 };
+    Some((transport, SocketAddr::new(ip, uri.port.unwrap_or(default_port))))
+}
+
+/// Where a response goes by this Via (RFC 3261 §18.2.2, RFC 3581 §4): `received`/`rport`
+/// when stamped, else sent-by.
+fn via_response_address(via: &Via<'_>) -> Option<(TransportProtocol, SocketAddr)> {
+    let transport = transport_from_token(via.transport)?;
+    let ip = match via.received() {
+        Some(received) => std::str::from_utf8(received).ok()?.parse().ok()?,
+        None => via.host.ip()?,
+    };
+    let port = match via.rport() {
+        Some(Some(port)) => port,
+        _ => via.port.unwrap_or(default_port_for_via(via.transport)),
+    };
+    Some((transport, SocketAddr::new(ip, port)))
+}

@@ -1,0 +1,312 @@
+//! The registrar's location table: bindings of contact addresses to an address-of-record
+//! (RFC 3261 §10.3), with the Path (RFC 3327) each was registered through.
+//!
+//! The proxy keeps a write-through cache in memory; this table is what survives a restart (even
+//! `kill -9`), so every change is committed here before the registrar answers 200 OK. A refresh
+//! of one contact is one statement ([`LocationRepository::apply_location_changes`] with a single
+//! upsert runs it without an explicit transaction).
+
+use crate::error::StoreResult;
+use crate::{Backend, Store, StoreError, on_pool};
+
+/// One binding row. Times are Unix seconds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocationRecord {
+    /// The domain of the address-of-record, lower case.
+    pub domain: String,
+    /// The user part of the address-of-record.
+    pub username: String,
+    /// The contact URI as registered (without header parameters); with the AoR, the row key.
+    pub contact: String,
+    /// The `q` value times 1000 (RFC 3261 §20.10: 0 to 1 with up to three decimals).
+    pub q: u16,
+    /// When the binding lapses.
+    pub expires_at: u64,
+    /// Path header URIs (RFC 3327 §5.3), topmost first, as received.
+    pub path: Vec<String>,
+    /// The address the REGISTER really came from, when it differs from the contact (NAT).
+    pub received: Option<String>,
+    /// Call-ID of the REGISTER that created or last refreshed the binding (RFC 3261 §10.3 step 7).
+    pub call_id: String,
+    /// CSeq number of that REGISTER.
+    pub cseq: u32,
+    /// User-Agent of that REGISTER.
+    pub user_agent: Option<String>,
+    /// `+sip.instance` contact parameter (RFC 5626 §4.1).
+    pub instance: Option<String>,
+    /// `reg-id` contact parameter (RFC 5626 §4.2).
+    pub reg_id: Option<u32>,
+    /// When the row was last written.
+    pub updated_at: u64,
+}
+
+/// The address-of-record and contact that name one row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocationKey {
+    /// The domain of the address-of-record, lower case.
+    pub domain: String,
+    /// The user part of the address-of-record.
+    pub username: String,
+    /// The contact URI as registered.
+    pub contact: String,
+}
+
+/// Queries on the location table.
+pub trait LocationRepository {
+    /// Writes `upserts` (insert or replace by key) and `deletes` in one transaction; a single
+    /// upsert or delete runs as one statement. Returns the number of statements executed.
+    fn apply_location_changes(
+        &self,
+        upserts: &[LocationRecord],
+        deletes: &[LocationKey],
+    ) -> impl Future<Output = StoreResult<usize>> + Send;
+    /// Removes every binding of an address-of-record; returns how many rows went.
+    fn delete_locations_of(
+        &self,
+        username: &str,
+        domain: &str,
+    ) -> impl Future<Output = StoreResult<u64>> + Send;
+    /// The bindings of one address-of-record that have not lapsed at `now`, highest q first.
+    fn find_locations(
+        &self,
+        username: &str,
+        domain: &str,
+        now: u64,
+    ) -> impl Future<Output = StoreResult<Vec<LocationRecord>>> + Send;
+    /// Every binding that has not lapsed at `now` (to load the proxy's cache at start).
+    fn list_live_locations(
+        &self,
+        now: u64,
+    ) -> impl Future<Output = StoreResult<Vec<LocationRecord>>> + Send;
+    /// Deletes bindings that lapsed at or before `now`; returns how many rows went.
+    fn purge_expired_locations(&self, now: u64) -> impl Future<Output = StoreResult<u64>> + Send;
+}
+
+const SQLITE_UPSERT: &str = "INSERT INTO location \
+    (domain, username, contact, q, expires_at, path, received, call_id, cseq, user_agent, \
+     instance, reg_id, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+    ON CONFLICT (domain, username, contact) DO UPDATE SET q = excluded.q, \
+    expires_at = excluded.expires_at, path = excluded.path, received = excluded.received, \
+    call_id = excluded.call_id, cseq = excluded.cseq, user_agent = excluded.user_agent, \
+    instance = excluded.instance, reg_id = excluded.reg_id, updated_at = excluded.updated_at";
+
+const MYSQL_UPSERT: &str = "INSERT INTO location \
+    (domain, username, contact, q, expires_at, path, received, call_id, cseq, user_agent, \
+     instance, reg_id, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+    ON DUPLICATE KEY UPDATE q = VALUES(q), expires_at = VALUES(expires_at), \
+    path = VALUES(path), received = VALUES(received), call_id = VALUES(call_id), \
+    cseq = VALUES(cseq), user_agent = VALUES(user_agent), instance = VALUES(instance), \
+    reg_id = VALUES(reg_id), updated_at = VALUES(updated_at)";
+
+const DELETE_ONE: &str = "DELETE FROM location WHERE domain = ? AND username = ? AND contact = ?";
+
+/// The column list of [`LocationRow`], as a literal so queries stay static text.
+macro_rules! select_location {
+    ($rest:literal) => {
+        concat!(
+            "SELECT domain, username, contact, q, expires_at, path, received, call_id, cseq, \
+             user_agent, instance, reg_id, updated_at FROM location ",
+            $rest
+        )
+    };
+}
+
+/// The row as both drivers decode it (all integers as BIGINT).
+#[derive(sqlx::FromRow)]
+struct LocationRow {
+    domain: String,
+    username: String,
+    contact: String,
+    q: i64,
+    expires_at: i64,
+    path: String,
+    received: Option<String>,
+    call_id: String,
+    cseq: i64,
+    user_agent: Option<String>,
+    instance: Option<String>,
+    reg_id: Option<i64>,
+    updated_at: i64,
+}
+
+impl LocationRow {
+    fn into_record(self) -> StoreResult<LocationRecord> {
+        let path: Vec<String> = serde_json::from_str(&self.path)
+            .map_err(|error| StoreError::invalid("path", format!("stored path unreadable: {error}")))?;
+        Ok(LocationRecord {
+            domain: self.domain,
+            username: self.username,
+            contact: self.contact,
+            q: u16::try_from(self.q.clamp(0, 1000)).unwrap_or(1000),
+            expires_at: u64::try_from(self.expires_at).unwrap_or(0),
+            path,
+            received: self.received,
+            call_id: self.call_id,
+            cseq: u32::try_from(self.cseq).unwrap_or(u32::MAX),
+            user_agent: self.user_agent,
+            instance: self.instance,
+            reg_id: self.reg_id.and_then(|id| u32::try_from(id).ok()),
+            updated_at: u64::try_from(self.updated_at).unwrap_or(0),
+        })
+    }
+}
+
+/// Unix seconds as the signed BIGINT both backends store; far-future values saturate.
+fn seconds(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn check_record(record: &LocationRecord) -> StoreResult<()> {
+    if record.contact.is_empty() || record.contact.chars().count() > 512 {
+        return Err(StoreError::invalid("contact", "must be 1 to 512 characters"));
+    }
+    if record.call_id.is_empty() || record.call_id.chars().count() > 255 {
+        return Err(StoreError::invalid("call_id", "must be 1 to 255 characters"));
+    }
+    if record.domain.is_empty() || record.domain.chars().count() > 127 {
+        return Err(StoreError::invalid("domain", "must be 1 to 127 characters"));
+    }
+    if record.username.is_empty() || record.username.chars().count() > 127 {
+        return Err(StoreError::invalid("username", "must be 1 to 127 characters"));
+    }
+    Ok(())
+}
+
+/// Truncates free text to a column width (User-Agent, instance) on a character boundary.
+fn fit(value: &Option<String>, width: usize) -> Option<String> {
+    value.as_ref().map(|text| text.chars().take(width).collect())
+}
+
+macro_rules! bind_record {
+    ($query:expr, $record:expr, $path:expr) => {
+        $query
+            .bind(&$record.domain)
+            .bind(&$record.username)
+            .bind(&$record.contact)
+            .bind(i64::from($record.q))
+            .bind(seconds($record.expires_at))
+            .bind($path)
+            .bind(fit(&$record.received, 512))
+            .bind(&$record.call_id)
+            .bind(i64::from($record.cseq))
+            .bind(fit(&$record.user_agent, 255))
+            .bind(fit(&$record.instance, 255))
+            .bind($record.reg_id.map(i64::from))
+            .bind(seconds($record.updated_at))
+    };
+}
+
+impl Store {
+    fn upsert_statement(&self) -> &'static str {
+        match self.backend() {
+            Backend::Sqlite(_) => SQLITE_UPSERT,
+            Backend::MySql(_) => MYSQL_UPSERT,
+        }
+    }
+}
+
+impl LocationRepository for Store {
+    async fn apply_location_changes(
+        &self,
+        upserts: &[LocationRecord],
+        deletes: &[LocationKey],
+    ) -> StoreResult<usize> {
+        let mut encoded = Vec::with_capacity(upserts.len());
+        for record in upserts {
+            check_record(record)?;
+            let path = serde_json::to_string(&record.path)
+                .map_err(|error| StoreError::invalid("path", error.to_string()))?;
+            encoded.push((record, path));
+        }
+        let statements = encoded.len() + deletes.len();
+        let upsert = self.upsert_statement();
+        match statements {
+            0 => {}
+            1 => {
+                // One change: a single autocommit statement, no BEGIN/COMMIT round trips.
+                on_pool!(self, pool => {
+                    if let Some((record, path)) = encoded.first() {
+                        bind_record!(sqlx::query(upsert), record, path).execute(pool).await?;
+                    } else if let Some(key) = deletes.first() {
+                        sqlx::query(DELETE_ONE)
+                            .bind(&key.domain)
+                            .bind(&key.username)
+                            .bind(&key.contact)
+                            .execute(pool)
+                            .await?;
+                    }
+                })
+            }
+            _ => on_pool!(self, pool => {
+                let mut transaction = pool.begin().await?;
+                for key in deletes {
+                    sqlx::query(DELETE_ONE)
+                        .bind(&key.domain)
+                        .bind(&key.username)
+                        .bind(&key.contact)
+                        .execute(&mut *transaction)
+                        .await?;
+                }
+                for (record, path) in &encoded {
+                    bind_record!(sqlx::query(upsert), record, path)
+                        .execute(&mut *transaction)
+                        .await?;
+                }
+                transaction.commit().await?;
+            }),
+        }
+        Ok(statements)
+    }
+
+    async fn delete_locations_of(&self, username: &str, domain: &str) -> StoreResult<u64> {
+        Ok(on_pool!(self, pool => {
+            sqlx::query("DELETE FROM location WHERE domain = ? AND username = ?")
+                .bind(domain)
+                .bind(username)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        }))
+    }
+
+    async fn find_locations(
+        &self,
+        username: &str,
+        domain: &str,
+        now: u64,
+    ) -> StoreResult<Vec<LocationRecord>> {
+        let sql = select_location!(
+            "WHERE domain = ? AND username = ? AND expires_at > ? \
+             ORDER BY q DESC, updated_at DESC, contact"
+        );
+        let rows: Vec<LocationRow> = on_pool!(self, pool => {
+            sqlx::query_as(sql)
+                .bind(domain)
+                .bind(username)
+                .bind(seconds(now))
+                .fetch_all(pool)
+                .await?
+        });
+        rows.into_iter().map(LocationRow::into_record).collect()
+    }
+
+    async fn list_live_locations(&self, now: u64) -> StoreResult<Vec<LocationRecord>> {
+        let sql = select_location!(
+            "WHERE expires_at > ? ORDER BY domain, username, q DESC, updated_at DESC, contact"
+        );
+        let rows: Vec<LocationRow> = on_pool!(self, pool => {
+            sqlx::query_as(sql).bind(seconds(now)).fetch_all(pool).await?
+        });
+        rows.into_iter().map(LocationRow::into_record).collect()
+    }
+
+    async fn purge_expired_locations(&self, now: u64) -> StoreResult<u64> {
+        Ok(on_pool!(self, pool => {
+            sqlx::query("DELETE FROM location WHERE expires_at <= ?")
+                .bind(seconds(now))
+                .execute(pool)
+                .await?
+                .rows_affected()
+        }))
+    }
+}
