@@ -153,21 +153,11 @@ impl Forwarder {
             }
             return Action::Drop(DropReason::UntrustedInternalSource);
         }
-        let result = match (message.is_request(), from_internal) {
+        match (message.is_request(), from_internal) {
             (true, false) => self.request_from_phone(message, inbound),
             (true, true) => self.request_from_proxy(message),
-            (false, false) => return self.response_from_phone(message, inbound),
-            (false, true) => return self.response_from_proxy(message),
-        };
-        match result {
-            Ok(action) => action,
-            Err((message, (status, reason))) => {
-                if message.method() == Some(&Method::Ack) {
-                    Action::Drop(DropReason::AckRefused(status))
-                } else {
-                    reply(&message, status, reason)
-                }
-            }
+            (false, false) => self.response_from_phone(message, inbound),
+            (false, true) => self.response_from_proxy(message),
         }
     }
 
@@ -190,7 +180,8 @@ impl Forwarder {
             return false;
         };
         let port = port.unwrap_or(default_port);
-        let matches = |address: SocketAddr| address.ip().to_canonical() == ip && address.port() == port;
+        let matches =
+            |address: SocketAddr| address.ip().to_canonical() == ip && address.port() == port;
         matches(self.config.internal)
             || self
                 .config
@@ -261,7 +252,9 @@ impl Forwarder {
         }
         match message.max_forwards() {
             Ok(Some(0)) => return Err((483, "Too Many Hops".to_owned())),
-            Ok(Some(hops)) => message.replace_header(HeaderName::MaxForwards, (hops - 1).to_string()),
+            Ok(Some(hops)) => {
+                message.replace_header(HeaderName::MaxForwards, (hops - 1).to_string())
+            }
             Ok(None) => message.add_header(
                 HeaderName::MaxForwards,
                 Bytes::from_static(DEFAULT_MAX_FORWARDS),
@@ -271,14 +264,10 @@ impl Forwarder {
         Ok(loop_hash)
     }
 
-    fn request_from_phone(
-        &self,
-        mut message: Message,
-        inbound: &Inbound,
-    ) -> Result<Action, (Message, Refusal)> {
+    fn request_from_phone(&self, mut message: Message, inbound: &Inbound) -> Action {
         let loop_hash = match self.sanity(&mut message) {
             Ok(hash) => hash,
-            Err(refusal) => return Err((message, refusal)),
+            Err(refusal) => return refuse(&message, refusal),
         };
         strip_internal_headers(&mut message);
         let popped = self.pop_our_routes(&mut message);
@@ -289,7 +278,7 @@ impl Forwarder {
             .and_then(Result::ok)
             .is_some_and(|uri| self.serves(&uri));
         if !in_dialog && !served {
-            return Err((message, (403, "Forbidden - relaying denied".to_owned())));
+            return refuse(&message, (403, "Forbidden - relaying denied".to_owned()));
         }
         let method = message.method().cloned().unwrap_or(Method::Options);
         let behind_nat = is_behind_nat(&message, inbound);
@@ -303,11 +292,7 @@ impl Forwarder {
         }
         message.add_header(
             HeaderName::from_static(SOURCE_HEADER),
-            format!(
-                "{} {}",
-                transport_name(inbound.transport),
-                inbound.remote
-            ),
+            format!("{} {}", transport_name(inbound.transport), inbound.remote),
         );
         let branch = self.branch(&message, loop_hash);
         let mut via = format!("SIP/2.0/UDP {};branch={branch}", self.config.internal);
@@ -315,16 +300,16 @@ impl Forwarder {
             let _ = write!(via, ";vxf={connection}");
         }
         message.push_via(via);
-        Ok(Action::Forward {
+        Action::Forward {
             message: message.to_bytes(),
             target: Target::Internal(self.config.proxy),
-        })
+        }
     }
 
-    fn request_from_proxy(&self, mut message: Message) -> Result<Action, (Message, Refusal)> {
+    fn request_from_proxy(&self, mut message: Message) -> Action {
         let loop_hash = match self.sanity(&mut message) {
             Ok(hash) => hash,
-            Err(refusal) => return Err((message, refusal)),
+            Err(refusal) => return refuse(&message, refusal),
         };
         strip_internal_headers(&mut message);
         let popped = self.pop_our_routes(&mut message);
@@ -332,17 +317,17 @@ impl Forwarder {
         let has_to_tag = message.to().ok().and_then(|to| to.tag()).is_some();
         let next_hop = match self.next_hop_to_phone(&mut message, &popped) {
             Ok(next_hop) => next_hop,
-            Err(refusal) => return Err((message, refusal)),
+            Err(refusal) => return refuse(&message, refusal),
         };
         let (transport, remote, connection) = next_hop;
         let Some(interface) = self.public_interface(transport).copied() else {
-            return Err((
-                message,
+            return refuse(
+                &message,
                 (
                     503,
                     format!("Service Unavailable - no {transport} listener"),
                 ),
-            ));
+            );
         };
         if !has_to_tag && is_dialog_forming(&method) {
             self.record_route(&mut message, transport, Side::Internal);
@@ -353,14 +338,14 @@ impl Forwarder {
             transport.via_token(),
             interface.advertised
         ));
-        Ok(Action::Forward {
+        Action::Forward {
             message: message.to_bytes(),
             target: Target::Public {
                 transport,
                 remote,
                 connection,
             },
-        })
+        }
     }
 
     /// Pops the top Route while it names us (at most our two Record-Route entries, RFC 3261
@@ -389,8 +374,8 @@ impl Forwarder {
         popped: &[Bytes],
     ) -> Result<(TransportProtocol, SocketAddr, Option<u64>), Refusal> {
         let uri_bytes = Bytes::copy_from_slice(message.request_uri_bytes().unwrap_or_default());
-        let uri = Uri::parse(&uri_bytes)
-            .map_err(|error| (error.status_code(), error.reason_phrase()))?;
+        let uri =
+            Uri::parse(&uri_bytes).map_err(|error| (error.status_code(), error.reason_phrase()))?;
         let alias = uri.param(ALIAS_PARAMETER);
         if alias.is_some() {
             message.set_request_uri(remove_uri_parameter(&uri_bytes, ALIAS_PARAMETER));
@@ -485,8 +470,16 @@ impl Forwarder {
             via => {
                 via.map(|via| via.raw).unwrap_or_default().hash(&mut hasher);
                 message.call_id().unwrap_or_default().hash(&mut hasher);
-                message.cseq().map(|cseq| cseq.number).unwrap_or_default().hash(&mut hasher);
-                message.from().ok().and_then(|from| from.tag()).hash(&mut hasher);
+                message
+                    .cseq()
+                    .map(|cseq| cseq.number)
+                    .unwrap_or_default()
+                    .hash(&mut hasher);
+                message
+                    .from()
+                    .ok()
+                    .and_then(|from| from.tag())
+                    .hash(&mut hasher);
             }
         }
         format!("{BRANCH_PREFIX}{:016x}.{loop_hash:016x}", hasher.finish())
@@ -571,7 +564,8 @@ pub fn receive(bytes: Bytes, source: SocketAddr) -> Result<Message, sip_message:
         let stamped = {
             let via = message.top_via()?;
             let rport = via.rport().is_some();
-            let differs = via.host.ip().map(|ip| ip.to_canonical()) != Some(source.ip().to_canonical());
+            let differs =
+                via.host.ip().map(|ip| ip.to_canonical()) != Some(source.ip().to_canonical());
             (rport || differs).then(|| {
                 let mut value = String::from_utf8_lossy(via.raw).into_owned();
                 value = remove_param_text(&value, "received");
@@ -595,11 +589,24 @@ fn remove_param_text(via: &str, name: &str) -> String {
     String::from_utf8_lossy(&remove_uri_parameter(via.as_bytes(), name.as_bytes())).into_owned()
 }
 
+/// Answers a refused request; an ACK is never answered (RFC 3261 §17.2.1), only dropped.
+fn refuse(request: &Message, (status, reason): Refusal) -> Action {
+    if request.method() == Some(&Method::Ack) {
+        Action::Drop(DropReason::AckRefused(status))
+    } else {
+        reply(request, status, reason)
+    }
+}
+
 /// A stateless response to `request` (RFC 3261 §16.11 lets a stateless element answer).
 fn reply(request: &Message, status: u16, reason: String) -> Action {
     let mut hasher = DefaultHasher::new();
     request.call_id().unwrap_or_default().hash(&mut hasher);
-    request.from().ok().and_then(|from| from.tag()).hash(&mut hasher);
+    request
+        .from()
+        .ok()
+        .and_then(|from| from.tag())
+        .hash(&mut hasher);
     let response = MessageBuilder::response_to(request, status, reason)
         .to_tag(format!("vx{:08x}", hasher.finish() as u32))
         .build();
@@ -614,10 +621,18 @@ fn reply(request: &Message, status: u16, reason: String) -> Action {
 fn loop_hash(message: &Message) -> u64 {
     let mut hasher = DefaultHasher::new();
     message.request_uri_bytes().hash(&mut hasher);
-    message.from().ok().and_then(|from| from.tag()).hash(&mut hasher);
+    message
+        .from()
+        .ok()
+        .and_then(|from| from.tag())
+        .hash(&mut hasher);
     message.to().ok().and_then(|to| to.tag()).hash(&mut hasher);
     message.call_id().ok().hash(&mut hasher);
-    message.cseq().ok().map(|cseq| cseq.number).hash(&mut hasher);
+    message
+        .cseq()
+        .ok()
+        .map(|cseq| cseq.number)
+        .hash(&mut hasher);
     for route in message.header_values(&HeaderName::Route) {
         route.hash(&mut hasher);
     }
@@ -676,22 +691,29 @@ fn is_behind_nat(message: &Message, inbound: &Inbound) -> bool {
     {
         return true;
     }
-    message.contacts().filter_map(Result::ok).any(|contact| match contact {
-        Contact::Wildcard => false,
-        Contact::Address(address) => {
-            differs(&address.uri.host, address.uri.port)
-                || address.uri.host.ip().is_some_and(is_private)
-        }
-    })
+    message
+        .contacts()
+        .filter_map(Result::ok)
+        .any(|contact| match contact {
+            Contact::Wildcard => false,
+            Contact::Address(address) => {
+                differs(&address.uri.host, address.uri.port)
+                    || address.uri.host.ip().is_some_and(is_private)
+            }
+        })
 }
 
 /// RFC 1918, RFC 6598 shared space, link-local and IPv6 unique-local addresses.
 fn is_private(address: IpAddr) -> bool {
     match address.to_canonical() {
         IpAddr::V4(v4) => {
-            v4.is_private() || v4.is_link_local() || (v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64)
+            v4.is_private()
+                || v4.is_link_local()
+                || (v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64)
         }
-        IpAddr::V6(v6) => (v6.segments()[0] & 0xfe00) == 0xfc00 || (v6.segments()[0] & 0xffc0) == 0xfe80,
+        IpAddr::V6(v6) => {
+            (v6.segments()[0] & 0xfe00) == 0xfc00 || (v6.segments()[0] & 0xffc0) == 0xfe80
+        }
     }
 }
 
@@ -787,7 +809,10 @@ fn parse_alias(alias: &[u8]) -> Option<(TransportProtocol, SocketAddr)> {
     let protocol = parts.next()?;
     let port: u16 = parts.next()?.parse().ok()?;
     let host = parts.next()?;
-    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
     let ip: IpAddr = host.parse().ok()?;
     let transport = match protocol {
         "1" => TransportProtocol::Udp,
@@ -855,8 +880,15 @@ fn uri_address(uri: &Uri<'_>) -> Option<(TransportProtocol, SocketAddr)> {
         _ => TransportProtocol::Udp,
     };
     let ip = uri.host.ip()?;
-    let default_port = if transport == TransportProtocol::Tls { 5061 } else { 5060 };
-    Some((transport, SocketAddr::new(ip, uri.port.unwrap_or(default_port))))
+    let default_port = if transport == TransportProtocol::Tls {
+        5061
+    } else {
+        5060
+    };
+    Some((
+        transport,
+        SocketAddr::new(ip, uri.port.unwrap_or(default_port)),
+    ))
 }
 
 /// Where a response goes by this Via (RFC 3261 §18.2.2, RFC 3581 §4): `received`/`rport`
@@ -872,4 +904,509 @@ fn via_response_address(via: &Via<'_>) -> Option<(TransportProtocol, SocketAddr)
         _ => via.port.unwrap_or(default_port_for_via(via.transport)),
     };
     Some((transport, SocketAddr::new(ip, port)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PROXY: &str = "127.0.0.1:5062";
+    const INTERNAL: &str = "127.0.0.1:5064";
+    const PUBLIC_IP: &str = "192.0.2.10";
+    const PHONE: &str = "203.0.113.5:40000";
+
+    fn forwarder() -> Forwarder {
+        let public = |transport, port: u16| {
+            let address = SocketAddr::new(PUBLIC_IP.parse().unwrap(), port);
+            PublicInterface {
+                transport,
+                bound: address,
+                advertised: address,
+            }
+        };
+        Forwarder::new(ForwarderConfig {
+            public: vec![
+                public(TransportProtocol::Udp, 5060),
+                public(TransportProtocol::Tcp, 5060),
+                public(TransportProtocol::Tls, 5061),
+            ],
+            internal: INTERNAL.parse().unwrap(),
+            proxy: PROXY.parse().unwrap(),
+            trusted_proxies: Vec::new(),
+            domains: ["Example.COM".to_owned()].into_iter().collect(),
+        })
+    }
+
+    fn from_phone(transport: TransportProtocol, connection: Option<u64>) -> Inbound {
+        let port = if transport == TransportProtocol::Tls {
+            5061
+        } else {
+            5060
+        };
+        Inbound {
+            transport,
+            local: SocketAddr::new(PUBLIC_IP.parse().unwrap(), port),
+            remote: PHONE.parse().unwrap(),
+            connection,
+        }
+    }
+
+    fn from_proxy() -> Inbound {
+        Inbound {
+            transport: TransportProtocol::Udp,
+            local: INTERNAL.parse().unwrap(),
+            remote: PROXY.parse().unwrap(),
+            connection: None,
+        }
+    }
+
+    fn request(start: &str, headers: &[&str]) -> String {
+        let mut text = format!("{start} SIP/2.0\r\n");
+        for header in headers {
+            text.push_str(header);
+            text.push_str("\r\n");
+        }
+        text.push_str("Content-Length: 0\r\n\r\n");
+        text
+    }
+
+    fn invite(via_branch: &str, transport: &str) -> String {
+        request(
+            "INVITE sip:bob@example.com",
+            &[
+                &format!("Via: SIP/2.0/{transport} 10.0.0.5:5060;branch={via_branch};rport"),
+                "From: <sip:alice@example.com>;tag=a1",
+                "To: <sip:bob@example.com>",
+                "Call-ID: call-1",
+                "CSeq: 1 INVITE",
+                "Max-Forwards: 70",
+                "Contact: <sip:alice@10.0.0.5:5060>",
+            ],
+        )
+    }
+
+    fn handle(text: &str, inbound: &Inbound) -> Action {
+        let message = receive(Bytes::from(text.to_owned()), inbound.remote).unwrap();
+        forwarder().handle(message, inbound)
+    }
+
+    fn forwarded(action: Action) -> (Message, Target) {
+        match action {
+            Action::Forward { message, target } => (Message::parse(message).unwrap(), target),
+            other => panic!("expected a forward, got {other:?}"),
+        }
+    }
+
+    fn replied(action: Action) -> (u16, Message) {
+        match action {
+            Action::Reply { response, status } => (status, Message::parse(response).unwrap()),
+            other => panic!("expected a reply, got {other:?}"),
+        }
+    }
+
+    fn text(bytes: &[u8]) -> &str {
+        std::str::from_utf8(bytes).unwrap()
+    }
+
+    #[test]
+    fn register_gets_path_with_received_and_source_header() {
+        let register = request(
+            "REGISTER sip:example.com",
+            &[
+                "Via: SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bKreg1;rport",
+                "From: <sip:alice@example.com>;tag=r1",
+                "To: <sip:alice@example.com>",
+                "Call-ID: reg-1",
+                "CSeq: 1 REGISTER",
+                "Contact: <sip:alice@10.0.0.5:5060>",
+            ],
+        );
+        let (message, target) =
+            forwarded(handle(&register, &from_phone(TransportProtocol::Udp, None)));
+        assert_eq!(target, Target::Internal(PROXY.parse().unwrap()));
+        let path = message.paths().next().unwrap().unwrap();
+        assert_eq!(
+            text(path.raw),
+            "<sip:127.0.0.1:5064;lr;received=sip:203.0.113.5:40000%3Btransport%3Dudp>"
+        );
+        assert_eq!(
+            message.header(&HeaderName::from_static(SOURCE_HEADER)),
+            Some(&b"udp 203.0.113.5:40000"[..])
+        );
+        let top = message.top_via().unwrap();
+        assert_eq!(text(top.host.as_bytes()), "127.0.0.1");
+        assert_eq!(top.port, Some(5064));
+        assert!(top.branch().unwrap().starts_with(BRANCH_PREFIX.as_bytes()));
+        let phone_via = message.vias().nth(1).unwrap().unwrap();
+        assert_eq!(phone_via.received(), Some(&b"203.0.113.5"[..]));
+        assert_eq!(phone_via.rport(), Some(Some(40000)));
+        // Max-Forwards absent → set to 70 (RFC 3261 §8.1.1.6); REGISTER is not record-routed.
+        assert_eq!(message.max_forwards().unwrap(), Some(70));
+        assert!(message.record_routes().next().is_none());
+        assert_eq!(
+            message.header(&HeaderName::Contact),
+            Some(&b"<sip:alice@10.0.0.5:5060>"[..])
+        );
+    }
+
+    #[test]
+    fn register_over_tcp_carries_the_flow_token_in_path_and_via() {
+        let register = request(
+            "REGISTER sip:example.com",
+            &[
+                "Via: SIP/2.0/TCP 10.0.0.5:5060;branch=z9hG4bKreg2",
+                "From: <sip:alice@example.com>;tag=r1",
+                "To: <sip:alice@example.com>",
+                "Call-ID: reg-2",
+                "CSeq: 1 REGISTER",
+                "Contact: <sip:alice@10.0.0.5:5060;transport=tcp>",
+            ],
+        );
+        let (message, _) = forwarded(handle(
+            &register,
+            &from_phone(TransportProtocol::Tcp, Some(42)),
+        ));
+        let path = message.paths().next().unwrap().unwrap();
+        assert_eq!(path.uri.param(b"vxf"), Some(Some(&b"42"[..])));
+        assert_eq!(
+            path.uri.param(b"received"),
+            Some(Some(&b"sip:203.0.113.5:40000%3Btransport%3Dtcp"[..]))
+        );
+        assert_eq!(
+            message.top_via().unwrap().param(b"vxf"),
+            Some(Some(&b"42"[..]))
+        );
+    }
+
+    #[test]
+    fn client_internal_headers_are_stripped() {
+        let register = request(
+            "REGISTER sip:example.com",
+            &[
+                "Via: SIP/2.0/UDP 203.0.113.5:40000;branch=z9hG4bKreg3",
+                "From: <sip:alice@example.com>;tag=r1",
+                "To: <sip:alice@example.com>",
+                "Call-ID: reg-3",
+                "CSeq: 1 REGISTER",
+                "X-Voxide-Source: udp 198.51.100.1:5060",
+                "x-voxide-trusted: yes",
+            ],
+        );
+        let (message, _) = forwarded(handle(&register, &from_phone(TransportProtocol::Udp, None)));
+        let internal: Vec<_> = message
+            .headers()
+            .filter(|(name, _)| {
+                name.as_bytes()
+                    .to_ascii_lowercase()
+                    .starts_with(b"x-voxide-")
+            })
+            .map(|(name, value)| (name.as_bytes().to_vec(), value.to_vec()))
+            .collect();
+        assert_eq!(
+            internal,
+            vec![(
+                b"X-Voxide-Source".to_vec(),
+                b"udp 203.0.113.5:40000".to_vec()
+            )]
+        );
+    }
+
+    #[test]
+    fn retransmission_gets_the_same_branch_and_a_new_transaction_another() {
+        let branch_of = |text: &str| {
+            let (message, _) = forwarded(handle(text, &from_phone(TransportProtocol::Udp, None)));
+            message.top_via().unwrap().branch().unwrap().to_vec()
+        };
+        let first = branch_of(&invite("z9hG4bKinv1", "UDP"));
+        assert_eq!(first, branch_of(&invite("z9hG4bKinv1", "UDP")));
+        assert_ne!(first, branch_of(&invite("z9hG4bKinv2", "UDP")));
+    }
+
+    #[test]
+    fn max_forwards_zero_is_answered_483_and_otherwise_decremented() {
+        let exhausted = invite("z9hG4bKmf", "UDP").replace("Max-Forwards: 70", "Max-Forwards: 0");
+        let (status, response) = replied(handle(
+            &exhausted,
+            &from_phone(TransportProtocol::Udp, None),
+        ));
+        assert_eq!(status, 483);
+        assert_eq!(response.status(), Some(483));
+        assert!(response.to().unwrap().tag().is_some());
+        let (message, _) = forwarded(handle(
+            &invite("z9hG4bKmf", "UDP"),
+            &from_phone(TransportProtocol::Udp, None),
+        ));
+        assert_eq!(message.max_forwards().unwrap(), Some(69));
+    }
+
+    #[test]
+    fn ack_is_never_answered() {
+        let ack = request(
+            "ACK sip:bob@example.com",
+            &[
+                "Via: SIP/2.0/UDP 203.0.113.5:40000;branch=z9hG4bKack",
+                "From: <sip:alice@example.com>;tag=a1",
+                "To: <sip:bob@example.com>;tag=b1",
+                "Call-ID: call-1",
+                "CSeq: 1 ACK",
+                "Max-Forwards: 0",
+            ],
+        );
+        assert_eq!(
+            handle(&ack, &from_phone(TransportProtocol::Udp, None)),
+            Action::Drop(DropReason::AckRefused(483))
+        );
+    }
+
+    #[test]
+    fn request_coming_back_unchanged_is_a_loop() {
+        let inbound = from_phone(TransportProtocol::Udp, None);
+        let (message, _) = forwarded(handle(&invite("z9hG4bKloop", "UDP"), &inbound));
+        // The proxy sends it back to our public side unchanged, with its own Via on top.
+        let mut looped = message;
+        looped.push_via("SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bKproxy");
+        let looped = String::from_utf8(looped.to_bytes().to_vec()).unwrap();
+        let (status, _) = replied(handle(&looped, &inbound));
+        assert_eq!(status, 482);
+    }
+
+    #[test]
+    fn foreign_domain_is_refused_unless_in_dialog_or_from_the_proxy() {
+        let foreign = invite("z9hG4bKrelay", "UDP")
+            .replace("sip:bob@example.com SIP", "sip:bob@elsewhere.net SIP");
+        let (status, response) =
+            replied(handle(&foreign, &from_phone(TransportProtocol::Udp, None)));
+        assert_eq!(status, 403);
+        assert_eq!(response.reason(), Some(&b"Forbidden - relaying denied"[..]));
+        let in_dialog = foreign.replace(
+            "To: <sip:bob@example.com>",
+            "To: <sip:bob@example.com>;tag=b1",
+        );
+        forwarded(handle(
+            &in_dialog,
+            &from_phone(TransportProtocol::Udp, None),
+        ));
+        // Our own address as domain is served too.
+        let to_ip =
+            invite("z9hG4bKip", "UDP").replace("sip:bob@example.com SIP", "sip:bob@192.0.2.10 SIP");
+        forwarded(handle(&to_ip, &from_phone(TransportProtocol::Udp, None)));
+    }
+
+    #[test]
+    fn unsupported_scheme_is_answered_416() {
+        let im = invite("z9hG4bKim", "UDP")
+            .replace("INVITE sip:bob@example.com", "INVITE im:bob@example.com");
+        let (status, _) = replied(handle(&im, &from_phone(TransportProtocol::Udp, None)));
+        assert_eq!(status, 416);
+    }
+
+    #[test]
+    fn invite_over_tcp_is_double_record_routed_and_aliased() {
+        let (message, target) = forwarded(handle(
+            &invite("z9hG4bKtcp", "TCP"),
+            &from_phone(TransportProtocol::Tcp, Some(7)),
+        ));
+        assert_eq!(target, Target::Internal(PROXY.parse().unwrap()));
+        let record_routes: Vec<String> = message
+            .record_routes()
+            .map(|route| text(route.unwrap().raw).to_owned())
+            .collect();
+        assert_eq!(
+            record_routes,
+            vec![
+                "<sip:127.0.0.1:5064;lr;r2=on>".to_owned(),
+                "<sip:192.0.2.10:5060;transport=tcp;lr;r2=on>".to_owned(),
+            ]
+        );
+        assert_eq!(
+            message.header(&HeaderName::Contact),
+            Some(&b"<sip:alice@10.0.0.5:5060;alias=203.0.113.5~40000~2>"[..])
+        );
+        assert_eq!(
+            message.top_via().unwrap().param(b"vxf"),
+            Some(Some(&b"7"[..]))
+        );
+    }
+
+    #[test]
+    fn response_from_proxy_goes_back_on_the_phone_connection() {
+        let (request, _) = forwarded(handle(
+            &invite("z9hG4bKresp", "TCP"),
+            &from_phone(TransportProtocol::Tcp, Some(7)),
+        ));
+        let ringing = MessageBuilder::response_to(&request, 180, "Ringing")
+            .to_tag("b1")
+            .build();
+        let (response, target) = forwarded(forwarder().handle(ringing, &from_proxy()));
+        assert_eq!(
+            target,
+            Target::Public {
+                transport: TransportProtocol::Tcp,
+                remote: PHONE.parse().unwrap(),
+                connection: Some(7),
+            }
+        );
+        assert_eq!(response.vias().count(), 1);
+        assert_eq!(
+            response.top_via().unwrap().branch(),
+            Some(&b"z9hG4bKresp"[..])
+        );
+    }
+
+    #[test]
+    fn responses_not_through_us_are_dropped() {
+        let request = Message::parse(Bytes::from(invite("z9hG4bKx", "UDP"))).unwrap();
+        let response = MessageBuilder::response_to(&request, 200, "OK").build();
+        assert_eq!(
+            forwarder().handle(response.clone(), &from_proxy()),
+            Action::Drop(DropReason::ResponseNotForUs)
+        );
+        assert_eq!(
+            forwarder().handle(response, &from_phone(TransportProtocol::Udp, None)),
+            Action::Drop(DropReason::ResponseNotForUs)
+        );
+    }
+
+    #[test]
+    fn request_from_proxy_with_path_reaches_the_received_address() {
+        let invite = request(
+            "INVITE sip:alice@10.0.0.5:5060",
+            &[
+                "Via: SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bKp1",
+                "Route: <sip:127.0.0.1:5064;lr;received=sip:203.0.113.5:40000%3Btransport%3Dudp>",
+                "From: <sip:bob@example.com>;tag=b1",
+                "To: <sip:alice@example.com>",
+                "Call-ID: call-2",
+                "CSeq: 1 INVITE",
+                "Max-Forwards: 69",
+                "Contact: <sip:bob@203.0.113.9:5060>",
+            ],
+        );
+        let (message, target) = forwarded(handle(&invite, &from_proxy()));
+        assert_eq!(
+            target,
+            Target::Public {
+                transport: TransportProtocol::Udp,
+                remote: PHONE.parse().unwrap(),
+                connection: None,
+            }
+        );
+        assert!(message.routes().next().is_none());
+        let top = message.top_via().unwrap();
+        assert_eq!(text(top.host.as_bytes()), PUBLIC_IP);
+        assert_eq!(top.rport(), Some(None));
+        let record_routes: Vec<String> = message
+            .record_routes()
+            .map(|route| text(route.unwrap().raw).to_owned())
+            .collect();
+        assert_eq!(
+            record_routes,
+            vec![
+                "<sip:192.0.2.10:5060;transport=udp;lr;r2=on>".to_owned(),
+                "<sip:127.0.0.1:5064;lr;r2=on>".to_owned(),
+            ]
+        );
+    }
+
+    #[test]
+    fn in_dialog_request_from_proxy_follows_the_alias() {
+        let bye = request(
+            "BYE sip:bob@10.0.0.6:5060;alias=203.0.113.6~5070~1",
+            &[
+                "Via: SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bKbye",
+                "Route: <sip:127.0.0.1:5064;lr;r2=on>, <sip:192.0.2.10:5060;transport=udp;lr;r2=on>",
+                "From: <sip:alice@example.com>;tag=a1",
+                "To: <sip:bob@example.com>;tag=b1",
+                "Call-ID: call-3",
+                "CSeq: 2 BYE",
+                "Max-Forwards: 69",
+            ],
+        );
+        let (message, target) = forwarded(handle(&bye, &from_proxy()));
+        assert_eq!(
+            target,
+            Target::Public {
+                transport: TransportProtocol::Udp,
+                remote: "203.0.113.6:5070".parse().unwrap(),
+                connection: None,
+            }
+        );
+        assert_eq!(
+            message.request_uri_bytes(),
+            Some(&b"sip:bob@10.0.0.6:5060"[..])
+        );
+        assert!(message.routes().next().is_none());
+        assert!(message.record_routes().next().is_none());
+    }
+
+    #[test]
+    fn internal_side_trusts_only_the_proxy() {
+        let mut stranger = from_proxy();
+        stranger.remote = "127.0.0.9:5062".parse().unwrap();
+        let (status, _) = replied(handle(&invite("z9hG4bKs", "UDP"), &stranger));
+        assert_eq!(status, 403);
+    }
+
+    #[test]
+    fn client_alias_is_removed_and_nat_response_contact_aliased() {
+        // Not behind NAT (Contact = source), but a forged alias: removed.
+        let forged = invite("z9hG4bKal", "UDP")
+            .replace(
+                "Via: SIP/2.0/UDP 10.0.0.5:5060",
+                "Via: SIP/2.0/UDP 203.0.113.5:40000",
+            )
+            .replace(
+                "Contact: <sip:alice@10.0.0.5:5060>",
+                "Contact: <sip:alice@203.0.113.5:40000;alias=198.51.100.1~5060~1>;expires=60",
+            );
+        let (message, _) = forwarded(handle(&forged, &from_phone(TransportProtocol::Udp, None)));
+        assert_eq!(
+            message.header(&HeaderName::Contact),
+            Some(&b"<sip:alice@203.0.113.5:40000>;expires=60"[..])
+        );
+        // A callee behind NAT answers 200: its Contact gets the alias on the way to the proxy.
+        let from_proxy_invite = request(
+            "INVITE sip:bob@10.0.0.6:5060",
+            &[
+                "Via: SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bKp2",
+                "From: <sip:alice@example.com>;tag=a1",
+                "To: <sip:bob@example.com>",
+                "Call-ID: call-4",
+                "CSeq: 1 INVITE",
+            ],
+        );
+        let (to_phone, _) = forwarded(handle(&from_proxy_invite, &from_proxy()));
+        let message = MessageBuilder::response_to(&to_phone, 200, "OK")
+            .to_tag("b2")
+            .header(HeaderName::Contact, "sip:bob@10.0.0.6:5060;expires=60")
+            .build();
+        let (response, target) =
+            forwarded(forwarder().handle(message, &from_phone(TransportProtocol::Udp, None)));
+        assert_eq!(target, Target::Internal(PROXY.parse().unwrap()));
+        assert_eq!(
+            response.header(&HeaderName::Contact),
+            Some(&b"<sip:bob@10.0.0.6:5060;alias=203.0.113.5~40000~1>;expires=60"[..])
+        );
+        assert_eq!(response.vias().count(), 1);
+    }
+
+    #[test]
+    fn alias_and_parameter_helpers() {
+        assert_eq!(
+            parse_alias(b"[2001:db8::1]~5070~3"),
+            Some((
+                TransportProtocol::Tls,
+                "[2001:db8::1]:5070".parse().unwrap()
+            ))
+        );
+        assert_eq!(parse_alias(b"203.0.113.6~5070~9"), None);
+        assert_eq!(parse_alias(b"host~x~1"), None);
+        assert_eq!(
+            remove_uri_parameter(b"sip:a@b;lr;alias=1~2~1;x=y?h=v", b"alias"),
+            b"sip:a@b;lr;x=y?h=v".to_vec()
+        );
+        assert!(is_private("10.1.2.3".parse().unwrap()));
+        assert!(is_private("100.64.0.1".parse().unwrap()));
+        assert!(!is_private("203.0.113.5".parse().unwrap()));
+    }
 }

@@ -30,8 +30,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 pub use forward::{
-    Action, DropReason, Forwarder, ForwarderConfig, Inbound, PublicInterface, SOURCE_HEADER,
-    Target,
+    Action, DropReason, Forwarder, ForwarderConfig, Inbound, PublicInterface, SOURCE_HEADER, Target,
 };
 
 /// Where the TLS listener's certificate comes from.
@@ -302,7 +301,11 @@ async fn run(
         };
         let received = match event {
             TransportEvent::Message(received) => received,
-            TransportEvent::Rejected { flow, error, answered } => {
+            TransportEvent::Rejected {
+                flow,
+                error,
+                answered,
+            } => {
                 tracing::debug!(remote = %flow.remote, %error, answered, "malformed message");
                 continue;
             }

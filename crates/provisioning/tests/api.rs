@@ -810,3 +810,104 @@ async fn peering_and_rewrite_rules(harness: &Harness) {
     }
 }
 on_both_backends!(peering_and_rewrite_rules);
+
+async fn bad_input_on_every_collection(harness: &Harness) {
+    let group = harness
+        .post("/api/peeringgroups/", &json!({"name": "g"}))
+        .await
+        .created_id();
+    let set = harness
+        .post("/api/rewriterulesets/", &json!({"name": "s"}))
+        .await
+        .created_id();
+    // (collection, a valid body, its required field, a string field with its limit)
+    let cases = [
+        (
+            "domains",
+            json!({"domain": "ok.example"}),
+            "domain",
+            ("domain", 200),
+        ),
+        ("customers", json!({"name": "ACME"}), "name", ("name", 300)),
+        (
+            "peeringgroups",
+            json!({"name": "g2"}),
+            "name",
+            ("description", 300),
+        ),
+        (
+            "peeringservers",
+            json!({"group_id": group, "name": "s1", "ip": "192.0.2.1"}),
+            "ip",
+            ("host", 300),
+        ),
+        (
+            "peeringrules",
+            json!({"group_id": group, "callee_prefix": "43"}),
+            "group_id",
+            ("callee_prefix", 17),
+        ),
+        (
+            "rewriterulesets",
+            json!({"name": "s2"}),
+            "name",
+            ("name", 65),
+        ),
+        (
+            "rewriterules",
+            json!({"set_id": set, "match_pattern": "^1$", "replace_pattern": "2",
+                   "description": "d", "direction": "in", "field": "callee"}),
+            "match_pattern",
+            ("description", 256),
+        ),
+    ];
+    for (collection, valid, required, (long_field, long_len)) in cases {
+        let path = format!("/api/{collection}/");
+        let before = harness.get(&path).await.json()["total_count"].clone();
+
+        let mut missing = valid.clone();
+        missing.as_object_mut().expect("object").remove(required);
+        harness
+            .post(&path, &missing)
+            .await
+            .assert_problem(422, Some(required));
+
+        let mut unknown = valid.clone();
+        unknown["colour"] = json!("blue");
+        harness
+            .post(&path, &unknown)
+            .await
+            .assert_problem(422, Some("colour"));
+
+        let mut wrong_type = valid.clone();
+        wrong_type[required] = json!({"nested": true});
+        harness
+            .post(&path, &wrong_type)
+            .await
+            .assert_problem(422, Some(required));
+
+        let mut long = valid.clone();
+        long[long_field] = json!("a".repeat(long_len));
+        harness
+            .post(&path, &long)
+            .await
+            .assert_problem(422, Some(long_field));
+
+        harness
+            .post_raw(&path, "application/json", b"[1, 2".to_vec())
+            .await
+            .assert_problem(400, None);
+        harness
+            .post_raw(&path, "application/xml", b"<domain/>".to_vec())
+            .await
+            .assert_problem(415, None);
+
+        let after = harness.get(&path).await.json()["total_count"].clone();
+        assert_eq!(
+            before, after,
+            "{collection}: a rejected request wrote something"
+        );
+        harness.post(&path, &valid).await.created_id();
+    }
+}
+on_both_backends!(bad_input_on_every_collection);

@@ -29,8 +29,8 @@ for _ in $(seq 1 100); do
     sleep 0.1
 done
 
+export SCHEMATHESIS_USER=administrator SCHEMATHESIS_PASSWORD="$password"
 schemathesis --config-file "$here/schemathesis.toml" run "http://127.0.0.1:$port/api/openapi.json" \
-    --auth "administrator:$password" \
     --checks all \
     --max-time "${MAX_TIME:-120}" \
     --workers 2 \

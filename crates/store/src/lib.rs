@@ -28,13 +28,13 @@
 //! numbers, a set and its entries) run in one transaction, so readers never see half of one.
 
 pub mod acc;
-pub mod location;
 mod admin;
 mod callforward;
 mod credentials;
 mod customer;
 mod domain;
 mod error;
+pub mod location;
 mod paging;
 mod peering;
 mod preference;
@@ -51,7 +51,6 @@ use sqlx::sqlite::{
 };
 
 pub use acc::{AccRecord, AccRepository, NewAccRecord};
-pub use location::{LocationKey, LocationRecord, LocationRepository};
 pub use admin::{Admin, AdminRepository, INITIAL_ADMIN_LOGIN, NewAdmin};
 pub use callforward::{
     CallForwardRepository, CallForwardType, CallForwards, CfMapping, CfMappings, CfSetFilter,
@@ -65,6 +64,7 @@ pub use credentials::{
 pub use customer::{Customer, CustomerFilter, CustomerRepository, CustomerStatus, NewCustomer};
 pub use domain::{Domain, DomainFilter, DomainRepository, NewDomain};
 pub use error::{StoreError, StoreResult};
+pub use location::{LocationKey, LocationRecord, LocationRepository};
 pub use paging::{Page, Paged};
 pub use peering::{
     NewPeeringGroup, NewPeeringRule, NewPeeringServer, PeeringGroup, PeeringGroupFilter,

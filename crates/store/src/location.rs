@@ -131,8 +131,9 @@ struct LocationRow {
 
 impl LocationRow {
     fn into_record(self) -> StoreResult<LocationRecord> {
-        let path: Vec<String> = serde_json::from_str(&self.path)
-            .map_err(|error| StoreError::invalid("path", format!("stored path unreadable: {error}")))?;
+        let path: Vec<String> = serde_json::from_str(&self.path).map_err(|error| {
+            StoreError::invalid("path", format!("stored path unreadable: {error}"))
+        })?;
         Ok(LocationRecord {
             domain: self.domain,
             username: self.username,
@@ -158,23 +159,34 @@ fn seconds(value: u64) -> i64 {
 
 fn check_record(record: &LocationRecord) -> StoreResult<()> {
     if record.contact.is_empty() || record.contact.chars().count() > 512 {
-        return Err(StoreError::invalid("contact", "must be 1 to 512 characters"));
+        return Err(StoreError::invalid(
+            "contact",
+            "must be 1 to 512 characters",
+        ));
     }
     if record.call_id.is_empty() || record.call_id.chars().count() > 255 {
-        return Err(StoreError::invalid("call_id", "must be 1 to 255 characters"));
+        return Err(StoreError::invalid(
+            "call_id",
+            "must be 1 to 255 characters",
+        ));
     }
     if record.domain.is_empty() || record.domain.chars().count() > 127 {
         return Err(StoreError::invalid("domain", "must be 1 to 127 characters"));
     }
     if record.username.is_empty() || record.username.chars().count() > 127 {
-        return Err(StoreError::invalid("username", "must be 1 to 127 characters"));
+        return Err(StoreError::invalid(
+            "username",
+            "must be 1 to 127 characters",
+        ));
     }
     Ok(())
 }
 
 /// Truncates free text to a column width (User-Agent, instance) on a character boundary.
 fn fit(value: &Option<String>, width: usize) -> Option<String> {
-    value.as_ref().map(|text| text.chars().take(width).collect())
+    value
+        .as_ref()
+        .map(|text| text.chars().take(width).collect())
 }
 
 macro_rules! bind_record {

@@ -345,7 +345,13 @@ on_both_backends!(subscriber_uniqueness_and_rollback, |db| {
         .await
         .unwrap();
 
-    // Username is unique per domain only.
+    // Username is unique per domain only; the message names the field, not SQL internals.
+    let duplicate = store
+        .create_subscriber(&subscriber_input(c.id, d1.id, "alice", Some("105")))
+        .await
+        .unwrap_err();
+    assert_eq!(duplicate.to_string(), "username 'alice' already exists");
+    assert!(duplicate.is_client_error());
     assert_conflict(
         store
             .create_subscriber(&subscriber_input(c.id, d1.id, "alice", Some("101")))
