@@ -6,14 +6,20 @@
 //! The tests themselves live in `crates/voxide/tests/`, where Cargo hands them the path of the
 //! built binary (`CARGO_BIN_EXE_voxide`).
 
+pub mod baresip;
+pub mod netns;
 pub mod node;
 pub mod ports;
 pub mod provision;
+pub mod scene;
 pub mod sipp;
 
+pub use baresip::{Baresip, BaresipAccount};
+pub use netns::NatLab;
 pub use node::{Node, NodePorts};
 pub use ports::{free_tcp_and_udp_port, free_udp_port};
 pub use provision::{Provisioning, Subscriber};
+pub use scene::Scene;
 pub use sipp::{Sipp, SippOutcome, SippProcess};
 
 /// The SIP domain the tests provision their subscribers in.

@@ -30,6 +30,9 @@ pub struct NodePorts {
     pub lb_internal: u16,
     /// Proxy's UDP socket.
     pub proxy: u16,
+    /// Digest algorithms the proxy offers (`proxy.digest_algorithms`); SIPp 3.6 only reads
+    /// the first challenge and only knows MD5.
+    pub digest_algorithms: &'static [&'static str],
 }
 
 impl NodePorts {
@@ -42,6 +45,7 @@ impl NodePorts {
             sip_tls: free_tcp_and_udp_port()?,
             lb_internal: free_udp_port()?,
             proxy: free_udp_port()?,
+            digest_algorithms: &["SHA-256", "MD5"],
         })
     }
 }
@@ -68,7 +72,12 @@ impl Node {
 
     /// Start with the given ports.
     pub fn start_with_ports(binary: impl Into<PathBuf>, ports: NodePorts) -> anyhow::Result<Self> {
-        let directory = tempfile::Builder::new().prefix("voxide-e2e-").tempdir()?;
+        // VOXIDE_E2E_KEEP=1 keeps config, logs and SIPp traces for a post-mortem.
+        let keep = std::env::var("VOXIDE_E2E_KEEP").is_ok_and(|value| value == "1");
+        let directory = tempfile::Builder::new()
+            .prefix("voxide-e2e-")
+            .disable_cleanup(keep)
+            .tempdir()?;
         let mut node = Self {
             binary: binary.into(),
             directory,
@@ -100,19 +109,28 @@ impl Node {
              \n[api]\nlisten = \"127.0.0.1:{api}\"\ntls = \"plain\"\n\
              \n[lb]\nudp_listen = \"{ip}:{sip}\"\ntcp_listen = \"{ip}:{sip}\"\n\
              tls_listen = \"{ip}:{tls}\"\ninternal_listen = \"127.0.0.1:{internal}\"\n\
-             proxy = \"127.0.0.1:{proxy}\"\n\
-             \n[proxy]\nlisten = \"127.0.0.1:{proxy}\"\ntrusted_lb = [\"127.0.0.1\"]\n",
+             proxy = \"127.0.0.1:{proxy}\"\ndomain_refresh_seconds = 1\n\
+             \n[proxy]\nlisten = \"127.0.0.1:{proxy}\"\ntrusted_lb = [\"127.0.0.1\"]\n\
+             digest_algorithms = [{algorithms}]\n",
             data = self.directory.path().join("data").display(),
             api = ports.api,
             sip = ports.sip,
             tls = ports.sip_tls,
             internal = ports.lb_internal,
             proxy = ports.proxy,
+            algorithms = ports
+                .digest_algorithms
+                .iter()
+                .map(|name| format!("\"{name}\""))
+                .collect::<Vec<_>>()
+                .join(", "),
         )
     }
 
     fn log_path(&self) -> PathBuf {
-        self.directory.path().join(format!("voxide-{}.log", self.runs))
+        self.directory
+            .path()
+            .join(format!("voxide-{}.log", self.runs))
     }
 
     /// Start the process and wait until it prints `ready`.
@@ -124,7 +142,10 @@ impl Node {
             .arg("--config")
             .arg(self.config_path())
             .env("VOXIDE_ADMIN_PASSWORD", &self.admin_password)
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -136,13 +157,19 @@ impl Node {
             if self.log().lines().any(|line| line == "ready") {
                 return Ok(());
             }
-            if let Some(status) = self.child.as_mut().and_then(|child| child.try_wait().ok().flatten())
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|child| child.try_wait().ok().flatten())
             {
                 self.child = None;
                 bail!("voxide exited during start-up ({status}):\n{}", self.log());
             }
             if Instant::now() > deadline {
-                bail!("voxide did not print `ready` within {START_TIMEOUT:?}:\n{}", self.log());
+                bail!(
+                    "voxide did not print `ready` within {START_TIMEOUT:?}:\n{}",
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -151,6 +178,27 @@ impl Node {
     /// What the current run wrote to stderr so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Wait until the current run's log has a line containing every one of `parts`.
+    pub fn wait_for_log(&self, parts: &[&str], limit: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if self
+                .log()
+                .lines()
+                .any(|line| parts.iter().all(|part| line.contains(part)))
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "no log line with {parts:?} within {limit:?}:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Kill the process with SIGKILL (no chance to flush or say goodbye) and reap it.
@@ -182,7 +230,10 @@ impl Node {
             if Instant::now() > deadline {
                 child.kill()?;
                 child.wait()?;
-                bail!("voxide ignored SIGTERM for {STOP_TIMEOUT:?}:\n{}", self.log());
+                bail!(
+                    "voxide ignored SIGTERM for {STOP_TIMEOUT:?}:\n{}",
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }

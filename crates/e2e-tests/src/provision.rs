@@ -98,9 +98,13 @@ impl Provisioning {
 
     /// A domain and a customer to hang subscribers on; returns the customer id.
     pub async fn create_domain_and_customer(&self, domain: &str) -> anyhow::Result<i64> {
-        self.create("/api/domains/", &json!({ "domain": domain })).await?;
-        self.create("/api/customers/", &json!({ "name": format!("customer of {domain}") }))
-            .await
+        self.create("/api/domains/", &json!({ "domain": domain }))
+            .await?;
+        self.create(
+            "/api/customers/",
+            &json!({ "name": format!("customer of {domain}") }),
+        )
+        .await
     }
 
     /// A subscriber with primary number `43 1 <sn>`.

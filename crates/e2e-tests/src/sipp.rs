@@ -73,6 +73,8 @@ impl Sipp {
             "-m".into(),
             "1".into(),
             "-nostdin".into(),
+            // No BYE or CANCEL of SIPp's own when a call fails: the log shows what went wrong.
+            "-nd".into(),
             "-timeout".into(),
             "30s".into(),
             "-timeout_error".into(),
@@ -105,6 +107,8 @@ impl Sipp {
     /// Digest credentials; `-auth_uri` is the Request-URI the scenario uses, because SIPp
     /// otherwise digests `sip:remote_ip:remote_port` (RFC 3261 §22.4 wants the Request-URI).
     pub fn credentials(self, username: &str, password: &str, auth_uri: &str) -> Self {
+        // SIPp writes `sip:` in front of the value itself.
+        let auth_uri = auth_uri.strip_prefix("sip:").unwrap_or(auth_uri);
         self.args(["-au", username, "-ap", password, "-auth_uri", auth_uri])
     }
 
@@ -115,7 +119,8 @@ impl Sipp {
     }
 
     fn file(&self, kind: &str, tag: &str) -> PathBuf {
-        self.log_directory.join(format!("{}-{tag}-{kind}.log", self.name))
+        self.log_directory
+            .join(format!("{}-{tag}-{kind}.log", self.name))
     }
 
     /// Start the process; `tag` distinguishes the log files of several runs.
@@ -143,7 +148,9 @@ impl Sipp {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&stderr)?);
-        let child = command.spawn().context("starting sipp (Debian package sip-tester)")?;
+        let child = command
+            .spawn()
+            .context("starting sipp (Debian package sip-tester)")?;
         Ok(SippProcess {
             child: Some(child),
             errors,

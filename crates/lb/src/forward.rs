@@ -230,6 +230,35 @@ impl Forwarder {
         })
     }
 
+    /// Removes Record-Route and Path values from a phone's message that pose as our Path URI
+    /// (our URI with `received` or `vxf`): only we write those, and a forged one would let a
+    /// phone point the proxy's requests at another address or another phone's connection.
+    /// Our plain Record-Route entries stay: a callee echoes them in its responses.
+    fn strip_forged_routing(&self, message: &mut Message) {
+        for name in [HeaderName::RecordRoute, HeaderName::Path] {
+            let forged = |value: &[u8]| {
+                sip_message::NameAddr::parse(value, &name).is_ok_and(|address| {
+                    self.is_our_uri(&address.uri)
+                        && (address.uri.param(b"received").is_some()
+                            || address.uri.param(FLOW_TOKEN_PARAMETER).is_some())
+                })
+            };
+            if !message.header_values(&name).any(forged) {
+                continue;
+            }
+            let kept: Vec<&[u8]> = message
+                .header_values(&name)
+                .filter(|value| !forged(value))
+                .collect();
+            let kept = kept.join(&b", "[..]);
+            if kept.is_empty() {
+                message.remove_header(&name);
+            } else {
+                message.replace_header(name.clone(), kept);
+            }
+        }
+    }
+
     // ----- requests -----
 
     /// Checks every request gets whichever side it comes from: URI scheme (416), loops (482),
@@ -239,13 +268,14 @@ impl Forwarder {
             return Err((error.status_code(), error.reason_phrase()));
         }
         let loop_hash = loop_hash(message);
-        let loop_suffix = format!("{loop_hash:016x}");
         let looped = message.vias().filter_map(Result::ok).any(|via| {
             self.is_our_via(&via)
                 && via
                     .branch()
                     .and_then(|branch| branch.rsplit(|&b| b == b'.').next())
-                    .is_some_and(|suffix| suffix == loop_suffix.as_bytes())
+                    .and_then(|suffix| std::str::from_utf8(suffix).ok())
+                    .and_then(|suffix| u64::from_str_radix(suffix, 16).ok())
+                    == Some(loop_hash)
         });
         if looped {
             return Err((482, "Loop Detected".to_owned()));
@@ -270,6 +300,7 @@ impl Forwarder {
             Err(refusal) => return refuse(&message, refusal),
         };
         strip_internal_headers(&mut message);
+        self.strip_forged_routing(&mut message);
         let popped = self.pop_our_routes(&mut message);
         let has_to_tag = message.to().ok().and_then(|to| to.tag()).is_some();
         let in_dialog = has_to_tag || !popped.is_empty();
@@ -505,6 +536,7 @@ impl Forwarder {
             return Action::Drop(DropReason::ResponseWithoutNextHop);
         };
         strip_internal_headers(&mut message);
+        self.strip_forged_routing(&mut message);
         let dialog_forming = message
             .cseq()
             .is_ok_and(|cseq| is_target_refresh(&cseq.method));
@@ -617,7 +649,9 @@ fn reply(request: &Message, status: u16, reason: String) -> Action {
 }
 
 /// RFC 3261 §16.6 step 8 (loop detection hash): the fields a proxy's forwarding decision
-/// depends on. A request that comes back with the same values went round a loop.
+/// depends on. A request that comes back with the same values went round a loop. The To tag
+/// is left out on purpose: the ACK of a non-2xx answer carries one its INVITE lacked, yet
+/// must get the INVITE's branch so the proxy's INVITE transaction matches it (§17.2.3).
 fn loop_hash(message: &Message) -> u64 {
     let mut hasher = DefaultHasher::new();
     message.request_uri_bytes().hash(&mut hasher);
@@ -626,7 +660,6 @@ fn loop_hash(message: &Message) -> u64 {
         .ok()
         .and_then(|from| from.tag())
         .hash(&mut hasher);
-    message.to().ok().and_then(|to| to.tag()).hash(&mut hasher);
     message.call_id().ok().hash(&mut hasher);
     message
         .cseq()
@@ -641,13 +674,18 @@ fn loop_hash(message: &Message) -> u64 {
 
 /// Removes every header whose name starts with `X-Voxide-`: only the LB may set them.
 fn strip_internal_headers(message: &mut Message) {
+    let is_internal = |name: &HeaderName| {
+        let name = name.as_bytes();
+        name.len() >= INTERNAL_HEADER_PREFIX.len()
+            && name[..INTERNAL_HEADER_PREFIX.len()].eq_ignore_ascii_case(INTERNAL_HEADER_PREFIX)
+    };
+    // Most messages carry none: look before allocating.
+    if !message.headers().any(|(name, _)| is_internal(&name)) {
+        return;
+    }
     let internal: Vec<HeaderName> = message
         .headers()
-        .filter(|(name, _)| {
-            let name = name.as_bytes();
-            name.len() >= INTERNAL_HEADER_PREFIX.len()
-                && name[..INTERNAL_HEADER_PREFIX.len()].eq_ignore_ascii_case(INTERNAL_HEADER_PREFIX)
-        })
+        .filter(|(name, _)| is_internal(name))
         .map(|(name, _)| name)
         .collect();
     for name in internal {
@@ -765,6 +803,9 @@ fn rewrite_contacts(message: &mut Message, nat: Option<&Inbound>) {
             value.extend_from_slice(&address.raw[uri_end..]);
         }
         values.push(value);
+    }
+    if values.is_empty() {
+        return;
     }
     let joined = values.join(&b", "[..]);
     message.replace_header(HeaderName::Contact, joined);
@@ -1123,6 +1164,34 @@ mod tests {
     }
 
     #[test]
+    fn ack_of_a_rejection_and_cancel_get_the_invite_branch() {
+        let inbound = from_phone(TransportProtocol::Udp, None);
+        let branch_of = |text: &str| {
+            let (message, _) = forwarded(handle(text, &inbound));
+            message.top_via().unwrap().branch().unwrap().to_vec()
+        };
+        let invite = invite("z9hG4bKtx407", "UDP");
+        let ack = invite
+            .replace(
+                "INVITE sip:bob@example.com SIP",
+                "ACK sip:bob@example.com SIP",
+            )
+            .replace("CSeq: 1 INVITE", "CSeq: 1 ACK")
+            .replace(
+                "To: <sip:bob@example.com>",
+                "To: <sip:bob@example.com>;tag=rejected",
+            );
+        let cancel = invite
+            .replace(
+                "INVITE sip:bob@example.com SIP",
+                "CANCEL sip:bob@example.com SIP",
+            )
+            .replace("CSeq: 1 INVITE", "CSeq: 1 CANCEL");
+        assert_eq!(branch_of(&invite), branch_of(&ack));
+        assert_eq!(branch_of(&invite), branch_of(&cancel));
+    }
+
+    #[test]
     fn max_forwards_zero_is_answered_483_and_otherwise_decremented() {
         let exhausted = invite("z9hG4bKmf", "UDP").replace("Max-Forwards: 70", "Max-Forwards: 0");
         let (status, response) = replied(handle(
@@ -1190,6 +1259,21 @@ mod tests {
         let to_ip =
             invite("z9hG4bKip", "UDP").replace("sip:bob@example.com SIP", "sip:bob@192.0.2.10 SIP");
         forwarded(handle(&to_ip, &from_phone(TransportProtocol::Udp, None)));
+    }
+
+    #[test]
+    fn served_domains_can_change_at_run_time() {
+        let foreign = invite("z9hG4bKdom", "UDP").replace(
+            "sip:bob@example.com SIP",
+            "sip:bob@Customer.example.net SIP",
+        );
+        let inbound = from_phone(TransportProtocol::Udp, None);
+        let mut forwarder = forwarder();
+        let message = receive(Bytes::from(foreign.clone()), inbound.remote).unwrap();
+        assert_eq!(replied(forwarder.handle(message, &inbound)).0, 403);
+        forwarder.set_domains(["customer.EXAMPLE.net".to_owned()]);
+        let message = receive(Bytes::from(foreign), inbound.remote).unwrap();
+        forwarded(forwarder.handle(message, &inbound));
     }
 
     #[test]
@@ -1265,6 +1349,31 @@ mod tests {
             forwarder().handle(response, &from_phone(TransportProtocol::Udp, None)),
             Action::Drop(DropReason::ResponseNotForUs)
         );
+    }
+
+    #[test]
+    fn phone_response_must_lead_back_to_a_trusted_proxy() {
+        // A phone forges a response carrying our Via and, below it, a victim's address: the
+        // LB must not reflect it to the victim over the internal side.
+        let forged = "SIP/2.0 200 OK\r\n\
+            Via: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bKvx0123456789abcdef.0123456789abcdef\r\n\
+            Via: SIP/2.0/UDP 198.51.100.66:5060;branch=z9hG4bKvictim\r\n\
+            From: <sip:x@example.com>;tag=x1\r\n\
+            To: <sip:bob@example.com>;tag=b1\r\n\
+            Call-ID: reflect-1\r\n\
+            CSeq: 1 OPTIONS\r\n\
+            Content-Length: 0\r\n\r\n";
+        let message = Message::parse(Bytes::from_static(forged.as_bytes())).unwrap();
+        assert_eq!(
+            forwarder().handle(message, &from_phone(TransportProtocol::Udp, None)),
+            Action::Drop(DropReason::ResponseWithoutNextHop)
+        );
+        // The same response with the proxy below our Via goes to the proxy.
+        let genuine = forged.replace("198.51.100.66:5060", PROXY);
+        let message = Message::parse(Bytes::from(genuine)).unwrap();
+        let (_, target) =
+            forwarded(forwarder().handle(message, &from_phone(TransportProtocol::Udp, None)));
+        assert_eq!(target, Target::Internal(PROXY.parse().unwrap()));
     }
 
     #[test]
@@ -1388,6 +1497,125 @@ mod tests {
             Some(&b"<sip:bob@10.0.0.6:5060;alias=203.0.113.5~40000~1>;expires=60"[..])
         );
         assert_eq!(response.vias().count(), 1);
+    }
+
+    #[test]
+    fn nat_request_without_contact_gets_no_empty_contact() {
+        let no_contact =
+            invite("z9hG4bKnc", "UDP").replace("Contact: <sip:alice@10.0.0.5:5060>\r\n", "");
+        let (message, _) = forwarded(handle(
+            &no_contact,
+            &from_phone(TransportProtocol::Udp, None),
+        ));
+        assert!(!message.has_header(&HeaderName::Contact));
+        message.validate().unwrap();
+    }
+
+    #[test]
+    fn forged_path_and_record_route_from_a_phone_are_removed() {
+        let forged =
+            "<sip:127.0.0.1:5064;lr;received=sip:198.51.100.1:5060%3Btransport%3Dudp;vxf=3>";
+        let register = request(
+            "REGISTER sip:example.com",
+            &[
+                "Via: SIP/2.0/UDP 203.0.113.5:40000;branch=z9hG4bKforge",
+                "From: <sip:alice@example.com>;tag=r1",
+                "To: <sip:alice@example.com>",
+                "Call-ID: forge-1",
+                "CSeq: 1 REGISTER",
+                &format!("Path: {forged}"),
+            ],
+        );
+        let (message, _) = forwarded(handle(&register, &from_phone(TransportProtocol::Udp, None)));
+        let paths: Vec<String> = message
+            .paths()
+            .map(|path| text(path.unwrap().raw).to_owned())
+            .collect();
+        assert_eq!(
+            paths,
+            vec![
+                "<sip:127.0.0.1:5064;lr;received=sip:203.0.113.5:40000%3Btransport%3Dudp>"
+                    .to_owned()
+            ]
+        );
+        // A callee's 200 keeps our plain Record-Route entries but loses a forged one.
+        let (to_phone, _) = forwarded(handle(
+            &request(
+                "INVITE sip:bob@203.0.113.5:40000",
+                &[
+                    "Via: SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bKp3",
+                    "From: <sip:alice@example.com>;tag=a1",
+                    "To: <sip:bob@example.com>",
+                    "Call-ID: forge-2",
+                    "CSeq: 1 INVITE",
+                ],
+            ),
+            &from_proxy(),
+        ));
+        let mut ok = MessageBuilder::response_to(&to_phone, 200, "OK").to_tag("b3");
+        for record_route in to_phone.header_values(&HeaderName::RecordRoute) {
+            ok = ok.header(HeaderName::RecordRoute, record_route.to_vec());
+        }
+        let ok = ok.header(HeaderName::RecordRoute, forged).build();
+        let (response, _) =
+            forwarded(forwarder().handle(ok, &from_phone(TransportProtocol::Udp, None)));
+        assert_eq!(
+            response
+                .record_routes()
+                .map(|route| text(route.unwrap().raw).to_owned())
+                .collect::<Vec<_>>(),
+            vec![
+                "<sip:192.0.2.10:5060;transport=udp;lr;r2=on>".to_owned(),
+                "<sip:127.0.0.1:5064;lr;r2=on>".to_owned(),
+            ]
+        );
+    }
+
+    #[test]
+    fn ipv6_phone_path_round_trip() {
+        let mut inbound = from_phone(TransportProtocol::Udp, None);
+        inbound.remote = "[2001:db8::5]:40000".parse().unwrap();
+        let register = request(
+            "REGISTER sip:example.com",
+            &[
+                "Via: SIP/2.0/UDP [fd00::5]:5060;branch=z9hG4bKv6;rport",
+                "From: <sip:alice@example.com>;tag=r6",
+                "To: <sip:alice@example.com>",
+                "Call-ID: reg-v6",
+                "CSeq: 1 REGISTER",
+                "Contact: <sip:alice@[fd00::5]:5060>",
+            ],
+        );
+        let (message, _) = forwarded(handle(&register, &inbound));
+        let path = text(message.header(&HeaderName::Path).unwrap()).to_owned();
+        assert_eq!(
+            path,
+            "<sip:127.0.0.1:5064;lr;received=sip:[2001:db8::5]:40000%3Btransport%3Dudp>"
+        );
+        assert_eq!(
+            message.header(&HeaderName::from_static(SOURCE_HEADER)),
+            Some(&b"udp [2001:db8::5]:40000"[..])
+        );
+        let invite = request(
+            "INVITE sip:alice@[fd00::5]:5060",
+            &[
+                "Via: SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bKp6",
+                &format!("Route: {path}"),
+                "From: <sip:bob@example.com>;tag=b6",
+                "To: <sip:alice@example.com>",
+                "Call-ID: call-v6",
+                "CSeq: 1 INVITE",
+            ],
+        );
+        let (_, target) = forwarded(handle(&invite, &from_proxy()));
+        assert_eq!(
+            target,
+            Target::Public {
+                transport: TransportProtocol::Udp,
+                remote: "[2001:db8::5]:40000".parse().unwrap(),
+                connection: None,
+            }
+        );
     }
 
     #[test]

@@ -10,25 +10,36 @@
 //! phone's TCP/TLS connection.
 //!
 //! Map: [`forward`] is the sans-IO core (message in, [`Action`] out), unit-tested and
-//! benchmarked without sockets; this module binds the sockets (through `sip-net`) and runs
-//! one task that feeds received messages to the core and sends what it decides.
+//! benchmarked without sockets; [`flood`] bans sources that send too many requests (pike-like,
+//! also sans-IO); this module binds the sockets (through `sip-net`, which also answers
+//! unparsable requests with 400 and stamps `received`/`rport`) and runs one task that feeds
+//! received messages to the core and sends what it decides. TCP/TLS writes go through one
+//! writer task per connection so a slow peer never stalls the loop.
+//!
+//! Not done here: DNS (next hops must be IP literals), WebSocket, dispatching over several
+//! proxies, scanner User-Agent filtering, signed flow tokens.
 //!
 //! Wire contract with the proxy: requests from phones arrive with our Via on top (branch
 //! `z9hG4bKvx…`, `;vxf=<connection>` for streams), `X-Voxide-Source: <udp|tcp|tls> <ip>:<port>`
 //! and, on REGISTER, `Path: <sip:INTERNAL;lr;received=sip:SRC%3Btransport%3DT;vxf=N>`.
 
+pub mod flood;
 pub mod forward;
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
 
 use sip_net::{
     Destination, Flow, TlsIdentity, TransportConfig, TransportEvent, TransportProtocol, Transports,
 };
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio::task::JoinHandle;
+use tokio::task::{AbortHandle, JoinHandle};
 
+pub use flood::{FloodGuard, FloodLimit, Verdict};
 pub use forward::{
     Action, DropReason, Forwarder, ForwarderConfig, Inbound, PublicInterface, SOURCE_HEADER, Target,
 };
@@ -71,6 +82,8 @@ pub struct LbConfig {
     /// SIP domains served; out-of-dialog requests for others are refused with 403.
     /// Update at run time with [`LbHandle::set_domains`].
     pub domains: Vec<String>,
+    /// Flood banning of public sources (pike-like); `None` turns it off.
+    pub flood: Option<FloodLimit>,
     /// Transport limits and socket options.
     pub transport: TransportConfig,
 }
@@ -88,6 +101,7 @@ impl Default for LbConfig {
             proxy: SocketAddr::new(loopback, 5062),
             trusted_proxies: Vec::new(),
             domains: Vec::new(),
+            flood: Some(FloodLimit::default()),
             transport: TransportConfig::default(),
         }
     }
@@ -259,7 +273,17 @@ pub async fn start(config: LbConfig) -> Result<LbHandle, LbError> {
     });
     let (domains, domain_updates) = watch::channel(config.domains.clone());
     let (stop, stopped) = oneshot::channel();
-    let task = tokio::spawn(run(forwarder, transports, events, domain_updates, stopped));
+    let flood = config.flood.map(FloodGuard::new);
+    let task = tokio::spawn(run(
+        Loop {
+            forwarder,
+            flood,
+            transports,
+        },
+        events,
+        domain_updates,
+        stopped,
+    ));
     tracing::info!(?udp, ?tcp, ?tls, %internal, proxy = %config.proxy, "load-balancer started");
     Ok(LbHandle {
         udp,
@@ -273,25 +297,41 @@ pub async fn start(config: LbConfig) -> Result<LbHandle, LbError> {
     })
 }
 
+/// What the forwarding loop owns.
+struct Loop {
+    forwarder: Forwarder,
+    flood: Option<FloodGuard>,
+    transports: Transports,
+}
+
 /// The forwarding loop: one task, so the core needs no locking; it never waits on anything
 /// but a send, which for UDP is immediate and for streams only queues.
 async fn run(
-    mut forwarder: Forwarder,
-    transports: Transports,
+    state: Loop,
     mut events: mpsc::Receiver<TransportEvent>,
     mut domain_updates: watch::Receiver<Vec<String>>,
     mut stopped: oneshot::Receiver<()>,
 ) {
+    let Loop {
+        mut forwarder,
+        mut flood,
+        transports,
+    } = state;
     // Open stream flows by connection id, so a flow token in a Via or Path picks the very
     // connection the phone opened (sip-net's ids cannot be built from a number).
     let mut connections: HashMap<u64, Flow> = HashMap::new();
+    let mut stream_writers = StreamWriters::default();
     loop {
         let event = tokio::select! {
+            // Stop first, then domain updates, so an update is in force for the next message.
+            biased;
             _ = &mut stopped => break,
             changed = domain_updates.changed() => {
-                if changed.is_ok() {
-                    forwarder.set_domains(domain_updates.borrow_and_update().clone());
+                // An error means the handle is gone: nobody can stop us any more, so stop.
+                if changed.is_err() {
+                    break;
                 }
+                forwarder.set_domains(domain_updates.borrow_and_update().clone());
                 continue;
             }
             event = events.recv() => match event {
@@ -312,12 +352,27 @@ async fn run(
             TransportEvent::ConnectionClosed { flow, reason } => {
                 if let Some(connection) = flow.connection {
                     connections.remove(&connection.get());
+                    stream_writers.connection_closed(connection.get());
                 }
                 tracing::debug!(remote = %flow.remote, ?reason, "connection closed");
                 continue;
             }
         };
         let flow = received.flow;
+        if let Some(guard) = &mut flood
+            && received.message.is_request()
+            && flow.local != forwarder.config().internal
+        {
+            match guard.check(flow.remote.ip(), Instant::now()) {
+                Verdict::Admit => {}
+                Verdict::BannedNow => {
+                    // One stable line per ban, for operators and fail2ban.
+                    tracing::warn!(target: "voxide::security", source = %flow.remote.ip(), "flood ban");
+                    continue;
+                }
+                Verdict::Banned => continue,
+            }
+        }
         if let Some(connection) = flow.connection {
             connections.insert(connection.get(), flow);
         }
@@ -344,8 +399,102 @@ async fn run(
             tracing::debug!(remote = %flow.remote, "no listener for the next hop");
             continue;
         };
-        if let Err(error) = transports.send(&destination, bytes).await {
+        if destination.transport().is_stream() {
+            stream_writers.send(&transports, destination, bytes);
+        } else if let Err(error) = transports.send(&destination, bytes).await {
             tracing::debug!(%error, "forwarding failed");
+        }
+    }
+    stream_writers.stop();
+}
+
+/// How many messages may wait for one TCP/TLS peer before more are dropped.
+const STREAM_QUEUE_LENGTH: usize = 256;
+
+/// A stream writer with nothing to send for this long ends (a new one starts on demand).
+const STREAM_WRITER_IDLE: Duration = Duration::from_secs(60);
+
+/// One writer task per TCP/TLS destination, so a peer that reads slowly, or a connection
+/// that must first be opened, never stalls the forwarding loop, while messages to one peer
+/// keep their order (a 180 never overtakes the 200 after it).
+#[derive(Debug, Default)]
+struct StreamWriters {
+    writers: HashMap<WriterKey, (mpsc::Sender<Bytes>, AbortHandle)>,
+    /// Table size at which writers that ended idle are swept out.
+    sweep_at: usize,
+}
+
+/// What a writer sends to: one connection, or whichever connection to an address is open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum WriterKey {
+    Connection(u64),
+    Address(TransportProtocol, SocketAddr),
+}
+
+impl WriterKey {
+    fn of(destination: &Destination) -> WriterKey {
+        match destination {
+            Destination::Flow(Flow {
+                connection: Some(id),
+                ..
+            }) => WriterKey::Connection(id.get()),
+            other => WriterKey::Address(other.transport(), other.remote()),
+        }
+    }
+}
+
+impl StreamWriters {
+    fn send(&mut self, transports: &Transports, destination: Destination, bytes: Bytes) {
+        let mut bytes = bytes;
+        let key = WriterKey::of(&destination);
+        if let Some((writer, _)) = self.writers.get(&key) {
+            match writer.try_send(bytes) {
+                Ok(()) => return,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    tracing::debug!(remote = %destination.remote(), "stream queue full, message dropped");
+                    return;
+                }
+                // The writer went idle and ended: start a new one.
+                Err(mpsc::error::TrySendError::Closed(unsent)) => bytes = unsent,
+            }
+        }
+        let (writer, queue) = mpsc::channel(STREAM_QUEUE_LENGTH);
+        // A fresh channel has room for one message.
+        let _ = writer.try_send(bytes);
+        let task = tokio::spawn(write_stream(transports.clone(), destination, queue));
+        if self.writers.len() >= self.sweep_at {
+            self.writers.retain(|_, (writer, _)| !writer.is_closed());
+            self.sweep_at = (self.writers.len() * 2).max(64);
+        }
+        self.writers.insert(key, (writer, task.abort_handle()));
+    }
+
+    /// Forgets the writers of a closed connection.
+    fn connection_closed(&mut self, connection: u64) {
+        self.writers.retain(|key, (_, task)| {
+            let closed = *key == WriterKey::Connection(connection);
+            if closed {
+                task.abort();
+            }
+            !closed
+        });
+    }
+
+    fn stop(&mut self) {
+        for (_, (_, task)) in self.writers.drain() {
+            task.abort();
+        }
+    }
+}
+
+async fn write_stream(
+    transports: Transports,
+    destination: Destination,
+    mut queue: mpsc::Receiver<Bytes>,
+) {
+    while let Ok(Some(bytes)) = tokio::time::timeout(STREAM_WRITER_IDLE, queue.recv()).await {
+        if let Err(error) = transports.send(&destination, bytes).await {
+            tracing::debug!(%error, remote = %destination.remote(), "forwarding failed");
         }
     }
 }

@@ -42,6 +42,7 @@ async fn setup() -> Setup {
         proxy: proxy.local_addr().unwrap(),
         trusted_proxies: Vec::new(),
         domains: vec!["example.com".to_owned()],
+        flood: None,
         transport: Default::default(),
     })
     .await
@@ -480,4 +481,121 @@ async fn request_from_the_proxy_reuses_the_phone_tcp_connection_named_in_path() 
         Some(&b"z9hG4bKping"[..])
     );
     setup.lb.shutdown().await;
+}
+
+#[tokio::test]
+async fn configuration_mistakes_are_refused_at_start() {
+    let wildcard_internal = lb::start(LbConfig {
+        udp: Some(loopback()),
+        tcp: None,
+        internal: "0.0.0.0:0".parse().unwrap(),
+        ..LbConfig::default()
+    })
+    .await;
+    assert!(matches!(
+        wildcard_internal,
+        Err(lb::LbError::WildcardInternalAddress(_))
+    ));
+    let unadvertised = lb::start(LbConfig {
+        udp: Some("0.0.0.0:0".parse().unwrap()),
+        tcp: None,
+        internal: loopback(),
+        ..LbConfig::default()
+    })
+    .await;
+    assert!(matches!(
+        unadvertised,
+        Err(lb::LbError::AdvertisedAddressRequired { .. })
+    ));
+    let advertised = lb::start(LbConfig {
+        udp: Some("0.0.0.0:0".parse().unwrap()),
+        tcp: None,
+        advertised_address: Some("127.0.0.1".parse().unwrap()),
+        internal: loopback(),
+        ..LbConfig::default()
+    })
+    .await
+    .unwrap();
+    assert!(advertised.udp.unwrap().ip().is_unspecified());
+    advertised.shutdown().await;
+}
+
+#[tokio::test]
+async fn served_domains_are_updated_through_the_handle() {
+    let setup = setup().await;
+    let phone_address = setup.phone.local_addr().unwrap();
+    let lb_udp = setup.lb.udp.unwrap();
+    let to_new_domain = String::from_utf8(invite(phone_address, "UDP", "z9hG4bKnewdom"))
+        .unwrap()
+        .replace(
+            "INVITE sip:bob@example.com",
+            "INVITE sip:bob@new.example.org",
+        );
+    setup
+        .phone
+        .send_to(to_new_domain.as_bytes(), lb_udp)
+        .await
+        .unwrap();
+    assert_eq!(receive(&setup.phone).await.0.status(), Some(403));
+    setup.lb.set_domains(vec!["new.example.org".to_owned()]);
+    // The update is applied by the forwarding task; retry until it has been seen.
+    let mut forwarded = None;
+    for attempt in 0..20 {
+        let retry = to_new_domain.replace("z9hG4bKnewdom", &format!("z9hG4bKnewdom{attempt}"));
+        setup.phone.send_to(retry.as_bytes(), lb_udp).await.unwrap();
+        let mut buffer = vec![0u8; 65_535];
+        let mut refusal = vec![0u8; 65_535];
+        tokio::select! {
+            Ok((length, _)) = setup.proxy.recv_from(&mut buffer) => {
+                forwarded = Some(Message::parse(Bytes::copy_from_slice(&buffer[..length])).unwrap());
+                break;
+            }
+            Ok(_) = setup.phone.recv_from(&mut refusal) => {}
+            _ = tokio::time::sleep(WAIT) => break,
+        }
+    }
+    let forwarded = forwarded.expect("request for the new domain not forwarded");
+    assert_eq!(
+        forwarded.request_uri_bytes(),
+        Some(&b"sip:bob@new.example.org"[..])
+    );
+    setup.lb.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_flooding_source_is_banned_and_dropped_silently() {
+    let proxy = UdpSocket::bind(loopback()).await.unwrap();
+    let phone = UdpSocket::bind(loopback()).await.unwrap();
+    let lb = lb::start(LbConfig {
+        udp: Some(loopback()),
+        tcp: None,
+        internal: loopback(),
+        proxy: proxy.local_addr().unwrap(),
+        domains: vec!["example.com".to_owned()],
+        flood: Some(lb::FloodLimit {
+            requests_per_window: 5,
+            window: Duration::from_secs(60),
+            ban: Duration::from_secs(300),
+            exempt_loopback: false,
+            max_sources: 1000,
+        }),
+        ..LbConfig::default()
+    })
+    .await
+    .unwrap();
+    let phone_address = phone.local_addr().unwrap();
+    for attempt in 0..8 {
+        let invite = invite(phone_address, "UDP", &format!("z9hG4bKflood{attempt}"));
+        phone.send_to(&invite, lb.udp.unwrap()).await.unwrap();
+    }
+    let mut forwarded = 0;
+    while !nothing_arrives(&proxy).await {
+        forwarded += 1;
+    }
+    assert_eq!(forwarded, 5);
+    assert!(
+        nothing_arrives(&phone).await,
+        "a banned source gets no answer"
+    );
+    lb.shutdown().await;
 }

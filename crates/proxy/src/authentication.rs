@@ -143,7 +143,15 @@ impl Authenticator {
         };
         if credentials.userhash {
             // We never offer userhash (RFC 7616 §3.4.4), so such an answer cannot be ours.
-            return self.failed(request, is_register, &realm, &binding, source.ip(), &credentials.username, now_unix);
+            return self.failed(
+                request,
+                is_register,
+                &realm,
+                &binding,
+                source.ip(),
+                &credentials.username,
+                now_unix,
+            );
         }
         let row = match self.find_subscriber(&credentials.username, &realm).await {
             Ok(row) => row,
@@ -157,7 +165,15 @@ impl Authenticator {
             }
         };
         let Some((id, uuid, customer_id, ha1_md5, ha1_sha256, status)) = row else {
-            return self.failed(request, is_register, &realm, &binding, source.ip(), &credentials.username, now_unix);
+            return self.failed(
+                request,
+                is_register,
+                &realm,
+                &binding,
+                source.ip(),
+                &credentials.username,
+                now_unix,
+            );
         };
         let stored = StoredCredentials {
             ha1_md5: Some(ha1_md5),
@@ -187,7 +203,9 @@ impl Authenticator {
                 self.forget_failures(source.ip(), &credentials.username, &realm);
                 if status != "active" {
                     tracing::info!(username = %credentials.username, %realm, %status, "refused: subscriber not active");
-                    return AuthOutcome::Rejected(local_response(request, 403, "Forbidden").build());
+                    return AuthOutcome::Rejected(
+                        local_response(request, 403, "Forbidden").build(),
+                    );
                 }
                 AuthOutcome::Authenticated(AuthenticatedSubscriber {
                     id,
@@ -202,7 +220,15 @@ impl Authenticator {
             }
             Verification::Rejected(reason) => {
                 tracing::info!(username = %credentials.username, %realm, %source, %reason, "digest refused");
-                self.failed(request, is_register, &realm, &binding, source.ip(), &credentials.username, now_unix)
+                self.failed(
+                    request,
+                    is_register,
+                    &realm,
+                    &binding,
+                    source.ip(),
+                    &credentials.username,
+                    now_unix,
+                )
             }
         }
     }
@@ -262,7 +288,11 @@ impl Authenticator {
         let (status, reason, header) = if is_register {
             (401, "Unauthorized", HeaderName::WwwAuthenticate)
         } else {
-            (407, "Proxy Authentication Required", HeaderName::ProxyAuthenticate)
+            (
+                407,
+                "Proxy Authentication Required",
+                HeaderName::ProxyAuthenticate,
+            )
         };
         let mut builder = local_response(request, status, reason);
         for value in values {
@@ -273,7 +303,10 @@ impl Authenticator {
 
     /// A wrong password, unknown user or unusable credentials: challenge again, or 403 once
     /// this source has failed `max_failures` times for the username within the window.
-    #[allow(clippy::too_many_arguments, reason = "internal helper carrying the request context")]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "internal helper carrying the request context"
+    )]
     fn failed(
         &self,
         request: &Message,
@@ -291,7 +324,13 @@ impl Authenticator {
     }
 
     /// Counts a failure; true when the limit is reached.
-    fn record_failure(&self, source_ip: IpAddr, username: &str, realm: &str, now_unix: u64) -> bool {
+    fn record_failure(
+        &self,
+        source_ip: IpAddr,
+        username: &str,
+        realm: &str,
+        now_unix: u64,
+    ) -> bool {
         if self.policy.max_failures == 0 {
             return false;
         }

@@ -151,6 +151,10 @@ impl Drop for ProxyHandle {
 
 /// Starts the proxy over `store`.
 pub async fn start(config: ProxyConfig, store: Store) -> Result<ProxyHandle, ProxyError> {
+    if config.listen.ip().is_unspecified() {
+        // The address goes into Via and Record-Route: it must be one peers can reach.
+        return Err(ProxyError::Config("listen must name a concrete IP address"));
+    }
     if config.timer_c < Duration::from_secs(1) {
         return Err(ProxyError::Config("timer_c must be at least one second"));
     }
@@ -275,7 +279,7 @@ impl MainLoop {
                             .await;
                         let _ = work.send(Work::Respond {
                             transaction,
-                            response,
+                            response: Box::new(response),
                         });
                     });
                 } else {

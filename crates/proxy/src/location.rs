@@ -301,7 +301,10 @@ impl Location {
 
     /// Removes every binding of `aor` (database first).
     pub async fn remove_all(&self, aor: &AddressOfRecord) -> Result<u64, LocationError> {
-        let removed = self.store.delete_locations_of(&aor.user, &aor.domain).await?;
+        let removed = self
+            .store
+            .delete_locations_of(&aor.user, &aor.domain)
+            .await?;
         self.database_statements.fetch_add(1, Ordering::Relaxed);
         self.bindings
             .write()

@@ -25,7 +25,7 @@ use crate::authentication::{AuthOutcome, Authenticator, local_response};
 use crate::location::{AddressOfRecord, Binding, BindingChanges, Location};
 
 /// Expiry limits and the contact cap.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RegistrarConfig {
     /// Shortest registration accepted; shorter non-zero requests get 423 (RFC 3261 §10.3 step 7).
     pub min_expires: u32,
@@ -103,7 +103,9 @@ impl Registrar {
             location,
             authenticator,
             config,
-            locks: (0..LOCK_SHARDS).map(|_| tokio::sync::Mutex::new(())).collect(),
+            locks: (0..LOCK_SHARDS)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
         }
     }
 
@@ -193,7 +195,7 @@ impl Registrar {
             .cseq()
             .map_err(|_| fail(400, "Bad Request - malformed CSeq"))?
             .number;
-        let contacts = self.read_contacts(request)?;
+        let contacts = self.read_contacts(request).map_err(|response| *response)?;
         let path: Vec<String> = request
             .paths()
             .map(|path| path.map(|path| String::from_utf8_lossy(path.raw).into_owned()))
@@ -220,7 +222,9 @@ impl Registrar {
             }
             ContactRequest::Bindings(requested) => {
                 for contact in requested {
-                    let existing = current.iter().find(|binding| binding.contact == contact.uri);
+                    let existing = current
+                        .iter()
+                        .find(|binding| binding.contact == contact.uri);
                     // Step 7: same Call-ID needs a higher CSeq, else the update is aborted.
                     if let Some(existing) = existing
                         && existing.call_id == call_id
@@ -275,8 +279,9 @@ impl Registrar {
     }
 
     /// Reads and checks the Contact headers (RFC 3261 §10.3 step 6, §10.2.2).
-    fn read_contacts(&self, request: &Message) -> Result<ContactRequest, Message> {
-        let fail = |status: u16, reason: &str| local_response(request, status, reason).build();
+    fn read_contacts(&self, request: &Message) -> Result<ContactRequest, Box<Message>> {
+        let fail =
+            |status: u16, reason: &str| Box::new(local_response(request, status, reason).build());
         let header_expires = request
             .expires()
             .map_err(|_| fail(400, "Bad Request - malformed Expires"))?;
@@ -310,9 +315,11 @@ impl Registrar {
                 0
             } else if requested_expires < self.config.min_expires {
                 // RFC 3261 §10.3 step 7 / §21.4.17: too brief, say the minimum.
-                return Err(local_response(request, 423, "Interval Too Brief")
-                    .header(HeaderName::MinExpires, self.config.min_expires.to_string())
-                    .build());
+                return Err(Box::new(
+                    local_response(request, 423, "Interval Too Brief")
+                        .header(HeaderName::MinExpires, self.config.min_expires.to_string())
+                        .build(),
+                ));
             } else {
                 requested_expires.min(self.config.max_expires)
             };
@@ -325,6 +332,8 @@ impl Registrar {
                 .flatten()
                 .and_then(|value| std::str::from_utf8(value).ok()?.parse().ok());
             let host_ip = address.uri.host.ip();
+            // The same contact twice in one request: the last one wins, one binding results.
+            requested.retain(|earlier: &RequestedContact| earlier.uri != uri);
             requested.push(RequestedContact {
                 uri: uri.to_owned(),
                 q,

@@ -81,6 +81,9 @@ pub struct ForkTarget {
     pub contact: String,
     /// The Path of the binding (RFC 3327): the route set towards the contact.
     pub path: Vec<String>,
+    /// `sip:IP:PORT` the REGISTER came from when it differs from the contact (a NAT seen
+    /// without a load balancer in front): where to send when there is no Path.
+    pub received: Option<String>,
 }
 
 /// The outcome of work done outside the router task.
@@ -89,7 +92,8 @@ pub enum Work {
     /// Answer server transaction `transaction` with `response`.
     Respond {
         transaction: TransactionId,
-        response: Message,
+        /// Boxed: a message is large and the other variant is small.
+        response: Box<Message>,
     },
     /// Fork the request of `transaction` to `targets`.
     Fork {
@@ -105,8 +109,6 @@ struct Branch {
     client: TransactionId,
     /// A final response (or a local stand-in for a timeout) has been received.
     final_status: Option<u16>,
-    /// Whether a provisional response arrived (a CANCEL can then go at once).
-    provisional: bool,
     /// Timer C deadline for INVITE branches.
     timer_c: Option<Instant>,
 }
@@ -225,7 +227,7 @@ impl Router {
             },
         );
         if in_dialog {
-            if !top_route_is_ours && !request.has_header(&HeaderName::Route) {
+            if !top_route_is_ours {
                 // Not a request of a dialog we record-routed: no open relay (§16.4).
                 let response = local_response(&request, 404, "Not Here").build();
                 self.respond(endpoint, transaction, response).await;
@@ -310,8 +312,14 @@ impl Router {
                         .await;
                 }
                 Event::Timeout(_) => {
-                    self.handle_branch_failure(endpoint, server, transaction, 408, "Request Timeout")
-                        .await;
+                    self.handle_branch_failure(
+                        endpoint,
+                        server,
+                        transaction,
+                        408,
+                        "Request Timeout",
+                    )
+                    .await;
                 }
                 Event::TransportError => {
                     self.handle_branch_failure(
@@ -379,7 +387,7 @@ impl Router {
                 {
                     return;
                 }
-                self.respond(endpoint, transaction, response).await;
+                self.respond(endpoint, transaction, *response).await;
             }
             Work::Fork {
                 transaction,
@@ -460,7 +468,10 @@ impl Router {
                 continue;
             };
             match endpoint
-                .send_request(outgoing, Destination::address(TransportProtocol::Udp, destination))
+                .send_request(
+                    outgoing,
+                    Destination::address(TransportProtocol::Udp, destination),
+                )
                 .await
             {
                 Ok(client) => branches.push(client),
@@ -484,7 +495,6 @@ impl Router {
             context.branches.push(Branch {
                 client,
                 final_status: None,
-                provisional: false,
                 timer_c,
             });
         }
@@ -498,9 +508,10 @@ impl Router {
         max_forwards: u32,
         loop_hash: u64,
     ) -> Option<(Message, SocketAddr)> {
-        let destination = match target.path.first() {
-            Some(first) => uri_address(strip_angle_brackets(first))?,
-            None => uri_address(&target.contact)?,
+        let destination = match (target.path.first(), &target.received) {
+            (Some(first), _) => uri_address(strip_angle_brackets(first))?,
+            (None, Some(received)) => uri_address(received)?,
+            (None, None) => uri_address(&target.contact)?,
         };
         let mut outgoing = request.clone();
         remove_internal_headers(&mut outgoing);
@@ -544,7 +555,10 @@ impl Router {
         );
         outgoing.push_via(self.own_via(loop_hash(&request)));
         match endpoint
-            .send_request(outgoing, Destination::address(TransportProtocol::Udp, next_hop))
+            .send_request(
+                outgoing,
+                Destination::address(TransportProtocol::Udp, next_hop),
+            )
             .await
         {
             Ok(client) => {
@@ -553,7 +567,6 @@ impl Router {
                     context.branches.push(Branch {
                         client,
                         final_status: None,
-                        provisional: false,
                         timer_c: None,
                     });
                 }
@@ -577,8 +590,8 @@ impl Router {
         if max_forwards == 0 || self.is_loop(&ack) {
             return;
         }
-        let top_route_is_ours = self.pop_own_routes(&mut ack);
-        if !top_route_is_ours && !ack.has_header(&HeaderName::Route) {
+        // Only ACKs of dialogs we record-routed: no open relay.
+        if !self.pop_own_routes(&mut ack) {
             return;
         }
         let Some(next_hop) = next_hop(&ack) else {
@@ -636,7 +649,6 @@ impl Router {
             return;
         };
         if status < 200 {
-            branch.provisional = true;
             if let Some(deadline) = branch.timer_c.as_mut() {
                 // A provisional response restarts Timer C (§16.7 step 2).
                 *deadline = Instant::now() + timer_c;
@@ -667,7 +679,11 @@ impl Router {
                 }
                 self.account_final(server, &response);
             }
-            if endpoint.send_response(server, response.clone()).await.is_err() {
+            if endpoint
+                .send_response(server, response.clone())
+                .await
+                .is_err()
+            {
                 forward_response_statelessly(endpoint, response).await;
             }
             return;
@@ -732,9 +748,10 @@ impl Router {
         if context.final_sent || context.branches.iter().any(|b| b.final_status.is_none()) {
             return;
         }
-        let mut best = context.best.take().unwrap_or_else(|| {
-            local_response(&context.request, 408, "Request Timeout").build()
-        });
+        let mut best = context
+            .best
+            .take()
+            .unwrap_or_else(|| local_response(&context.request, 408, "Request Timeout").build());
         if best.status() == Some(503) {
             // §16.7 step 6: a 503 from downstream must not make the caller stop using us.
             best = local_response(&context.request, 500, "Server Internal Error").build();
@@ -743,7 +760,12 @@ impl Router {
     }
 
     /// Sends a final response in server transaction `transaction` and accounts for it.
-    async fn respond(&mut self, endpoint: &SipEndpoint, transaction: TransactionId, response: Message) {
+    async fn respond(
+        &mut self,
+        endpoint: &SipEndpoint,
+        transaction: TransactionId,
+        response: Message,
+    ) {
         if let Some(context) = self.servers.get_mut(&transaction) {
             if context.final_sent {
                 return;
@@ -762,8 +784,14 @@ impl Router {
             return;
         };
         let status = response.status().unwrap_or(500);
+        // A challenge is not a call attempt yet: the authenticated retry is accounted.
+        if matches!(status, 401 | 407) {
+            return;
+        }
+        let initial = request_is_out_of_dialog(&context.request);
         let accounted = match context.method {
-            Method::Invite => true,
+            // Re-INVITEs change a call, they do not start one.
+            Method::Invite => initial,
             Method::Bye => (200..300).contains(&status),
             _ => false,
         };
@@ -771,13 +799,22 @@ impl Router {
             return;
         }
         let request = &context.request;
-        let call_id = request.call_id().map(Bytes::copy_from_slice).unwrap_or_default();
+        let call_id = request
+            .call_id()
+            .map(Bytes::copy_from_slice)
+            .unwrap_or_default();
         if context.method == Method::Invite && (200..300).contains(&status) {
             if self.dialogs.len() >= MAX_REMEMBERED_DIALOGS {
-                let keep: Vec<Bytes> = self.dialogs.keys().take(MAX_REMEMBERED_DIALOGS / 2).cloned().collect();
-                self.dialogs.retain(|call_id, _| keep.contains(call_id));
+                // Calls whose BYE went elsewhere would pile up: drop half (in no particular
+                // order; their BYE is then accounted without the parties' ids).
+                let mut kept = 0;
+                self.dialogs.retain(|_, _| {
+                    kept += 1;
+                    kept <= MAX_REMEMBERED_DIALOGS / 2
+                });
             }
-            self.dialogs.insert(call_id.clone(), context.parties.clone());
+            self.dialogs
+                .insert(call_id.clone(), context.parties.clone());
         } else if context.method == Method::Bye {
             self.dialogs.remove(&call_id);
         }
@@ -896,7 +933,7 @@ async fn decide(
 ) -> Work {
     let respond = |status: u16, reason: &str| Work::Respond {
         transaction,
-        response: local_response(request, status, reason).build(),
+        response: Box::new(local_response(request, status, reason).build()),
     };
     let Ok(from) = request.from() else {
         return respond(400, "Bad From");
@@ -918,7 +955,7 @@ async fn decide(
         AuthOutcome::Challenge(response) | AuthOutcome::Rejected(response) => {
             return Work::Respond {
                 transaction,
-                response,
+                response: Box::new(response),
             };
         }
     };
@@ -964,6 +1001,7 @@ async fn decide(
             .map(|binding| ForkTarget {
                 contact: binding.contact,
                 path: binding.path,
+                received: binding.received,
             })
             .collect(),
         parties: CallParties {
@@ -994,7 +1032,10 @@ async fn is_served(
 }
 
 /// The callee by username@domain, else by E.164 number (a leading `+` dropped).
-async fn find_callee(store: &Store, aor: &AddressOfRecord) -> Result<Option<store::Subscriber>, ()> {
+async fn find_callee(
+    store: &Store,
+    aor: &AddressOfRecord,
+) -> Result<Option<store::Subscriber>, ()> {
     let log = |error: store::StoreError| tracing::error!(%error, "callee lookup failed");
     if let Some(subscriber) = store
         .find_subscriber(&aor.user, &aor.domain)
@@ -1073,10 +1114,18 @@ fn remove_internal_headers(message: &mut Message) {
 fn loop_hash(request: &Message) -> u64 {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     request.request_uri_bytes().hash(&mut hasher);
-    request.from().ok().and_then(|from| from.tag()).hash(&mut hasher);
+    request
+        .from()
+        .ok()
+        .and_then(|from| from.tag())
+        .hash(&mut hasher);
     request.to().ok().and_then(|to| to.tag()).hash(&mut hasher);
     request.call_id().ok().hash(&mut hasher);
-    request.cseq().ok().map(|cseq| cseq.number).hash(&mut hasher);
+    request
+        .cseq()
+        .ok()
+        .map(|cseq| cseq.number)
+        .hash(&mut hasher);
     for route in request.header_values(&HeaderName::Route) {
         route.hash(&mut hasher);
     }
@@ -1116,11 +1165,18 @@ fn strip_angle_brackets(value: &str) -> &str {
     }
 }
 
+fn request_is_out_of_dialog(request: &Message) -> bool {
+    request.to().is_ok_and(|to| to.tag().is_none())
+}
+
 fn request_uri_has_no_user(request: &Message) -> bool {
     request
         .request_uri()
         .and_then(Result::ok)
-        .is_some_and(|uri| uri.user.is_none_or(|user| Unescaped::new(user).next().is_none()))
+        .is_some_and(|uri| {
+            uri.user
+                .is_none_or(|user| Unescaped::new(user).next().is_none())
+        })
 }
 
 /// Requests that may create a dialog, which the proxy must stay in (RFC 3261 §16.6 step 4).
@@ -1192,6 +1248,52 @@ mod tests {
         remove_internal_headers(&mut forwarded);
         let forwarded = Message::parse(forwarded.to_bytes()).unwrap();
         assert!(!forwarded.has_header(&HeaderName::from_static(SOURCE_HEADER)));
+    }
+
+    #[tokio::test]
+    async fn a_request_carrying_our_branch_for_itself_is_a_loop() {
+        let store = Store::connect("sqlite::memory:").await.unwrap();
+        let location = Arc::new(Location::load(store.clone(), unix_now()).await.unwrap());
+        let authenticator = Arc::new(Authenticator::new(
+            store.clone(),
+            [7; 32],
+            crate::authentication::AuthenticationPolicy::default(),
+        ));
+        let (accounting, _writer) = crate::accounting::spawn_writer(store.clone(), 4);
+        let (work, _work_receiver) = mpsc::unbounded_channel();
+        let router = Router::new(
+            RouterConfig {
+                local_addr: "127.0.0.1:5062".parse().unwrap(),
+                trusted_load_balancers: Vec::new(),
+                served_domains: Vec::new(),
+                timer_c: Duration::from_secs(181),
+            },
+            Arc::new(RouterServices {
+                store,
+                authenticator,
+                location,
+                accounting,
+            }),
+            work,
+        );
+        let request = Message::parse(Bytes::from_static(
+            b"MESSAGE sip:bob@example.org SIP/2.0\r\n\
+              Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n\
+              From: <sip:alice@example.org>;tag=1\r\nTo: <sip:bob@example.org>\r\n\
+              Call-ID: loop\r\nCSeq: 1 MESSAGE\r\nMax-Forwards: 70\r\n\
+              Content-Length: 0\r\n\r\n",
+        ))
+        .unwrap();
+        assert!(!router.is_loop(&request));
+        let mut looped = request.clone();
+        looped.push_via(router.own_via(loop_hash(&request)));
+        let looped = Message::parse(looped.to_bytes()).unwrap();
+        assert!(router.is_loop(&looped), "same request back with our branch");
+        // A spiral: the same request to a new Request-URI is no loop (§16.3 step 4).
+        let mut spiral = looped.clone();
+        spiral.set_request_uri(Bytes::from_static(b"sip:bob@192.0.2.9"));
+        let spiral = Message::parse(spiral.to_bytes()).unwrap();
+        assert!(!router.is_loop(&spiral));
     }
 
     #[test]

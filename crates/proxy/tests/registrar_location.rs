@@ -51,8 +51,13 @@ async fn bindings_survive_a_restart(db: TestDb) {
     assert_eq!(after[1].expires_at_unix, NOW + 600);
 
     // A second, independent connection (another process) sees the same rows.
-    let other = store::Store::connect(&url).await.expect("second connection");
-    let rows = other.find_locations("alice", DOMAIN, NOW).await.expect("rows");
+    let other = store::Store::connect(&url)
+        .await
+        .expect("second connection");
+    let rows = other
+        .find_locations("alice", DOMAIN, NOW)
+        .await
+        .expect("rows");
     assert_eq!(rows.len(), 2);
     other.close().await;
 
@@ -73,14 +78,37 @@ async fn expired_bindings_are_not_returned_and_get_purged(db: TestDb) {
     let fixture = fixture(db, RegistrarConfig::default()).await;
     let mut short = Phone::new("alice");
     let mut long = Phone::new("alice");
-    register(&fixture, &mut short, &[("Contact", "<sip:alice@192.0.2.1>;expires=60")], DigestAlgorithm::Sha256, NOW).await;
-    register(&fixture, &mut long, &[("Contact", "<sip:alice@192.0.2.2>;expires=600")], DigestAlgorithm::Sha256, NOW).await;
+    register(
+        &fixture,
+        &mut short,
+        &[("Contact", "<sip:alice@192.0.2.1>;expires=60")],
+        DigestAlgorithm::Sha256,
+        NOW,
+    )
+    .await;
+    register(
+        &fixture,
+        &mut long,
+        &[("Contact", "<sip:alice@192.0.2.2>;expires=600")],
+        DigestAlgorithm::Sha256,
+        NOW,
+    )
+    .await;
     assert_eq!(fixture.location.lookup_at(&alice(), NOW + 59).len(), 2);
 
     let later = fixture.location.lookup_at(&alice(), NOW + 60);
     assert_eq!(later.len(), 1, "the lapsed binding is ignored at once");
     assert_eq!(later[0].contact, "sip:alice@192.0.2.2");
-    assert_eq!(fixture.db.store.find_locations("alice", DOMAIN, NOW + 60).await.expect("rows").len(), 1);
+    assert_eq!(
+        fixture
+            .db
+            .store
+            .find_locations("alice", DOMAIN, NOW + 60)
+            .await
+            .expect("rows")
+            .len(),
+        1
+    );
 
     // The 200 of a query lists only live bindings.
     let query = register(&fixture, &mut long, &[], DigestAlgorithm::Sha256, NOW + 100).await;
@@ -88,15 +116,28 @@ async fn expired_bindings_are_not_returned_and_get_purged(db: TestDb) {
 
     // A restart after the lapse does not bring it back.
     let restarted_store = fixture.db.store.clone();
-    let reloaded = Location::load(restarted_store, NOW + 60).await.expect("load");
+    let reloaded = Location::load(restarted_store, NOW + 60)
+        .await
+        .expect("load");
     assert_eq!(reloaded.lookup_at(&alice(), NOW + 60).len(), 1);
 
     // Purging deletes the row from the database and memory.
-    let purged = fixture.location.purge_expired(NOW + 60).await.expect("purge");
+    let purged = fixture
+        .location
+        .purge_expired(NOW + 60)
+        .await
+        .expect("purge");
     assert_eq!(purged, 1);
     let all_rows = fixture.db.store.list_live_locations(0).await.expect("rows");
     assert_eq!(all_rows.len(), 1, "only the live row is left in the table");
-    assert_eq!(fixture.location.purge_expired(NOW + 601).await.expect("purge"), 1);
+    assert_eq!(
+        fixture
+            .location
+            .purge_expired(NOW + 601)
+            .await
+            .expect("purge"),
+        1
+    );
     assert_eq!(fixture.location.address_of_record_count(), 0);
 }
 
@@ -108,17 +149,34 @@ async fn a_refresh_costs_one_upsert(db: TestDb) {
     assert_eq!(ok.status(), Some(200));
 
     let before = fixture.location.database_statements();
-    let refresh = register(&fixture, &mut phone, &contact, DigestAlgorithm::Sha256, NOW + 1800).await;
+    let refresh = register(
+        &fixture,
+        &mut phone,
+        &contact,
+        DigestAlgorithm::Sha256,
+        NOW + 1800,
+    )
+    .await;
     assert_eq!(refresh.status(), Some(200));
     assert_eq!(
         fixture.location.database_statements() - before,
         1,
         "one UPSERT; the challenge round and the bindings check use memory"
     );
-    assert_eq!(fixture.location.lookup_at(&alice(), NOW + 1800)[0].expires_at_unix, NOW + 5400);
+    assert_eq!(
+        fixture.location.lookup_at(&alice(), NOW + 1800)[0].expires_at_unix,
+        NOW + 5400
+    );
     // A query REGISTER writes nothing.
     let before = fixture.location.database_statements();
-    register(&fixture, &mut phone, &[], DigestAlgorithm::Sha256, NOW + 1800).await;
+    register(
+        &fixture,
+        &mut phone,
+        &[],
+        DigestAlgorithm::Sha256,
+        NOW + 1800,
+    )
+    .await;
     assert_eq!(fixture.location.database_statements(), before);
 }
 
@@ -139,23 +197,101 @@ async fn location_changes_apply_atomically(db: TestDb) {
         updated_at_unix: NOW,
     };
     location
-        .apply(&alice(), &BindingChanges { upserts: vec![binding("sip:a@192.0.2.1", 500), binding("sip:a@192.0.2.2", 900)], removals: vec![] })
+        .apply(
+            &alice(),
+            &BindingChanges {
+                upserts: vec![
+                    binding("sip:a@192.0.2.1", 500),
+                    binding("sip:a@192.0.2.2", 900),
+                ],
+                removals: vec![],
+            },
+        )
         .await
         .expect("apply");
     // One batch with a row the database refuses (contact too long): nothing of it is applied.
     let too_long = binding(&format!("sip:{}@192.0.2.3", "x".repeat(600)), 1000);
     let refused = location
-        .apply(&alice(), &BindingChanges { upserts: vec![too_long], removals: vec!["sip:a@192.0.2.1".into()] })
+        .apply(
+            &alice(),
+            &BindingChanges {
+                upserts: vec![too_long],
+                removals: vec!["sip:a@192.0.2.1".into()],
+            },
+        )
         .await;
     assert!(refused.is_err());
-    assert_eq!(location.lookup_at(&alice(), NOW).len(), 2, "memory unchanged");
-    assert_eq!(db.store.find_locations("alice", DOMAIN, NOW).await.expect("rows").len(), 2, "database unchanged");
+    assert_eq!(
+        location.lookup_at(&alice(), NOW).len(),
+        2,
+        "memory unchanged"
+    );
+    assert_eq!(
+        db.store
+            .find_locations("alice", DOMAIN, NOW)
+            .await
+            .expect("rows")
+            .len(),
+        2,
+        "database unchanged"
+    );
     assert_eq!(location.remove_all(&alice()).await.expect("remove"), 2);
     assert!(location.lookup_at(&alice(), NOW).is_empty());
-    assert!(Location::load(db.store.clone(), NOW).await.expect("load").lookup_at(&alice(), NOW).is_empty());
+    assert!(
+        Location::load(db.store.clone(), NOW)
+            .await
+            .expect("load")
+            .lookup_at(&alice(), NOW)
+            .is_empty()
+    );
+}
+
+async fn the_purger_removes_lapsed_bindings_in_the_background(db: TestDb) {
+    provision(&db.store).await;
+    let location = std::sync::Arc::new(Location::load(db.store.clone(), 0).await.expect("load"));
+    let now = proxy::location::unix_now();
+    let binding = |contact: &str, expires_at_unix: u64| Binding {
+        contact: contact.into(),
+        q: 1000,
+        expires_at_unix,
+        path: vec![],
+        received: None,
+        call_id: "c@x".into(),
+        cseq: 1,
+        user_agent: None,
+        instance: None,
+        reg_id: None,
+        updated_at_unix: now,
+    };
+    location
+        .apply(
+            &alice(),
+            &BindingChanges {
+                upserts: vec![
+                    binding("sip:a@192.0.2.1", now - 1),
+                    binding("sip:a@192.0.2.2", now + 3600),
+                ],
+                removals: vec![],
+            },
+        )
+        .await
+        .expect("apply");
+    let purger = location.spawn_purger(std::time::Duration::from_millis(20));
+    let mut rows = usize::MAX;
+    for _ in 0..250 {
+        rows = db.store.list_live_locations(0).await.expect("rows").len();
+        if rows == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    purger.abort();
+    assert_eq!(rows, 1, "the lapsed row was purged, the live one kept");
+    assert_eq!(location.lookup_at(&alice(), now).len(), 1);
 }
 
 on_both_backends!(
+    the_purger_removes_lapsed_bindings_in_the_background,
     bindings_survive_a_restart,
     expired_bindings_are_not_returned_and_get_purged,
     a_refresh_costs_one_upsert,

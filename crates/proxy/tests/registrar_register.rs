@@ -19,7 +19,10 @@ async fn challenge_then_md5_register(db: TestDb) {
     let fixture = fixture(db, RegistrarConfig::default()).await;
     let mut phone = Phone::new("alice");
     let first = phone.request(&[("Contact", ALICE_CONTACT)], None);
-    let challenge = fixture.registrar.handle_register(&first, source(), NOW).await;
+    let challenge = fixture
+        .registrar
+        .handle_register(&first, source(), NOW)
+        .await;
     assert_eq!(challenge.status(), Some(401));
     let offered = challenges(&challenge);
     assert_eq!(
@@ -27,14 +30,26 @@ async fn challenge_then_md5_register(db: TestDb) {
         vec![DigestAlgorithm::Sha256, DigestAlgorithm::Md5],
         "SHA-256 is offered first"
     );
-    assert!(offered.iter().all(|c| c.realm == DOMAIN), "realm is the subscriber's domain");
-    assert!(fixture.location.lookup_at(&alice(), NOW).is_empty(), "nothing bound before auth");
+    assert!(
+        offered.iter().all(|c| c.realm == DOMAIN),
+        "realm is the subscriber's domain"
+    );
+    assert!(
+        fixture.location.lookup_at(&alice(), NOW).is_empty(),
+        "nothing bound before auth"
+    );
 
     let authorization = phone.answer(&challenge, DigestAlgorithm::Md5);
     let second = phone.request(&[("Contact", ALICE_CONTACT)], Some(&authorization));
-    let ok = fixture.registrar.handle_register(&second, source(), NOW).await;
+    let ok = fixture
+        .registrar
+        .handle_register(&second, source(), NOW)
+        .await;
     assert_eq!(ok.status(), Some(200));
-    assert_eq!(contacts(&ok), vec!["<sip:alice@127.0.0.1:5070>;expires=3600"]);
+    assert_eq!(
+        contacts(&ok),
+        vec!["<sip:alice@127.0.0.1:5070>;expires=3600"]
+    );
     let bindings = fixture.location.lookup_at(&alice(), NOW);
     assert_eq!(bindings.len(), 1);
     assert_eq!(bindings[0].contact, "sip:alice@127.0.0.1:5070");
@@ -58,7 +73,10 @@ async fn challenge_then_sha256_register(db: TestDb) {
     assert_eq!(ok.status(), Some(200));
     assert_eq!(contacts(&ok), vec!["<sip:bob@127.0.0.1:5071>;expires=3600"]);
     assert_eq!(
-        fixture.location.lookup_at(&AddressOfRecord::new("bob", DOMAIN), NOW).len(),
+        fixture
+            .location
+            .lookup_at(&AddressOfRecord::new("bob", DOMAIN), NOW)
+            .len(),
         1
     );
 }
@@ -78,9 +96,17 @@ async fn wrong_password_is_challenged_again_then_forbidden(db: TestDb) {
             NOW,
         )
         .await;
-        assert_eq!(response.status(), Some(401), "attempt {attempt} gets a fresh challenge");
+        assert_eq!(
+            response.status(),
+            Some(401),
+            "attempt {attempt} gets a fresh challenge"
+        );
         let nonce = challenges(&response)[0].nonce.clone();
-        assert_ne!(previous_nonce.as_ref(), Some(&nonce), "each challenge has a new nonce");
+        assert_ne!(
+            previous_nonce.as_ref(),
+            Some(&nonce),
+            "each challenge has a new nonce"
+        );
         previous_nonce = Some(nonce);
     }
     let response = register(
@@ -96,7 +122,14 @@ async fn wrong_password_is_challenged_again_then_forbidden(db: TestDb) {
 
     // The right password from the same source still works: the brake only answers failures.
     phone.password = password_of("alice");
-    let ok = register(&fixture, &mut phone, &[("Contact", ALICE_CONTACT)], DigestAlgorithm::Md5, NOW).await;
+    let ok = register(
+        &fixture,
+        &mut phone,
+        &[("Contact", ALICE_CONTACT)],
+        DigestAlgorithm::Md5,
+        NOW,
+    )
+    .await;
     assert_eq!(ok.status(), Some(200));
 }
 
@@ -111,7 +144,11 @@ async fn unknown_user_looks_like_a_wrong_password(db: TestDb) {
         NOW,
     )
     .await;
-    assert_eq!(response.status(), Some(401), "no 404 that would reveal the user is unknown");
+    assert_eq!(
+        response.status(),
+        Some(401),
+        "no 404 that would reveal the user is unknown"
+    );
     assert_eq!(challenges(&response)[0].realm, DOMAIN);
 }
 
@@ -164,7 +201,10 @@ async fn contacts_are_ordered_by_q_value(db: TestDb) {
         &mut phone,
         &[
             ("Contact", "<sip:alice@192.0.2.1:5060>;q=0.1"),
-            ("Contact", "<sip:alice@192.0.2.2:5060>;q=1.0, <sip:alice@192.0.2.3:5060>;q=0.5"),
+            (
+                "Contact",
+                "<sip:alice@192.0.2.2:5060>;q=1.0, <sip:alice@192.0.2.3:5060>;q=0.5",
+            ),
         ],
         DigestAlgorithm::Sha256,
         NOW,
@@ -225,7 +265,10 @@ async fn expires_is_clamped_and_too_brief_gets_423(db: TestDb) {
     )
     .await;
     assert_eq!(too_brief.status(), Some(423));
-    assert_eq!(header(&too_brief, HeaderName::MinExpires).as_deref(), Some("60"));
+    assert_eq!(
+        header(&too_brief, HeaderName::MinExpires).as_deref(),
+        Some("60")
+    );
     assert!(fixture.location.lookup_at(&alice(), NOW).is_empty());
 
     let too_long = register(
@@ -237,18 +280,27 @@ async fn expires_is_clamped_and_too_brief_gets_423(db: TestDb) {
     )
     .await;
     assert_eq!(too_long.status(), Some(200));
-    assert_eq!(contacts(&too_long), vec!["<sip:alice@127.0.0.1:5070>;expires=7200"]);
+    assert_eq!(
+        contacts(&too_long),
+        vec!["<sip:alice@127.0.0.1:5070>;expires=7200"]
+    );
 
     // The contact parameter wins over the Expires header (RFC 3261 §10.2.1.1).
     let parameter = register(
         &fixture,
         &mut phone,
-        &[("Contact", "<sip:alice@127.0.0.1:5070>;expires=120"), ("Expires", "3000")],
+        &[
+            ("Contact", "<sip:alice@127.0.0.1:5070>;expires=120"),
+            ("Expires", "3000"),
+        ],
         DigestAlgorithm::Sha256,
         NOW,
     )
     .await;
-    assert_eq!(contacts(&parameter), vec!["<sip:alice@127.0.0.1:5070>;expires=120"]);
+    assert_eq!(
+        contacts(&parameter),
+        vec!["<sip:alice@127.0.0.1:5070>;expires=120"]
+    );
 
     let default = register(
         &fixture,
@@ -258,12 +310,25 @@ async fn expires_is_clamped_and_too_brief_gets_423(db: TestDb) {
         NOW,
     )
     .await;
-    assert_eq!(contacts(&default), vec!["<sip:alice@127.0.0.1:5070>;expires=1800"]);
+    assert_eq!(
+        contacts(&default),
+        vec!["<sip:alice@127.0.0.1:5070>;expires=1800"]
+    );
 
     // Later, the 200 counts down the remaining time.
-    let query = register(&fixture, &mut phone, &[], DigestAlgorithm::Sha256, NOW + 800).await;
+    let query = register(
+        &fixture,
+        &mut phone,
+        &[],
+        DigestAlgorithm::Sha256,
+        NOW + 800,
+    )
+    .await;
     assert_eq!(query.status(), Some(200));
-    assert_eq!(contacts(&query), vec!["<sip:alice@127.0.0.1:5070>;expires=1000"]);
+    assert_eq!(
+        contacts(&query),
+        vec!["<sip:alice@127.0.0.1:5070>;expires=1000"]
+    );
 
     let removal = register(
         &fixture,
@@ -282,9 +347,23 @@ async fn wildcard_contact_removes_all_bindings(db: TestDb) {
     let fixture = fixture(db, RegistrarConfig::default()).await;
     let mut desk = Phone::new("alice");
     let mut mobile = Phone::new("alice");
-    let ok = register(&fixture, &mut desk, &[("Contact", "<sip:alice@192.0.2.1>")], DigestAlgorithm::Sha256, NOW).await;
+    let ok = register(
+        &fixture,
+        &mut desk,
+        &[("Contact", "<sip:alice@192.0.2.1>")],
+        DigestAlgorithm::Sha256,
+        NOW,
+    )
+    .await;
     assert_eq!(ok.status(), Some(200));
-    let ok = register(&fixture, &mut mobile, &[("Contact", "<sip:alice@192.0.2.2>")], DigestAlgorithm::Sha256, NOW).await;
+    let ok = register(
+        &fixture,
+        &mut mobile,
+        &[("Contact", "<sip:alice@192.0.2.2>")],
+        DigestAlgorithm::Sha256,
+        NOW,
+    )
+    .await;
     assert_eq!(contacts(&ok).len(), 2, "both phones are listed");
 
     let not_zero = register(
@@ -299,15 +378,38 @@ async fn wildcard_contact_removes_all_bindings(db: TestDb) {
     let mixed = register(
         &fixture,
         &mut desk,
-        &[("Contact", "*"), ("Contact", "<sip:alice@192.0.2.3>"), ("Expires", "0")],
+        &[
+            ("Contact", "*"),
+            ("Contact", "<sip:alice@192.0.2.3>"),
+            ("Expires", "0"),
+        ],
         DigestAlgorithm::Sha256,
         NOW,
     )
     .await;
-    assert_eq!(mixed.status(), Some(400), "* cannot be mixed with other contacts");
-    let no_expires = register(&fixture, &mut desk, &[("Contact", "*")], DigestAlgorithm::Sha256, NOW).await;
-    assert_eq!(no_expires.status(), Some(400), "* without Expires is refused");
-    assert_eq!(fixture.location.lookup_at(&alice(), NOW).len(), 2, "nothing removed yet");
+    assert_eq!(
+        mixed.status(),
+        Some(400),
+        "* cannot be mixed with other contacts"
+    );
+    let no_expires = register(
+        &fixture,
+        &mut desk,
+        &[("Contact", "*")],
+        DigestAlgorithm::Sha256,
+        NOW,
+    )
+    .await;
+    assert_eq!(
+        no_expires.status(),
+        Some(400),
+        "* without Expires is refused"
+    );
+    assert_eq!(
+        fixture.location.lookup_at(&alice(), NOW).len(),
+        2,
+        "nothing removed yet"
+    );
 
     let removed = register(
         &fixture,
@@ -321,47 +423,95 @@ async fn wildcard_contact_removes_all_bindings(db: TestDb) {
     assert!(contacts(&removed).is_empty());
     assert!(fixture.location.lookup_at(&alice(), NOW).is_empty());
     let restarted = fixture_without_provisioning(fixture.db, RegistrarConfig::default(), NOW).await;
-    assert!(restarted.location.lookup_at(&alice(), NOW).is_empty(), "removed in the database too");
+    assert!(
+        restarted.location.lookup_at(&alice(), NOW).is_empty(),
+        "removed in the database too"
+    );
 }
 
 async fn call_id_and_cseq_ordering(db: TestDb) {
     let fixture = fixture(db, RegistrarConfig::default()).await;
     let mut phone = Phone::new("alice");
     phone.cseq = 10;
-    let ok = register(&fixture, &mut phone, &[("Contact", ALICE_CONTACT), ("Expires", "600")], DigestAlgorithm::Sha256, NOW).await;
+    let ok = register(
+        &fixture,
+        &mut phone,
+        &[("Contact", ALICE_CONTACT), ("Expires", "600")],
+        DigestAlgorithm::Sha256,
+        NOW,
+    )
+    .await;
     assert_eq!(ok.status(), Some(200));
     assert_eq!(fixture.location.lookup_at(&alice(), NOW)[0].cseq, 12);
 
     // Same Call-ID, CSeq not higher than stored (12): aborted, nothing changes.
     phone.cseq = 5;
-    let stale = register(&fixture, &mut phone, &[("Contact", ALICE_CONTACT), ("Expires", "1200")], DigestAlgorithm::Sha256, NOW).await;
+    let stale = register(
+        &fixture,
+        &mut phone,
+        &[("Contact", ALICE_CONTACT), ("Expires", "1200")],
+        DigestAlgorithm::Sha256,
+        NOW,
+    )
+    .await;
     assert_eq!(stale.status(), Some(400));
     let binding = &fixture.location.lookup_at(&alice(), NOW)[0];
     assert_eq!((binding.cseq, binding.expires_at_unix), (12, NOW + 600));
 
     // Equal CSeq is refused as well (CSeq 11 challenged, 12 answered = stored 12).
     phone.cseq = 10;
-    let equal = register(&fixture, &mut phone, &[("Contact", ALICE_CONTACT), ("Expires", "1200")], DigestAlgorithm::Sha256, NOW).await;
+    let equal = register(
+        &fixture,
+        &mut phone,
+        &[("Contact", ALICE_CONTACT), ("Expires", "1200")],
+        DigestAlgorithm::Sha256,
+        NOW,
+    )
+    .await;
     assert_eq!(equal.status(), Some(400));
 
     // A removal with a stale CSeq is refused too.
     phone.cseq = 3;
-    let stale_wildcard = register(&fixture, &mut phone, &[("Contact", "*"), ("Expires", "0")], DigestAlgorithm::Sha256, NOW).await;
+    let stale_wildcard = register(
+        &fixture,
+        &mut phone,
+        &[("Contact", "*"), ("Expires", "0")],
+        DigestAlgorithm::Sha256,
+        NOW,
+    )
+    .await;
     assert_eq!(stale_wildcard.status(), Some(400));
     assert_eq!(fixture.location.lookup_at(&alice(), NOW).len(), 1);
 
     // Another Call-ID (the phone rebooted) may have any CSeq: the binding is updated.
     let mut rebooted = Phone::new("alice");
-    let updated = register(&fixture, &mut rebooted, &[("Contact", ALICE_CONTACT), ("Expires", "1200")], DigestAlgorithm::Sha256, NOW).await;
+    let updated = register(
+        &fixture,
+        &mut rebooted,
+        &[("Contact", ALICE_CONTACT), ("Expires", "1200")],
+        DigestAlgorithm::Sha256,
+        NOW,
+    )
+    .await;
     assert_eq!(updated.status(), Some(200));
     let binding = &fixture.location.lookup_at(&alice(), NOW)[0];
     assert_eq!(binding.call_id, rebooted.call_id);
     assert_eq!((binding.cseq, binding.expires_at_unix), (2, NOW + 1200));
 
     // Same Call-ID, higher CSeq: refreshed.
-    let refreshed = register(&fixture, &mut rebooted, &[("Contact", ALICE_CONTACT), ("Expires", "900")], DigestAlgorithm::Sha256, NOW + 10).await;
+    let refreshed = register(
+        &fixture,
+        &mut rebooted,
+        &[("Contact", ALICE_CONTACT), ("Expires", "900")],
+        DigestAlgorithm::Sha256,
+        NOW + 10,
+    )
+    .await;
     assert_eq!(refreshed.status(), Some(200));
-    assert_eq!(fixture.location.lookup_at(&alice(), NOW + 10)[0].expires_at_unix, NOW + 910);
+    assert_eq!(
+        fixture.location.lookup_at(&alice(), NOW + 10)[0].expires_at_unix,
+        NOW + 910
+    );
 }
 
 async fn path_is_stored_and_echoed_when_supported(db: TestDb) {
@@ -371,14 +521,25 @@ async fn path_is_stored_and_echoed_when_supported(db: TestDb) {
     let ok = register(
         &fixture,
         &mut phone,
-        &[("Contact", ALICE_CONTACT), ("Path", path), ("Supported", "path, outbound")],
+        &[
+            ("Contact", ALICE_CONTACT),
+            ("Path", path),
+            ("Supported", "path, outbound"),
+        ],
         DigestAlgorithm::Sha256,
         NOW,
     )
     .await;
     assert_eq!(ok.status(), Some(200));
-    assert_eq!(header(&ok, HeaderName::Path).as_deref(), Some(path), "Path echoed (RFC 3327 §5.3)");
-    assert_eq!(fixture.location.lookup_at(&alice(), NOW)[0].path, vec![path.to_owned()]);
+    assert_eq!(
+        header(&ok, HeaderName::Path).as_deref(),
+        Some(path),
+        "Path echoed (RFC 3327 §5.3)"
+    );
+    assert_eq!(
+        fixture.location.lookup_at(&alice(), NOW)[0].path,
+        vec![path.to_owned()]
+    );
 
     // Without `Supported: path` the Path is still stored but not echoed.
     let mut other = Phone::new("bob");
@@ -392,16 +553,31 @@ async fn path_is_stored_and_echoed_when_supported(db: TestDb) {
     .await;
     assert_eq!(ok.status(), Some(200));
     assert_eq!(header(&ok, HeaderName::Path), None);
-    let bob = fixture.location.lookup_at(&AddressOfRecord::new("bob", DOMAIN), NOW);
+    let bob = fixture
+        .location
+        .lookup_at(&AddressOfRecord::new("bob", DOMAIN), NOW);
     assert_eq!(bob[0].path, vec![path.to_owned()]);
-    assert_eq!(bob[0].received.as_deref(), Some("sip:127.0.0.1:5070"), "NATed contact keeps its source");
+    assert_eq!(
+        bob[0].received.as_deref(),
+        Some("sip:127.0.0.1:5070"),
+        "NATed contact keeps its source"
+    );
 
     // `Require` of an extension we lack is refused with 420 and Unsupported.
     let mut picky = Phone::new("alice");
-    let request = picky.request(&[("Contact", ALICE_CONTACT), ("Require", "path, sec-agree")], None);
-    let response = fixture.registrar.handle_register(&request, source(), NOW).await;
+    let request = picky.request(
+        &[("Contact", ALICE_CONTACT), ("Require", "path, sec-agree")],
+        None,
+    );
+    let response = fixture
+        .registrar
+        .handle_register(&request, source(), NOW)
+        .await;
     assert_eq!(response.status(), Some(420));
-    assert_eq!(header(&response, HeaderName::Unsupported).as_deref(), Some("sec-agree"));
+    assert_eq!(
+        header(&response, HeaderName::Unsupported).as_deref(),
+        Some("sec-agree")
+    );
 }
 
 async fn too_many_contacts_are_refused(db: TestDb) {
@@ -411,15 +587,85 @@ async fn too_many_contacts_are_refused(db: TestDb) {
     };
     let fixture = fixture(db, config).await;
     let mut phone = Phone::new("alice");
-    let ok = register(&fixture, &mut phone, &[("Contact", "<sip:alice@192.0.2.1>, <sip:alice@192.0.2.2>")], DigestAlgorithm::Sha256, NOW).await;
+    let ok = register(
+        &fixture,
+        &mut phone,
+        &[("Contact", "<sip:alice@192.0.2.1>, <sip:alice@192.0.2.2>")],
+        DigestAlgorithm::Sha256,
+        NOW,
+    )
+    .await;
     assert_eq!(ok.status(), Some(200));
     let mut third = Phone::new("alice");
-    let refused = register(&fixture, &mut third, &[("Contact", "<sip:alice@192.0.2.3>")], DigestAlgorithm::Sha256, NOW).await;
+    let refused = register(
+        &fixture,
+        &mut third,
+        &[("Contact", "<sip:alice@192.0.2.3>")],
+        DigestAlgorithm::Sha256,
+        NOW,
+    )
+    .await;
     assert_eq!(refused.status(), Some(503));
     assert_eq!(fixture.location.lookup_at(&alice(), NOW).len(), 2);
     // Refreshing an existing contact does not count as a new one.
-    let refresh = register(&fixture, &mut phone, &[("Contact", "<sip:alice@192.0.2.2>")], DigestAlgorithm::Sha256, NOW).await;
+    let refresh = register(
+        &fixture,
+        &mut phone,
+        &[("Contact", "<sip:alice@192.0.2.2>")],
+        DigestAlgorithm::Sha256,
+        NOW,
+    )
+    .await;
     assert_eq!(refresh.status(), Some(200));
+}
+
+async fn malformed_requests_get_400_and_duplicates_merge(db: TestDb) {
+    let fixture = fixture(db, RegistrarConfig::default()).await;
+    let mut phone = Phone::new("alice");
+    let bad_contact = register(
+        &fixture,
+        &mut phone,
+        &[("Contact", "<sip:alice@192.0.2.1")],
+        DigestAlgorithm::Sha256,
+        NOW,
+    )
+    .await;
+    assert_eq!(bad_contact.status(), Some(400));
+    let bad_expires = register(
+        &fixture,
+        &mut phone,
+        &[("Contact", ALICE_CONTACT), ("Expires", "soon")],
+        DigestAlgorithm::Sha256,
+        NOW,
+    )
+    .await;
+    assert_eq!(bad_expires.status(), Some(400));
+    let long_contact = format!("<sip:{}@192.0.2.1>", "a".repeat(600));
+    let too_long = register(
+        &fixture,
+        &mut phone,
+        &[("Contact", &long_contact)],
+        DigestAlgorithm::Sha256,
+        NOW,
+    )
+    .await;
+    assert_eq!(too_long.status(), Some(400));
+    assert!(fixture.location.lookup_at(&alice(), NOW).is_empty());
+
+    let twice = register(
+        &fixture,
+        &mut phone,
+        &[(
+            "Contact",
+            "<sip:alice@192.0.2.1>;expires=300, <sip:alice@192.0.2.1>;expires=900",
+        )],
+        DigestAlgorithm::Sha256,
+        NOW,
+    )
+    .await;
+    assert_eq!(twice.status(), Some(200));
+    assert_eq!(contacts(&twice), vec!["<sip:alice@192.0.2.1>;expires=900"]);
+    assert_eq!(fixture.location.lookup_at(&alice(), NOW).len(), 1);
 }
 
 on_both_backends!(
@@ -435,4 +681,5 @@ on_both_backends!(
     call_id_and_cseq_ordering,
     path_is_stored_and_echoed_when_supported,
     too_many_contacts_are_refused,
+    malformed_requests_get_400_and_duplicates_merge,
 );

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use serde::Deserialize;
+use sip_core::auth::DigestAlgorithm;
 
 /// The whole file.
 #[derive(Debug, Clone, Deserialize)]
@@ -104,11 +105,13 @@ impl<'de> Deserialize<'de> for Listen {
         if text == "off" {
             return Ok(Self(None));
         }
-        text.parse::<SocketAddr>().map(|address| Self(Some(address))).map_err(|_| {
-            serde::de::Error::custom(format!(
-                "`{text}` is neither an address like \"0.0.0.0:5060\" nor \"off\""
-            ))
-        })
+        text.parse::<SocketAddr>()
+            .map(|address| Self(Some(address)))
+            .map_err(|_| {
+                serde::de::Error::custom(format!(
+                    "`{text}` is neither an address like \"0.0.0.0:5060\" nor \"off\""
+                ))
+            })
     }
 }
 
@@ -135,6 +138,13 @@ pub struct LbSection {
     pub internal_listen: SocketAddr,
     /// The proxy the LB forwards requests to.
     pub proxy: SocketAddr,
+    /// More proxy IP addresses trusted on the internal side (the one in `lb.proxy` is implied).
+    pub trusted_proxies: Vec<IpAddr>,
+    /// SIP domains served; out-of-dialog requests for others get 403 (no open relay). Empty:
+    /// the domains of the provisioning database, read again every `domain_refresh_seconds`.
+    pub domains: Vec<String>,
+    /// How often the domain list is re-read from the database when `domains` is empty.
+    pub domain_refresh_seconds: u64,
 }
 
 impl Default for LbSection {
@@ -149,6 +159,9 @@ impl Default for LbSection {
             public_address: None,
             internal_listen: SocketAddr::from((Ipv4Addr::LOCALHOST, DEFAULT_LB_INTERNAL_PORT)),
             proxy: SocketAddr::from((Ipv4Addr::LOCALHOST, DEFAULT_PROXY_PORT)),
+            trusted_proxies: Vec::new(),
+            domains: Vec::new(),
+            domain_refresh_seconds: 5,
         }
     }
 }
@@ -177,6 +190,24 @@ pub struct ProxySection {
     pub max_expires: u32,
     /// Registration lifetime when the REGISTER names none.
     pub default_expires: u32,
+    /// Most live contacts per address-of-record.
+    pub max_contacts: usize,
+    /// SIP domains served; empty: every domain in the provisioning database.
+    pub domains: Vec<String>,
+    /// Seconds a digest nonce stays valid.
+    pub nonce_lifetime_seconds: u64,
+    /// Digest algorithms offered, one challenge each, in this order: `"SHA-256"`, `"MD5"`
+    /// (the two whose HA1 the store keeps). RFC 8760 §2.4 puts the strongest first; clients
+    /// that only read the first challenge (SIPp 3.6) need `["MD5"]`.
+    pub digest_algorithms: Vec<String>,
+    /// Failed digest answers from one source for one user before 403 instead of a new
+    /// challenge (0: no brake).
+    pub auth_max_failures: u32,
+    /// Seconds after the first failure at which the count starts over.
+    pub auth_failure_window_seconds: u64,
+    /// Timer C: how long an INVITE branch may go without a provisional response
+    /// (RFC 3261 §16.6 step 11: more than 3 minutes).
+    pub timer_c_seconds: u64,
 }
 
 impl Default for ProxySection {
@@ -187,6 +218,13 @@ impl Default for ProxySection {
             min_expires: 60,
             max_expires: 43200,
             default_expires: 3600,
+            max_contacts: 5,
+            domains: Vec::new(),
+            nonce_lifetime_seconds: 300,
+            digest_algorithms: vec!["SHA-256".to_owned(), "MD5".to_owned()],
+            auth_max_failures: 5,
+            auth_failure_window_seconds: 300,
+            timer_c_seconds: 181,
         }
     }
 }
@@ -251,6 +289,25 @@ impl Config {
                 proxy.max_expires
             );
         }
+        digest_algorithms(&proxy.digest_algorithms)?;
+        if proxy.max_contacts == 0 {
+            anyhow::bail!("proxy.max_contacts: must be at least 1");
+        }
+        if proxy.nonce_lifetime_seconds == 0 {
+            anyhow::bail!("proxy.nonce_lifetime_seconds: must be at least 1");
+        }
+        if proxy.timer_c_seconds == 0 {
+            anyhow::bail!("proxy.timer_c_seconds: must be at least 1");
+        }
+        if self.lb.domain_refresh_seconds == 0 {
+            anyhow::bail!("lb.domain_refresh_seconds: must be at least 1");
+        }
+        if self.lb.internal_listen.ip().is_unspecified() {
+            anyhow::bail!(
+                "lb.internal_listen: {} is a wildcard; the proxy needs a concrete address to answer",
+                self.lb.internal_listen
+            );
+        }
         if proxy.trusted_lb.is_empty() {
             anyhow::bail!("proxy.trusted_lb: empty; the proxy would refuse every LB");
         }
@@ -260,7 +317,10 @@ impl Config {
     /// The database URL, defaulting to an SQLite file in the data directory.
     pub fn database_url(&self) -> String {
         if self.database.url.is_empty() {
-            format!("sqlite://{}?mode=rwc", self.data_dir.join("voxide.db").display())
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("voxide.db").display()
+            )
         } else {
             self.database.url.clone()
         }
@@ -284,6 +344,94 @@ impl Config {
     }
 }
 
+impl Config {
+    /// The load-balancer's settings; `advertised` is the public address to write into Via
+    /// and Record-Route when a listener is bound to a wildcard address.
+    pub fn lb_config(&self, advertised: Option<IpAddr>) -> lb::LbConfig {
+        let section = &self.lb;
+        let certificate = match section.tls {
+            SipTls::SelfSigned => lb::TlsCertificate::Generated {
+                data_dir: self.data_dir.clone(),
+            },
+            SipTls::Files => lb::TlsCertificate::Files {
+                certificate: section.tls_cert.clone().unwrap_or_default(),
+                key: section.tls_key.clone().unwrap_or_default(),
+            },
+        };
+        lb::LbConfig {
+            udp: section.udp_listen.0,
+            tcp: section.tcp_listen.0,
+            tls: section.tls_listen.0.map(|address| lb::TlsListen {
+                address,
+                certificate,
+            }),
+            advertised_address: section.public_address.or(advertised),
+            internal: section.internal_listen,
+            proxy: section.proxy,
+            trusted_proxies: section.trusted_proxies.clone(),
+            domains: section.domains.clone(),
+            ..lb::LbConfig::default()
+        }
+    }
+
+    /// Whether some public listener is bound to a wildcard address with no
+    /// `lb.public_address` to advertise instead.
+    pub fn lb_needs_advertised_address(&self) -> bool {
+        let lb = &self.lb;
+        lb.public_address.is_none()
+            && [lb.udp_listen, lb.tcp_listen, lb.tls_listen]
+                .iter()
+                .filter_map(|listen| listen.0)
+                .any(|address| address.ip().is_unspecified())
+    }
+
+    /// The proxy's settings.
+    pub fn proxy_config(&self) -> proxy::ProxyConfig {
+        let section = &self.proxy;
+        let mut config = proxy::ProxyConfig {
+            listen: section.listen,
+            trusted_lb: section.trusted_lb.clone(),
+            domains: section.domains.clone(),
+            timer_c: std::time::Duration::from_secs(section.timer_c_seconds),
+            ..proxy::ProxyConfig::default()
+        };
+        config.registrar.min_expires = section.min_expires;
+        config.registrar.max_expires = section.max_expires;
+        config.registrar.default_expires = section.default_expires;
+        config.registrar.max_contacts = section.max_contacts;
+        config.authentication.digest.nonce_lifetime_seconds = section.nonce_lifetime_seconds;
+        // Checked at load time; see `check`.
+        if let Ok(algorithms) = digest_algorithms(&section.digest_algorithms) {
+            config.authentication.digest.offered_algorithms = algorithms;
+        }
+        config.authentication.max_failures = section.auth_max_failures;
+        config.authentication.failure_window_seconds = section.auth_failure_window_seconds;
+        config
+    }
+}
+
+/// `proxy.digest_algorithms` as algorithms, refusing names the store has no HA1 for.
+fn digest_algorithms(names: &[String]) -> anyhow::Result<Vec<DigestAlgorithm>> {
+    if names.is_empty() {
+        anyhow::bail!("proxy.digest_algorithms: empty; offer \"SHA-256\", \"MD5\" or both");
+    }
+    let mut algorithms = Vec::new();
+    for name in names {
+        let algorithm = match name.to_ascii_uppercase().as_str() {
+            "SHA-256" => DigestAlgorithm::Sha256,
+            "MD5" => DigestAlgorithm::Md5,
+            _ => anyhow::bail!(
+                "proxy.digest_algorithms: `{name}` is not offered; use \"SHA-256\" or \"MD5\""
+            ),
+        };
+        if algorithms.contains(&algorithm) {
+            anyhow::bail!("proxy.digest_algorithms: `{name}` appears twice");
+        }
+        algorithms.push(algorithm);
+    }
+    Ok(algorithms)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,7 +442,11 @@ mod tests {
         assert_eq!(config.data_dir, PathBuf::from("./voxide-data"));
         assert_eq!(config.api.listen.port(), 1443);
         assert_eq!(config.api.tls, ApiTls::SelfSigned);
-        assert!(config.database_url().starts_with("sqlite://./voxide-data/voxide.db"));
+        assert!(
+            config
+                .database_url()
+                .starts_with("sqlite://./voxide-data/voxide.db")
+        );
     }
 
     #[test]
@@ -320,9 +472,16 @@ mod tests {
         assert_eq!(config.lb.tls_listen.0.unwrap().port(), 5061);
         assert_eq!(config.lb.proxy, config.proxy.listen);
         assert_eq!(config.proxy.listen.port(), 5062);
-        assert_eq!(config.proxy.trusted_lb, vec![config.lb.internal_listen.ip()]);
         assert_eq!(
-            (config.proxy.min_expires, config.proxy.default_expires, config.proxy.max_expires),
+            config.proxy.trusted_lb,
+            vec![config.lb.internal_listen.ip()]
+        );
+        assert_eq!(
+            (
+                config.proxy.min_expires,
+                config.proxy.default_expires,
+                config.proxy.max_expires
+            ),
             (60, 3600, 43200)
         );
     }
@@ -333,8 +492,10 @@ mod tests {
         assert_eq!(config.lb.tcp_listen.0, None);
         assert_eq!(config.lb.tls_listen.0, None);
         assert!(config.lb.udp_listen.0.is_some());
-        let error = Config::parse("[lb]\nudp_listen = \"off\"\ntcp_listen = \"off\"\ntls_listen = \"off\"\n")
-            .unwrap_err();
+        let error = Config::parse(
+            "[lb]\nudp_listen = \"off\"\ntcp_listen = \"off\"\ntls_listen = \"off\"\n",
+        )
+        .unwrap_err();
         assert!(format!("{error:#}").contains("lb.udp_listen"), "{error:#}");
     }
 
@@ -349,15 +510,81 @@ mod tests {
             ("[proxy]\nmin_expires = -1\n", "min_expires"),
             ("[proxy]\nmin_expires = 0\n", "proxy.min_expires"),
             ("[proxy]\nmax_expires = 30\n", "proxy.max_expires"),
-            ("[proxy]\ndefault_expires = 50000\n", "proxy.default_expires"),
+            (
+                "[proxy]\ndefault_expires = 50000\n",
+                "proxy.default_expires",
+            ),
             ("[proxy]\ntrusted_lb = [\"lb.internal\"]\n", "trusted_lb"),
             ("[proxy]\ntrusted_lb = []\n", "proxy.trusted_lb"),
             ("[proxy]\nregistrar = 1\n", "registrar"),
+            (
+                "[proxy]\ndigest_algorithms = [\"SHA-1\"]\n",
+                "proxy.digest_algorithms",
+            ),
+            (
+                "[proxy]\ndigest_algorithms = []\n",
+                "proxy.digest_algorithms",
+            ),
+            (
+                "[proxy]\ndigest_algorithms = [\"MD5\", \"md5\"]\n",
+                "proxy.digest_algorithms",
+            ),
+            (
+                "[lb]\ninternal_listen = \"0.0.0.0:5064\"\n",
+                "lb.internal_listen",
+            ),
         ] {
             let error = Config::parse(text).unwrap_err();
             let message = format!("{error:#}");
             assert!(message.contains(key), "{text:?} gave {message}");
         }
+    }
+
+    #[test]
+    fn the_proxy_settings_reach_the_proxy() {
+        let config = Config::parse(
+            "[proxy]\nmin_expires = 30\nmax_expires = 600\ndefault_expires = 120\n\
+             max_contacts = 2\ndigest_algorithms = [\"MD5\"]\ntimer_c_seconds = 200\n",
+        )
+        .unwrap();
+        let proxy = config.proxy_config();
+        assert_eq!(
+            (proxy.registrar.min_expires, proxy.registrar.max_expires),
+            (30, 600)
+        );
+        assert_eq!(proxy.registrar.default_expires, 120);
+        assert_eq!(proxy.registrar.max_contacts, 2);
+        assert_eq!(
+            proxy.authentication.digest.offered_algorithms,
+            vec![DigestAlgorithm::Md5]
+        );
+        assert_eq!(proxy.timer_c, std::time::Duration::from_secs(200));
+        let defaults = Config::parse("").unwrap().proxy_config();
+        assert_eq!(
+            defaults.authentication.digest.offered_algorithms,
+            vec![DigestAlgorithm::Sha256, DigestAlgorithm::Md5]
+        );
+    }
+
+    #[test]
+    fn the_lb_settings_reach_the_lb() {
+        let config = Config::parse(
+            "[lb]\nudp_listen = \"0.0.0.0:5060\"\ntcp_listen = \"off\"\ntls_listen = \"127.0.0.1:5061\"\n\
+             domains = [\"sip.example.org\"]\n",
+        )
+        .unwrap();
+        assert!(config.lb_needs_advertised_address());
+        let lb = config.lb_config(Some("192.0.2.7".parse().unwrap()));
+        assert_eq!(lb.advertised_address, Some("192.0.2.7".parse().unwrap()));
+        assert_eq!(lb.tcp, None);
+        assert_eq!(lb.tls.unwrap().address.port(), 5061);
+        assert_eq!(lb.domains, vec!["sip.example.org".to_owned()]);
+        let pinned = Config::parse("[lb]\npublic_address = \"198.51.100.1\"\n").unwrap();
+        assert!(!pinned.lb_needs_advertised_address());
+        assert_eq!(
+            pinned.lb_config(None).advertised_address,
+            Some("198.51.100.1".parse().unwrap())
+        );
     }
 
     #[test]
@@ -370,6 +597,9 @@ mod tests {
         .unwrap();
         assert_eq!(config.lb.proxy, config.proxy.listen);
         assert_eq!(config.proxy.trusted_lb.len(), 2);
-        assert_eq!(config.lb.public_address, Some("192.0.2.10".parse().unwrap()));
+        assert_eq!(
+            config.lb.public_address,
+            Some("192.0.2.10".parse().unwrap())
+        );
     }
 }

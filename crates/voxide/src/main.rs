@@ -3,8 +3,11 @@
 
 mod config;
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -70,10 +73,26 @@ struct Components {
 }
 
 impl Components {
-    const ALL: Self = Self { api: true, lb: true, proxy: true };
-    const API: Self = Self { api: true, lb: false, proxy: false };
-    const LB: Self = Self { api: false, lb: true, proxy: false };
-    const PROXY: Self = Self { api: false, lb: false, proxy: true };
+    const ALL: Self = Self {
+        api: true,
+        lb: true,
+        proxy: true,
+    };
+    const API: Self = Self {
+        api: true,
+        lb: false,
+        proxy: false,
+    };
+    const LB: Self = Self {
+        api: false,
+        lb: true,
+        proxy: false,
+    };
+    const PROXY: Self = Self {
+        api: false,
+        lb: false,
+        proxy: true,
+    };
 
     fn needs_store(self) -> bool {
         self.api || self.proxy
@@ -94,7 +113,13 @@ fn run(runtime: &tokio::runtime::Runtime, args: ConfigArgs, components: Componen
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    // Colour only for a person at a terminal; log files and pipes get plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .init();
 }
 
 /// Start the components this node runs, print what listens where, and wait for SIGINT/SIGTERM.
@@ -103,7 +128,8 @@ async fn run_node(args: ConfigArgs, components: Components) -> anyhow::Result<()
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("data_dir: creating {}", config.data_dir.display()))?;
     let database_url = config.database_url();
-    let store = if components.needs_store() {
+    let lb_reads_domains = components.lb && config.lb.domains.is_empty();
+    let store = if components.needs_store() || lb_reads_domains {
         let store = store::Store::connect(&database_url)
             .await
             .with_context(|| format!("database.url: connecting to {database_url}"))?;
@@ -118,9 +144,45 @@ async fn run_node(args: ConfigArgs, components: Components) -> anyhow::Result<()
         api = Some(start_api(&config, store).await?);
     }
 
+    let mut proxy = None;
+    if let (true, Some(store)) = (components.proxy, &store) {
+        let handle = proxy::start(config.proxy_config(), store.clone())
+            .await
+            .context("proxy.listen: starting the proxy")?;
+        eprintln!("proxy:        udp {} (internal)", handle.local_addr());
+        proxy = Some(handle);
+    }
+
+    let mut lb = None;
+    let mut domain_refresher = None;
+    if components.lb {
+        let handle = start_lb(&config).await?;
+        if lb_reads_domains && let Some(store) = &store {
+            domain_refresher = Some(spawn_domain_refresher(
+                store.clone(),
+                &handle,
+                Duration::from_secs(config.lb.domain_refresh_seconds),
+            ));
+        }
+        lb = Some(handle);
+    }
+
     eprintln!("ready");
     shutdown_signal().await;
     eprintln!("shutting down");
+    if let Some(refresher) = domain_refresher {
+        refresher.abort();
+        let _ = refresher.await;
+    }
+    if let Some(lb) = lb {
+        // The refresher held only a weak reference and has ended, so this is the last one.
+        if let Ok(lb) = Arc::try_unwrap(lb) {
+            lb.shutdown().await;
+        }
+    }
+    if let Some(proxy) = proxy {
+        proxy.shutdown().await;
+    }
     if let Some(api) = api {
         api.shutdown();
         api.wait().await.context("provisioning API")?;
@@ -131,8 +193,104 @@ async fn run_node(args: ConfigArgs, components: Components) -> anyhow::Result<()
     Ok(())
 }
 
+/// Bind the LB's listeners and print them.
+async fn start_lb(config: &Config) -> anyhow::Result<Arc<lb::LbHandle>> {
+    let advertised = if config.lb_needs_advertised_address() {
+        Some(outbound_interface_address().context(
+            "lb.public_address: a listener is bound to 0.0.0.0 and no interface address was \
+             found; set lb.public_address",
+        )?)
+    } else {
+        None
+    };
+    let lb_config = config.lb_config(advertised);
+    let handle = lb::start(lb_config)
+        .await
+        .context("lb: starting the load-balancer")?;
+    let shown = |address: Option<SocketAddr>| address.map(|address| address.to_string());
+    for (transport, address) in [
+        ("udp", shown(handle.udp)),
+        ("tcp", shown(handle.tcp)),
+        ("tls", shown(handle.tls)),
+    ] {
+        if let Some(address) = address {
+            eprintln!("lb:           {transport} {address} (public)");
+        }
+    }
+    eprintln!(
+        "lb:           udp {} (internal, towards {})",
+        handle.internal, config.lb.proxy
+    );
+    if let Some(advertised) = advertised {
+        eprintln!("lb:           advertised as {advertised} (set lb.public_address to change)");
+    }
+    Ok(Arc::new(handle))
+}
+
+/// The address of the interface the default route leaves by. Connecting a UDP socket only
+/// asks the kernel for a route; no packet is sent.
+fn outbound_interface_address() -> anyhow::Result<IpAddr> {
+    let socket = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+    // TEST-NET-1 (RFC 5737): never a real peer, only a route lookup.
+    socket.connect((Ipv4Addr::new(192, 0, 2, 1), 9))?;
+    let address = socket.local_addr()?.ip();
+    if address.is_unspecified() {
+        anyhow::bail!("no route");
+    }
+    Ok(address)
+}
+
+/// Keep the LB's served domains in step with the provisioning database, so a domain created
+/// over the API is served without a restart.
+fn spawn_domain_refresher(
+    store: store::Store,
+    lb: &Arc<lb::LbHandle>,
+    every: Duration,
+) -> tokio::task::JoinHandle<()> {
+    let lb = Arc::downgrade(lb);
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(every);
+        let mut last = None;
+        loop {
+            ticker.tick().await;
+            let Some(lb) = lb.upgrade() else { return };
+            match all_domains(&store).await {
+                Ok(domains) => {
+                    if last.as_ref() != Some(&domains) {
+                        tracing::info!(count = domains.len(), "lb: served domains updated");
+                        lb.set_domains(domains.clone());
+                        last = Some(domains);
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "lb: reading the domains failed"),
+            }
+        }
+    })
+}
+
+async fn all_domains(store: &store::Store) -> Result<Vec<String>, store::StoreError> {
+    use store::DomainRepository as _;
+    const ROWS: u32 = 500;
+    let filter = store::DomainFilter::default();
+    let mut domains = Vec::new();
+    for page in 1.. {
+        let paged = store
+            .list_domains(&filter, store::Page::new(page, ROWS))
+            .await?;
+        let count = paged.items.len();
+        domains.extend(paged.items.into_iter().map(|domain| domain.domain));
+        if count < ROWS as usize {
+            break;
+        }
+    }
+    Ok(domains)
+}
+
 /// Create the first administrator when there is none, then serve the REST API.
-async fn start_api(config: &Config, store: &store::Store) -> anyhow::Result<provisioning::ApiServer> {
+async fn start_api(
+    config: &Config,
+    store: &store::Store,
+) -> anyhow::Result<provisioning::ApiServer> {
     let bootstrap = provisioning::bootstrap_admin(
         store,
         &config.data_dir,
@@ -157,7 +315,11 @@ async fn start_api(config: &Config, store: &store::Store) -> anyhow::Result<prov
         }
     }
     let api_config = config.api_config();
-    let scheme = if matches!(api_config.tls, provisioning::TlsMode::Plain) { "http" } else { "https" };
+    let scheme = if matches!(api_config.tls, provisioning::TlsMode::Plain) {
+        "http"
+    } else {
+        "https"
+    };
     let api = provisioning::bind(api_config, store.clone())
         .await
         .context("api.listen: starting the provisioning API")?;

@@ -26,14 +26,20 @@ fn a_bad_configuration_stops_start_up_naming_the_key() {
     for (text, named) in [
         ("[lb]\nudp_lisen = \"127.0.0.1:0\"\n", "udp_lisen"),
         ("[proxy]\nlisten = \"nowhere\"\n", "listen"),
-        ("[proxy]\nmin_expires = 600\nmax_expires = 60\n", "proxy.max_expires"),
+        (
+            "[proxy]\nmin_expires = 600\nmax_expires = 60\n",
+            "proxy.max_expires",
+        ),
         ("[lb]\ntls_listen = \"on\"\n", "tls_listen"),
         ("colour = \"blue\"\n", "colour"),
     ] {
         let output = start_with_config(text);
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success(), "{text:?} started: {stderr}");
-        assert!(stderr.contains(named), "{text:?}: stderr does not name `{named}`: {stderr}");
+        assert!(
+            stderr.contains(named),
+            "{text:?}: stderr does not name `{named}`: {stderr}"
+        );
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }

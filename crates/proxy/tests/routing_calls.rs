@@ -1,0 +1,965 @@
+//! The call router over real UDP on 127.0.0.1 with SQLite in a temporary directory: small SIP
+//! user agents written here (raw messages, `sip-message` to read the answers, `sip-core` to
+//! answer digest challenges) call each other through a running proxy.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use proxy::authentication::AuthenticationPolicy;
+use proxy::location::{AddressOfRecord, Binding, BindingChanges, unix_now};
+use proxy::{ProxyConfig, ProxyHandle};
+use sip_core::auth::{
+    ClientCredentials, DigestAlgorithm, DigestChallenge, DigestPolicy, RequestToSign,
+    answer_challenge, select_challenge,
+};
+use sip_core::transaction::make_response;
+use sip_message::{HeaderName, Message, Method};
+use store::{
+    AccRepository, CustomerRepository, DomainRepository, E164Number, NewCustomer, NewDomain,
+    NewSubscriber, Store, SubscriberRepository, SubscriberStatus,
+};
+use tokio::net::UdpSocket;
+
+const DOMAIN: &str = "example.org";
+const WAIT: Duration = Duration::from_secs(5);
+
+/// A proxy over a fresh SQLite store with subscribers alice, bob (number 43111002) and carol.
+struct Platform {
+    store: Store,
+    proxy: ProxyHandle,
+    uuids: std::collections::HashMap<&'static str, String>,
+    _directory: tempfile::TempDir,
+}
+
+impl Platform {
+    async fn start() -> Platform {
+        Platform::start_with(ProxyConfig::default()).await
+    }
+
+    async fn start_with(config: ProxyConfig) -> Platform {
+        let directory = tempfile::tempdir().unwrap();
+        let url = format!(
+            "sqlite://{}?mode=rwc",
+            directory.path().join("voxide.db").display()
+        );
+        let store = Store::connect(&url).await.unwrap();
+        Platform::start_on(store, config, directory).await
+    }
+
+    async fn start_on(store: Store, config: ProxyConfig, directory: tempfile::TempDir) -> Platform {
+        let domain = store
+            .create_domain(&NewDomain {
+                domain: DOMAIN.to_owned(),
+            })
+            .await
+            .unwrap();
+        let customer = store
+            .create_customer(&NewCustomer {
+                name: "Customer".to_owned(),
+                status: Default::default(),
+                external_id: None,
+            })
+            .await
+            .unwrap();
+        let mut uuids = std::collections::HashMap::new();
+        for (name, number) in [
+            ("alice", E164Number::new("43", "111", "001")),
+            ("bob", E164Number::new("43", "111", "002")),
+            ("carol", E164Number::new("43", "111", "003")),
+        ] {
+            let subscriber = store
+                .create_subscriber(&NewSubscriber {
+                    customer_id: customer.id,
+                    domain_id: domain.id,
+                    username: name.to_owned(),
+                    password: format!("{name}-secret"),
+                    webusername: None,
+                    webpassword: None,
+                    display_name: None,
+                    email: None,
+                    external_id: None,
+                    status: SubscriberStatus::Active,
+                    administrative: false,
+                    primary_number: Some(number),
+                    alias_numbers: Vec::new(),
+                })
+                .await
+                .unwrap();
+            uuids.insert(name, subscriber.uuid);
+        }
+        let proxy = proxy::start(
+            ProxyConfig {
+                listen: "127.0.0.1:0".parse().unwrap(),
+                ..config
+            },
+            store.clone(),
+        )
+        .await
+        .unwrap();
+        Platform {
+            store,
+            proxy,
+            uuids,
+            _directory: directory,
+        }
+    }
+
+    /// Binds `phone` as a contact of `user`, as the registrar would after a REGISTER.
+    async fn register(&self, user: &str, phone: &Phone) {
+        self.register_with_path(user, phone, Vec::new()).await;
+    }
+
+    async fn register_with_path(&self, user: &str, phone: &Phone, path: Vec<String>) {
+        self.bind(user, phone.contact(user), path).await;
+    }
+
+    async fn bind(&self, user: &str, contact: String, path: Vec<String>) {
+        let now = unix_now();
+        let aor = AddressOfRecord::new(user, DOMAIN);
+        let binding = Binding {
+            call_id: format!("reg-{contact}"),
+            contact,
+            q: 1000,
+            expires_at_unix: now + 3600,
+            path,
+            received: None,
+            cseq: 1,
+            user_agent: None,
+            instance: None,
+            reg_id: None,
+            updated_at_unix: now,
+        };
+        self.proxy
+            .location()
+            .apply(
+                &aor,
+                &BindingChanges {
+                    upserts: vec![binding],
+                    removals: Vec::new(),
+                },
+            )
+            .await
+            .unwrap();
+    }
+
+    /// The `acc` rows of a call as (method, code), once the writer has caught up.
+    async fn acc(&self, call_id: &str, expected: usize) -> Vec<store::AccRecord> {
+        for _ in 0..100 {
+            let rows = self
+                .store
+                .list_acc_records_by_call_id(call_id)
+                .await
+                .unwrap();
+            if rows.len() >= expected {
+                return rows;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.store
+            .list_acc_records_by_call_id(call_id)
+            .await
+            .unwrap()
+    }
+}
+
+/// A user agent on its own UDP socket.
+struct Phone {
+    socket: UdpSocket,
+    address: SocketAddr,
+    proxy: SocketAddr,
+}
+
+impl Phone {
+    async fn new(proxy: &ProxyHandle) -> Phone {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let address = socket.local_addr().unwrap();
+        Phone {
+            socket,
+            address,
+            proxy: proxy.local_addr(),
+        }
+    }
+
+    fn contact(&self, user: &str) -> String {
+        format!("sip:{user}@{}", self.address)
+    }
+
+    async fn send(&self, message: impl AsRef<[u8]>) {
+        self.socket
+            .send_to(message.as_ref(), self.proxy)
+            .await
+            .unwrap();
+    }
+
+    /// The next message, skipping 100 Trying.
+    async fn receive(&self) -> Message {
+        loop {
+            let message = self.try_receive(WAIT).await.expect("a message within 5 s");
+            if message.status() != Some(100) {
+                return message;
+            }
+        }
+    }
+
+    async fn try_receive(&self, wait: Duration) -> Option<Message> {
+        let mut buffer = vec![0u8; 65_535];
+        let (length, _) = tokio::time::timeout(wait, self.socket.recv_from(&mut buffer))
+            .await
+            .ok()?
+            .unwrap();
+        buffer.truncate(length);
+        Some(Message::parse(Bytes::from(buffer)).unwrap())
+    }
+
+    /// The next request, which must have `method`.
+    async fn receive_request(&self, method: Method) -> Message {
+        let message = self.receive().await;
+        assert_eq!(message.method(), Some(&method), "got {message}");
+        message
+    }
+
+    /// The next response, which must have `status`.
+    async fn receive_response(&self, status: u16) -> Message {
+        let message = self.receive().await;
+        assert_eq!(message.status(), Some(status), "got {message}");
+        message
+    }
+
+    /// Answers `request` with `status`, with a Contact and the Record-Route copied
+    /// (RFC 3261 §12.1.1).
+    async fn answer(&self, request: &Message, status: u16, reason: &str, user: &str) {
+        let mut response = make_response(request, status, reason, Some(b"callee-tag"));
+        for record_route in request.header_values(&HeaderName::RecordRoute) {
+            response.add_header(
+                HeaderName::RecordRoute,
+                Bytes::copy_from_slice(record_route),
+            );
+        }
+        if request.method() == Some(&Method::Invite) {
+            response.add_header(HeaderName::Contact, format!("<{}>", self.contact(user)));
+        }
+        self.send(response.to_bytes()).await;
+    }
+}
+
+/// One out-of-dialog request from `caller` (with password `<user>-secret`).
+struct Call {
+    request_uri: String,
+    from_user: &'static str,
+    call_id: String,
+    branch: String,
+    cseq: u32,
+    max_forwards: u32,
+    authorization: Option<String>,
+}
+
+impl Call {
+    fn new(from_user: &'static str, request_uri: &str) -> Call {
+        Call {
+            request_uri: request_uri.to_owned(),
+            from_user,
+            call_id: format!("{}@routing-test", hex::encode(rand::random::<[u8; 8]>())),
+            branch: new_branch(),
+            cseq: 1,
+            max_forwards: 70,
+            authorization: None,
+        }
+    }
+
+    fn invite(&self, phone: &Phone) -> String {
+        self.request("INVITE", &self.branch, self.cseq, phone, None)
+    }
+
+    fn request(
+        &self,
+        method: &str,
+        branch: &str,
+        cseq: u32,
+        phone: &Phone,
+        to_tag: Option<&str>,
+    ) -> String {
+        let authorization = self
+            .authorization
+            .as_ref()
+            .map(|value| format!("Proxy-Authorization: {value}\r\n"))
+            .unwrap_or_default();
+        let to_tag = to_tag.map(|tag| format!(";tag={tag}")).unwrap_or_default();
+        format!(
+            "{method} {uri} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {address};branch={branch};rport\r\n\
+             Max-Forwards: {max_forwards}\r\n\
+             From: <sip:{from}@{DOMAIN}>;tag=caller-tag\r\n\
+             To: <{uri}>{to_tag}\r\n\
+             Call-ID: {call_id}\r\n\
+             CSeq: {cseq} {method}\r\n\
+             Contact: <{contact}>\r\n\
+             {authorization}Content-Length: 0\r\n\r\n",
+            uri = self.request_uri,
+            address = phone.address,
+            max_forwards = self.max_forwards,
+            from = self.from_user,
+            call_id = self.call_id,
+            contact = phone.contact(self.from_user),
+        )
+    }
+
+    /// ACK for a non-2xx final response: same branch (RFC 3261 §17.1.1.3).
+    fn ack_for(&self, response: &Message, phone: &Phone) -> String {
+        let to_tag = response
+            .to()
+            .unwrap()
+            .tag()
+            .map(|tag| String::from_utf8_lossy(tag).into_owned());
+        self.request("ACK", &self.branch, self.cseq, phone, to_tag.as_deref())
+    }
+
+    /// Sends the INVITE, takes the 407, ACKs it and sends the INVITE again with credentials of
+    /// `auth_user`.
+    async fn invite_authenticated(&mut self, phone: &Phone, auth_user: &str) {
+        phone.send(self.invite(phone)).await;
+        let challenge = phone.receive_response(407).await;
+        phone.send(self.ack_for(&challenge, phone)).await;
+        let challenges: Vec<DigestChallenge> = challenge
+            .header_values(&HeaderName::ProxyAuthenticate)
+            .map(|value| DigestChallenge::parse(std::str::from_utf8(value).unwrap()).unwrap())
+            .collect();
+        assert_eq!(challenges.len(), 2, "SHA-256 and MD5 offered");
+        assert_eq!(challenges[0].realm, DOMAIN);
+        let chosen = select_challenge(&challenges).unwrap();
+        let password = format!("{auth_user}-secret");
+        let answer = answer_challenge(
+            chosen,
+            &ClientCredentials {
+                username: auth_user,
+                password: &password,
+                realm: Some(DOMAIN),
+            },
+            &RequestToSign {
+                method: "INVITE",
+                uri: &self.request_uri,
+                body: b"",
+            },
+            1,
+            &mut rand::rng(),
+        )
+        .unwrap();
+        self.authorization = Some(answer.to_header_value().unwrap());
+        self.cseq += 1;
+        self.branch = new_branch();
+        phone.send(self.invite(phone)).await;
+    }
+}
+
+fn new_branch() -> String {
+    format!("z9hG4bK{}", hex::encode(rand::random::<[u8; 8]>()))
+}
+
+fn uri(user: &str) -> String {
+    format!("sip:{user}@{DOMAIN}")
+}
+
+#[tokio::test]
+async fn alice_calls_bob_rings_answers_and_hangs_up() {
+    let platform = Platform::start().await;
+    let alice = Phone::new(&platform.proxy).await;
+    let bob = Phone::new(&platform.proxy).await;
+    platform.register("bob", &bob).await;
+
+    let mut call = Call::new("alice", &uri("bob"));
+    call.invite_authenticated(&alice, "alice").await;
+
+    let invite = bob.receive_request(Method::Invite).await;
+    assert_eq!(
+        invite.request_uri_bytes(),
+        Some(bob.contact("bob").as_bytes())
+    );
+    assert_eq!(invite.max_forwards().unwrap(), Some(69));
+    assert_eq!(invite.vias().count(), 2, "the proxy added its Via");
+    let record_route: Vec<_> = invite.header_values(&HeaderName::RecordRoute).collect();
+    let own_route = format!("<sip:{};lr>", platform.proxy.local_addr());
+    assert_eq!(record_route, [own_route.as_bytes()]);
+
+    bob.answer(&invite, 180, "Ringing", "bob").await;
+    let ringing = alice.receive_response(180).await;
+    assert_eq!(ringing.vias().count(), 1, "the proxy removed its Via");
+    bob.answer(&invite, 200, "OK", "bob").await;
+    let ok = alice.receive_response(200).await;
+    assert_eq!(ok.to().unwrap().tag(), Some(&b"callee-tag"[..]));
+    // bob did not see an ACK yet and retransmits: the 2xx is relayed again (RFC 6026).
+    bob.answer(&invite, 200, "OK", "bob").await;
+    let retransmitted = alice.receive_response(200).await;
+    assert_eq!(retransmitted.call_id().unwrap(), ok.call_id().unwrap());
+
+    // ACK and BYE follow the Record-Route: through the proxy to bob's contact.
+    let in_dialog = |method: &str, cseq: u32| {
+        format!(
+            "{method} {target} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {address};branch={branch};rport\r\n\
+             Max-Forwards: 70\r\n\
+             Route: {own_route}\r\n\
+             From: <sip:alice@{DOMAIN}>;tag=caller-tag\r\n\
+             To: <sip:bob@{DOMAIN}>;tag=callee-tag\r\n\
+             Call-ID: {call_id}\r\n\
+             CSeq: {cseq} {method}\r\n\
+             Content-Length: 0\r\n\r\n",
+            target = bob.contact("bob"),
+            address = alice.address,
+            branch = new_branch(),
+            call_id = call.call_id,
+        )
+    };
+    alice.send(in_dialog("ACK", call.cseq)).await;
+    let ack = bob.receive_request(Method::Ack).await;
+    assert!(
+        !ack.has_header(&HeaderName::Route),
+        "the proxy popped its Route"
+    );
+
+    alice.send(in_dialog("BYE", call.cseq + 1)).await;
+    let bye = bob.receive_request(Method::Bye).await;
+    bob.answer(&bye, 200, "OK", "bob").await;
+    alice.receive_response(200).await;
+
+    let rows = platform.acc(&call.call_id, 2).await;
+    let summary: Vec<_> = rows
+        .iter()
+        .map(|row| (row.method.as_str(), row.sip_code))
+        .collect();
+    assert_eq!(summary, [("INVITE", 200), ("BYE", 200)]);
+    let start = &rows[0];
+    assert_eq!(start.from_tag, "caller-tag");
+    assert_eq!(start.to_tag, "callee-tag");
+    assert_eq!(
+        start.source_user_id.as_deref(),
+        Some(platform.uuids["alice"].as_str())
+    );
+    assert_eq!(
+        start.destination_user_id.as_deref(),
+        Some(platform.uuids["bob"].as_str())
+    );
+    assert_eq!(start.source_ip, "127.0.0.1");
+    assert_eq!(
+        (
+            start.destination_user.as_str(),
+            start.destination_domain.as_str()
+        ),
+        ("bob", DOMAIN)
+    );
+    assert_eq!(
+        rows[1].source_user_id, start.source_user_id,
+        "BYE keeps the call's parties"
+    );
+    assert!(rows[1].time_ms >= start.time_ms);
+}
+
+#[tokio::test]
+async fn a_cancelled_call_ends_with_487_and_the_callee_gets_cancel() {
+    let platform = Platform::start().await;
+    let alice = Phone::new(&platform.proxy).await;
+    let bob = Phone::new(&platform.proxy).await;
+    platform.register("bob", &bob).await;
+
+    let mut call = Call::new("alice", &uri("bob"));
+    call.invite_authenticated(&alice, "alice").await;
+    let invite = bob.receive_request(Method::Invite).await;
+    bob.answer(&invite, 180, "Ringing", "bob").await;
+    alice.receive_response(180).await;
+
+    let cancel = call
+        .request("CANCEL", &call.branch, call.cseq, &alice, None)
+        .replace("Proxy-Authorization", "X-Ignored");
+    alice.send(cancel).await;
+    let mut statuses = vec![
+        alice.receive().await.status().unwrap(),
+        alice.receive().await.status().unwrap(),
+    ];
+    statuses.sort_unstable();
+    assert_eq!(
+        statuses,
+        [200, 487],
+        "200 for the CANCEL, 487 for the INVITE"
+    );
+
+    let cancel = bob.receive_request(Method::Cancel).await;
+    bob.answer(&cancel, 200, "OK", "bob").await;
+    bob.answer(&invite, 487, "Request Terminated", "bob").await;
+    // The proxy's client transaction acknowledges the 487 (RFC 3261 §17.1.1.3).
+    bob.receive_request(Method::Ack).await;
+
+    let rows = platform.acc(&call.call_id, 1).await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!((rows[0].method.as_str(), rows[0].sip_code), ("INVITE", 487));
+}
+
+#[tokio::test]
+async fn offline_and_unknown_callees_get_480_and_404() {
+    let platform = Platform::start().await;
+    let alice = Phone::new(&platform.proxy).await;
+
+    let mut offline = Call::new("alice", &uri("carol"));
+    offline.invite_authenticated(&alice, "alice").await;
+    let response = alice.receive_response(480).await;
+    alice.send(offline.ack_for(&response, &alice)).await;
+
+    let mut unknown = Call::new("alice", &uri("nobody"));
+    unknown.invite_authenticated(&alice, "alice").await;
+    let response = alice.receive_response(404).await;
+    alice.send(unknown.ack_for(&response, &alice)).await;
+
+    let rows = platform.acc(&offline.call_id, 1).await;
+    assert_eq!((rows[0].method.as_str(), rows[0].sip_code), ("INVITE", 480));
+    let rows = platform.acc(&unknown.call_id, 1).await;
+    assert_eq!((rows[0].method.as_str(), rows[0].sip_code), ("INVITE", 404));
+    assert_eq!(rows[0].destination_user_id, None);
+}
+
+#[tokio::test]
+async fn a_call_to_a_number_reaches_its_subscriber() {
+    let platform = Platform::start().await;
+    let alice = Phone::new(&platform.proxy).await;
+    let bob = Phone::new(&platform.proxy).await;
+    platform.register("bob", &bob).await;
+
+    let mut call = Call::new("alice", &uri("+43111002"));
+    call.invite_authenticated(&alice, "alice").await;
+    let invite = bob.receive_request(Method::Invite).await;
+    assert_eq!(
+        invite.request_uri_bytes(),
+        Some(bob.contact("bob").as_bytes())
+    );
+    bob.answer(&invite, 486, "Busy Here", "bob").await;
+    let busy = alice.receive_response(486).await;
+    alice.send(call.ack_for(&busy, &alice)).await;
+
+    let rows = platform.acc(&call.call_id, 1).await;
+    assert_eq!((rows[0].method.as_str(), rows[0].sip_code), ("INVITE", 486));
+    assert_eq!(
+        rows[0].destination_user_id.as_deref(),
+        Some(platform.uuids["bob"].as_str())
+    );
+}
+
+#[tokio::test]
+async fn forking_rings_both_contacts_and_cancels_the_one_that_did_not_answer() {
+    let platform = Platform::start().await;
+    let alice = Phone::new(&platform.proxy).await;
+    let desk = Phone::new(&platform.proxy).await;
+    let mobile = Phone::new(&platform.proxy).await;
+    platform.register("bob", &desk).await;
+    platform.register("bob", &mobile).await;
+
+    let mut call = Call::new("alice", &uri("bob"));
+    call.invite_authenticated(&alice, "alice").await;
+    let desk_invite = desk.receive_request(Method::Invite).await;
+    let mobile_invite = mobile.receive_request(Method::Invite).await;
+    desk.answer(&desk_invite, 180, "Ringing", "bob").await;
+    mobile.answer(&mobile_invite, 180, "Ringing", "bob").await;
+    alice.receive_response(180).await;
+    alice.receive_response(180).await;
+
+    mobile.answer(&mobile_invite, 200, "OK", "bob").await;
+    alice.receive_response(200).await;
+
+    let cancel = desk.receive_request(Method::Cancel).await;
+    desk.answer(&cancel, 200, "OK", "bob").await;
+    desk.answer(&desk_invite, 487, "Request Terminated", "bob")
+        .await;
+    desk.receive_request(Method::Ack).await;
+    // The 487 of the cancelled branch never reaches the caller.
+    assert!(
+        alice
+            .try_receive(Duration::from_millis(300))
+            .await
+            .is_none()
+    );
+
+    let rows = platform.acc(&call.call_id, 1).await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!((rows[0].method.as_str(), rows[0].sip_code), ("INVITE", 200));
+}
+
+#[tokio::test]
+async fn a_caller_posing_as_someone_else_gets_403() {
+    let platform = Platform::start().await;
+    let alice = Phone::new(&platform.proxy).await;
+    let bob = Phone::new(&platform.proxy).await;
+    platform.register("bob", &bob).await;
+
+    // From says carol, the credentials are alice's.
+    let mut call = Call::new("carol", &uri("bob"));
+    call.invite_authenticated(&alice, "alice").await;
+    let response = alice.receive_response(403).await;
+    alice.send(call.ack_for(&response, &alice)).await;
+    assert!(bob.try_receive(Duration::from_millis(300)).await.is_none());
+}
+
+#[tokio::test]
+async fn max_forwards_zero_gets_483_and_foreign_callers_get_403() {
+    let platform = Platform::start().await;
+    let alice = Phone::new(&platform.proxy).await;
+
+    let mut exhausted = Call::new("alice", &uri("bob"));
+    exhausted.max_forwards = 0;
+    alice.send(exhausted.invite(&alice)).await;
+    let response = alice.receive_response(483).await;
+    alice.send(exhausted.ack_for(&response, &alice)).await;
+
+    // A caller from a domain the platform does not serve: no open relay.
+    let foreign = Call::new("mallory", &uri("bob")).invite(&alice).replace(
+        &format!("From: <sip:mallory@{DOMAIN}>"),
+        "From: <sip:mallory@evil.example>",
+    );
+    alice.send(foreign).await;
+    alice.receive_response(403).await;
+}
+
+#[tokio::test]
+async fn an_unauthenticated_invite_is_challenged_with_407_for_the_caller_domain() {
+    let platform = Platform::start().await;
+    let alice = Phone::new(&platform.proxy).await;
+    let call = Call::new("alice", &uri("bob"));
+    alice.send(call.invite(&alice)).await;
+    let challenge = alice.receive_response(407).await;
+    let first = challenge
+        .header_values(&HeaderName::ProxyAuthenticate)
+        .next()
+        .map(|value| String::from_utf8_lossy(value).into_owned())
+        .unwrap();
+    assert!(first.contains("SHA-256"), "SHA-256 offered first: {first}");
+    assert!(first.contains(&format!("realm=\"{DOMAIN}\"")));
+    alice.send(call.ack_for(&challenge, &alice)).await;
+    // A challenge is no call attempt: nothing accounted.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        platform
+            .store
+            .list_acc_records_by_call_id(&call.call_id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn a_contact_behind_a_path_is_reached_through_the_load_balancer() {
+    let platform = Platform::start().await;
+    let alice = Phone::new(&platform.proxy).await;
+    let bob = Phone::new(&platform.proxy).await;
+    // The "load balancer" is a socket of its own; bob's contact is an address behind a NAT.
+    let load_balancer = Phone::new(&platform.proxy).await;
+    let path = format!(
+        "<sip:{};lr;received=sip:198.51.100.7:41000%3Btransport%3Dudp>",
+        load_balancer.address
+    );
+    platform
+        .register_with_path("bob", &bob, vec![path.clone()])
+        .await;
+
+    // alice's request arrives "through the load balancer" (same host: trusted), which names
+    // her real address.
+    let mut call = Call::new("alice", &uri("bob"));
+    call.invite_authenticated(&alice, "alice").await;
+    let invite = load_balancer.receive_request(Method::Invite).await;
+    assert_eq!(
+        invite.request_uri_bytes(),
+        Some(bob.contact("bob").as_bytes())
+    );
+    let routes: Vec<_> = invite.header_values(&HeaderName::Route).collect();
+    assert_eq!(routes, [path.as_bytes()], "the Path is the route set");
+    assert!(bob.try_receive(Duration::from_millis(200)).await.is_none());
+    load_balancer.answer(&invite, 603, "Decline", "bob").await;
+    let declined = alice.receive_response(603).await;
+    alice.send(call.ack_for(&declined, &alice)).await;
+}
+
+#[tokio::test]
+async fn the_source_named_by_a_trusted_load_balancer_is_accounted_and_not_forwarded() {
+    let platform = Platform::start().await;
+    let alice = Phone::new(&platform.proxy).await;
+    let bob = Phone::new(&platform.proxy).await;
+    platform.register("bob", &bob).await;
+    // The nonce is bound to the source IP the load balancer names, so the whole exchange
+    // carries the header.
+    let mut natted = Call::new("alice", &uri("bob"));
+    let with_source = |text: String| {
+        text.replace(
+            "Content-Length: 0",
+            "X-Voxide-Source: UDP 198.51.100.7:41000\r\nContent-Length: 0",
+        )
+    };
+    alice.send(with_source(natted.invite(&alice))).await;
+    let challenge = alice.receive_response(407).await;
+    alice.send(natted.ack_for(&challenge, &alice)).await;
+    let challenges: Vec<DigestChallenge> = challenge
+        .header_values(&HeaderName::ProxyAuthenticate)
+        .map(|value| DigestChallenge::parse(std::str::from_utf8(value).unwrap()).unwrap())
+        .collect();
+    let answer = answer_challenge(
+        select_challenge(&challenges).unwrap(),
+        &ClientCredentials {
+            username: "alice",
+            password: "alice-secret",
+            realm: Some(DOMAIN),
+        },
+        &RequestToSign {
+            method: "INVITE",
+            uri: &natted.request_uri,
+            body: b"",
+        },
+        1,
+        &mut rand::rng(),
+    )
+    .unwrap();
+    natted.authorization = Some(answer.to_header_value().unwrap());
+    natted.cseq += 1;
+    natted.branch = new_branch();
+    alice.send(with_source(natted.invite(&alice))).await;
+    let invite = bob.receive_request(Method::Invite).await;
+    assert!(
+        !invite.has_header(&HeaderName::from_static("X-Voxide-Source")),
+        "internal headers stay inside"
+    );
+    bob.answer(&invite, 486, "Busy Here", "bob").await;
+    let busy = alice.receive_response(486).await;
+    alice.send(natted.ack_for(&busy, &alice)).await;
+    bob.receive_request(Method::Ack).await;
+    let rows = platform.acc(&natted.call_id, 1).await;
+    assert_eq!(rows[0].source_ip, "198.51.100.7");
+}
+
+#[tokio::test]
+async fn timer_c_cancels_a_branch_that_rings_forever() {
+    let platform = Platform::start_with(ProxyConfig {
+        timer_c: Duration::from_secs(1),
+        ..ProxyConfig::default()
+    })
+    .await;
+    let alice = Phone::new(&platform.proxy).await;
+    let bob = Phone::new(&platform.proxy).await;
+    platform.register("bob", &bob).await;
+    let mut call = Call::new("alice", &uri("bob"));
+    call.invite_authenticated(&alice, "alice").await;
+    let invite = bob.receive_request(Method::Invite).await;
+    bob.answer(&invite, 180, "Ringing", "bob").await;
+    alice.receive_response(180).await;
+    // No final response from bob: after Timer C the proxy cancels the branch.
+    let cancel = bob.receive_request(Method::Cancel).await;
+    bob.answer(&cancel, 200, "OK", "bob").await;
+    bob.answer(&invite, 487, "Request Terminated", "bob").await;
+    let terminated = alice.receive_response(487).await;
+    alice.send(call.ack_for(&terminated, &alice)).await;
+}
+
+#[tokio::test]
+async fn options_without_a_user_is_answered_by_the_proxy_itself() {
+    let platform = Platform::start().await;
+    let pinger = Phone::new(&platform.proxy).await;
+    let ping = Call::new("alice", &format!("sip:{}", platform.proxy.local_addr()));
+    pinger
+        .send(ping.request("OPTIONS", &ping.branch, 1, &pinger, None))
+        .await;
+    pinger.receive_response(200).await;
+}
+
+/// Server the MariaDB variant talks to (loopback only).
+const MARIADB_SERVER: &str = "mysql://root@127.0.0.1:3306";
+
+#[tokio::test]
+async fn accounting_records_land_in_mariadb_too() {
+    if std::env::var("VOXIDE_SKIP_MARIADB").as_deref() == Ok("1") {
+        return;
+    }
+    let url = format!("{MARIADB_SERVER}/voxide_t_{:016x}", rand::random::<u64>());
+    let store = Store::connect(&url).await.unwrap_or_else(|error| {
+        panic!(
+            "MariaDB at {MARIADB_SERVER} is unreachable ({error}); start it or set \
+             VOXIDE_SKIP_MARIADB=1 to skip the MariaDB variant"
+        )
+    });
+    let platform =
+        Platform::start_on(store, ProxyConfig::default(), tempfile::tempdir().unwrap()).await;
+    let alice = Phone::new(&platform.proxy).await;
+    let bob = Phone::new(&platform.proxy).await;
+    platform.register("bob", &bob).await;
+    let mut call = Call::new("alice", &uri("bob"));
+    call.invite_authenticated(&alice, "alice").await;
+    let invite = bob.receive_request(Method::Invite).await;
+    bob.answer(&invite, 486, "Busy Here", "bob").await;
+    let busy = alice.receive_response(486).await;
+    alice.send(call.ack_for(&busy, &alice)).await;
+    let rows = platform.acc(&call.call_id, 1).await;
+    let Platform { store, proxy, .. } = platform;
+    proxy.shutdown().await;
+    store.close().await;
+    <sqlx::MySql as sqlx::migrate::MigrateDatabase>::drop_database(&url)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!((rows[0].method.as_str(), rows[0].sip_code), ("INVITE", 486));
+    assert_eq!(rows[0].sip_reason, "Busy Here");
+    assert_eq!(rows[0].from_tag, "caller-tag");
+}
+
+#[tokio::test]
+async fn an_in_dialog_request_not_routed_through_us_is_refused() {
+    let platform = Platform::start().await;
+    let mallory = Phone::new(&platform.proxy).await;
+    let victim = Phone::new(&platform.proxy).await;
+    // A BYE with a To tag whose Route points elsewhere: forwarding it would make us a relay.
+    let bye = format!(
+        "BYE {target} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {address};branch={branch};rport\r\n\
+         Max-Forwards: 70\r\n\
+         Route: <sip:{target_address};lr>\r\n\
+         From: <sip:mallory@{DOMAIN}>;tag=a\r\n\
+         To: <sip:victim@{DOMAIN}>;tag=b\r\n\
+         Call-ID: relay-attempt\r\n\
+         CSeq: 1 BYE\r\n\
+         Content-Length: 0\r\n\r\n",
+        target = victim.contact("victim"),
+        target_address = victim.address,
+        address = mallory.address,
+        branch = new_branch(),
+    );
+    mallory.send(bye).await;
+    mallory.receive_response(404).await;
+    assert!(
+        victim
+            .try_receive(Duration::from_millis(200))
+            .await
+            .is_none()
+    );
+}
+
+/// A UDP port free right now on 127.0.0.1 (SIPp must not default to 5060).
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|socket| socket.local_addr())
+        .unwrap()
+        .port()
+}
+
+/// Runs SIPp with `scenario` from tests/sipp and `arguments`; panics with its errors on failure.
+async fn sipp(scenario: &str, arguments: Vec<String>) {
+    let scenario = format!("{}/tests/sipp/{scenario}", env!("CARGO_MANIFEST_DIR"));
+    let log_dir = tempfile::tempdir().unwrap();
+    let output = tokio::process::Command::new("sipp")
+        .current_dir(log_dir.path())
+        .args(["-sf", &scenario, "-m", "1", "-i", "127.0.0.1"])
+        .args([
+            "-timeout",
+            "15s",
+            "-timeout_error",
+            "-nostdin",
+            "-trace_err",
+        ])
+        .args(arguments)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(30), output)
+        .await
+        .expect("SIPp finishes")
+        .expect("SIPp runs (install sip-tester)");
+    let errors = std::fs::read_dir(log_dir.path())
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|entry| entry.file_name().to_string_lossy().ends_with("errors.log"))
+        .map(|entry| std::fs::read_to_string(entry.path()).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        output.status.success(),
+        "SIPp {scenario} failed ({:?}):\n{}\n{}\n{errors}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[tokio::test]
+async fn sipp_phones_call_each_other_through_the_proxy() {
+    // SIPp 3.6 answers only MD5 and reads the first challenge: offer MD5 alone, as C5 ships.
+    let platform = Platform::start_with(ProxyConfig {
+        authentication: AuthenticationPolicy {
+            digest: DigestPolicy {
+                offered_algorithms: vec![DigestAlgorithm::Md5],
+                ..DigestPolicy::default()
+            },
+            ..AuthenticationPolicy::default()
+        },
+        ..ProxyConfig::default()
+    })
+    .await;
+    let callee_port = free_udp_port();
+    platform
+        .bind(
+            "bob",
+            format!("sip:bob@127.0.0.1:{callee_port}"),
+            Vec::new(),
+        )
+        .await;
+    let callee = tokio::spawn(sipp(
+        "callee.xml",
+        vec!["-p".to_owned(), callee_port.to_string()],
+    ));
+    // Give the callee a moment to bind its port.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let call_id = format!("sipp-{:08x}", rand::random::<u32>());
+    sipp(
+        "caller.xml",
+        vec![
+            "-p".to_owned(),
+            free_udp_port().to_string(),
+            "-s".to_owned(),
+            "bob".to_owned(),
+            "-au".to_owned(),
+            "alice".to_owned(),
+            "-ap".to_owned(),
+            "alice-secret".to_owned(),
+            "-auth_uri".to_owned(),
+            format!("bob@{DOMAIN}"),
+            "-cid_str".to_owned(),
+            call_id.clone(),
+            platform.proxy.local_addr().to_string(),
+        ],
+    )
+    .await;
+    callee.await.unwrap();
+    let rows = platform.acc(&call_id, 2).await;
+    let summary: Vec<_> = rows
+        .iter()
+        .map(|row| (row.method.as_str(), row.sip_code))
+        .collect();
+    assert_eq!(summary, [("INVITE", 200), ("BYE", 200)]);
+}
+
+#[tokio::test]
+async fn when_every_branch_fails_the_best_response_wins() {
+    let platform = Platform::start().await;
+    let alice = Phone::new(&platform.proxy).await;
+    let desk = Phone::new(&platform.proxy).await;
+    let mobile = Phone::new(&platform.proxy).await;
+    platform.register("bob", &desk).await;
+    platform.register("bob", &mobile).await;
+
+    let mut call = Call::new("alice", &uri("bob"));
+    call.invite_authenticated(&alice, "alice").await;
+    let desk_invite = desk.receive_request(Method::Invite).await;
+    let mobile_invite = mobile.receive_request(Method::Invite).await;
+    desk.answer(&desk_invite, 486, "Busy Here", "bob").await;
+    desk.receive_request(Method::Ack).await;
+    // Nothing goes upstream while a branch is still open (RFC 3261 §16.7 step 6).
+    assert!(
+        alice
+            .try_receive(Duration::from_millis(200))
+            .await
+            .is_none()
+    );
+    mobile.answer(&mobile_invite, 603, "Decline", "bob").await;
+    mobile.receive_request(Method::Ack).await;
+    let declined = alice.receive_response(603).await;
+    alice.send(call.ack_for(&declined, &alice)).await;
+
+    let rows = platform.acc(&call.call_id, 1).await;
+    assert_eq!((rows[0].method.as_str(), rows[0].sip_code), ("INVITE", 603));
+}
