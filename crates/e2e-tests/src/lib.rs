@@ -16,7 +16,7 @@ pub mod sipp;
 
 pub use baresip::{Baresip, BaresipAccount};
 pub use netns::NatLab;
-pub use node::{Node, NodePorts};
+pub use node::{Component, Node, NodePorts};
 pub use ports::{free_tcp_and_udp_port, free_udp_port};
 pub use provision::{Provisioning, Subscriber};
 pub use scene::Scene;

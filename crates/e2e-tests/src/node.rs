@@ -276,3 +276,68 @@ impl Drop for Node {
 fn store_admin_login() -> &'static str {
     "administrator"
 }
+
+/// One component run alone (`voxide lb`, `voxide proxy`, …) against a node's configuration,
+/// as a split deployment runs them. Killed when dropped.
+#[derive(Debug)]
+pub struct Component {
+    child: Option<Child>,
+    log_path: PathBuf,
+}
+
+impl Component {
+    /// Start `binary <subcommand> --config <node's config>` and wait for `ready`.
+    pub fn start(binary: &Path, subcommand: &str, node: &Node) -> anyhow::Result<Self> {
+        let log_path = node.directory().join(format!("voxide-{subcommand}.log"));
+        let child = Command::new(binary)
+            .arg(subcommand)
+            .arg("--config")
+            .arg(node.config_path())
+            .env("VOXIDE_ADMIN_PASSWORD", &node.admin_password)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(&log_path)?)
+            .spawn()
+            .with_context(|| format!("starting {} {subcommand}", binary.display()))?;
+        let mut component = Self {
+            child: Some(child),
+            log_path,
+        };
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if component.log().lines().any(|line| line == "ready") {
+                return Ok(component);
+            }
+            if let Some(child) = component.child.as_mut()
+                && let Some(status) = child.try_wait()?
+            {
+                component.child = None;
+                bail!(
+                    "voxide {subcommand} exited ({status}):\n{}",
+                    component.log()
+                );
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "voxide {subcommand} did not print `ready`:\n{}",
+                    component.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// What the component wrote to stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+}
+
+impl Drop for Component {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -194,22 +194,24 @@ impl Phone {
 
     /// The next message, skipping 100 Trying.
     async fn receive(&self) -> Message {
-        loop {
-            let message = self.try_receive(WAIT).await.expect("a message within 5 s");
-            if message.status() != Some(100) {
-                return message;
-            }
-        }
+        self.try_receive(WAIT).await.expect("a message within 5 s")
     }
 
+    /// The next message other than 100 Trying within `wait`.
     async fn try_receive(&self, wait: Duration) -> Option<Message> {
-        let mut buffer = vec![0u8; 65_535];
-        let (length, _) = tokio::time::timeout(wait, self.socket.recv_from(&mut buffer))
-            .await
-            .ok()?
-            .unwrap();
-        buffer.truncate(length);
-        Some(Message::parse(Bytes::from(buffer)).unwrap())
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let mut buffer = vec![0u8; 65_535];
+            let (length, _) = tokio::time::timeout_at(deadline, self.socket.recv_from(&mut buffer))
+                .await
+                .ok()?
+                .unwrap();
+            buffer.truncate(length);
+            let message = Message::parse(Bytes::from(buffer)).unwrap();
+            if message.status() != Some(100) {
+                return Some(message);
+            }
+        }
     }
 
     /// The next request, which must have `method`.

@@ -32,7 +32,7 @@ enum Command {
     /// Run the SIP proxy and registrar alone (`[proxy]`, `[database]`).
     Proxy(ConfigArgs),
     /// Operator commands against the provisioning API.
-    Admin(admin_cli::AdminArgs),
+    Admin(Box<admin_cli::AdminArgs>),
 }
 
 #[derive(Debug, clap::Args)]
@@ -55,7 +55,7 @@ fn main() -> ExitCode {
         Command::Admin(args) => runtime.block_on(async {
             let mut stdout = std::io::stdout();
             let mut stderr = std::io::stderr();
-            admin_cli::main_with(args, &mut stdout, &mut stderr).await
+            admin_cli::main_with(*args, &mut stdout, &mut stderr).await
         }),
         Command::Up(args) => run(&runtime, args, Components::ALL),
         Command::Provisioning(args) => run(&runtime, args, Components::API),

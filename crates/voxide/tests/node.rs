@@ -51,6 +51,22 @@ fn up_prints_its_listeners_serves_the_api_and_stops_on_sigterm() {
     let api_line = format!("provisioning: http://127.0.0.1:{}/api/", node.ports.api);
     assert!(log.contains(&api_line), "no `{api_line}` in:\n{log}");
     assert!(log.contains("database:"), "{log}");
+    let ports = node.ports;
+    for line in [
+        format!("proxy:        udp 127.0.0.1:{} (internal)", ports.proxy),
+        format!("lb:           udp 127.0.0.1:{} (public)", ports.sip),
+        format!("lb:           tcp 127.0.0.1:{} (public)", ports.sip),
+        format!("lb:           tls 127.0.0.1:{} (public)", ports.sip_tls),
+        format!(
+            "lb:           udp 127.0.0.1:{} (internal, towards 127.0.0.1:{})",
+            ports.lb_internal, ports.proxy
+        ),
+    ] {
+        assert!(
+            log.lines().any(|printed| printed == line),
+            "no `{line}` in:\n{log}"
+        );
+    }
 
     // The API answers with the administrator the node created from VOXIDE_ADMIN_PASSWORD.
     let provisioning = node.provisioning().unwrap();
@@ -71,4 +87,39 @@ fn data_survive_a_restart() {
     node.restart().unwrap();
     let domains = block_on(provisioning.get("/api/domains/?domain=restart.test")).unwrap();
     assert_eq!(domains["total_count"], 1, "{domains}");
+}
+
+/// `voxide proxy` and `voxide lb` run as separate processes against the same file, as on
+/// split hosts: each prints only its own listeners, and a subscriber registers through them.
+#[test]
+fn lb_and_proxy_run_alone_against_the_same_configuration() {
+    use e2e_tests::{Component, Scene};
+
+    let mut scene = Scene::start(VOXIDE, &["alice"]).unwrap();
+    // Provisioned over the API of `voxide up`; now the node stops and the parts run alone.
+    scene.node.terminate().unwrap();
+
+    let proxy = Component::start(VOXIDE.as_ref(), "proxy", &scene.node).unwrap();
+    let lb = Component::start(VOXIDE.as_ref(), "lb", &scene.node).unwrap();
+    let (proxy_log, lb_log) = (proxy.log(), lb.log());
+    assert!(proxy_log.contains("proxy:        udp"), "{proxy_log}");
+    assert!(!proxy_log.contains("lb:"), "{proxy_log}");
+    assert!(!proxy_log.contains("provisioning:"), "{proxy_log}");
+    assert!(lb_log.contains("lb:           udp"), "{lb_log}");
+    assert!(!lb_log.contains("proxy:"), "{lb_log}");
+
+    // The LB alone reads the served domains from the shared database.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !lb.log().contains("served domains updated count=1") {
+        assert!(std::time::Instant::now() < deadline, "{}", lb.log());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let registered = scene.register("alice", Scene::free_port()).unwrap();
+    assert!(
+        registered.succeeded(),
+        "{}\n--- proxy\n{}\n--- lb\n{}",
+        registered.report(),
+        proxy.log(),
+        lb.log()
+    );
 }
