@@ -28,6 +28,8 @@ pub struct BaresipAccount<'a> {
     pub domain: &'a str,
     /// Where every request goes (the LB), written as the account's outbound proxy.
     pub outbound: SocketAddr,
+    /// Transport towards the outbound proxy: `udp`, `tcp` or `tls`.
+    pub transport: &'a str,
     /// Local SIP address.
     pub local: SocketAddr,
 }
@@ -62,12 +64,14 @@ impl Baresip {
         );
         std::fs::write(directory.join("config"), config)?;
         let accounts = format!(
-            "<sip:{user}@{domain}>;auth_pass={password};outbound=\"sip:{outbound}\";\
+            "<sip:{user}@{domain}>;auth_pass={password};\
+             outbound=\"sip:{outbound};transport={transport}\";\
              answermode=auto;regint=600;audio_codecs=PCMU\n",
             user = account.username,
             domain = account.domain,
             password = account.password,
             outbound = account.outbound,
+            transport = account.transport,
         );
         std::fs::write(directory.join("accounts"), accounts)?;
         let mut command = Command::new("baresip");

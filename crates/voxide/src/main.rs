@@ -132,8 +132,13 @@ async fn run_node(args: ConfigArgs, components: Components) -> anyhow::Result<()
     let store = if components.needs_store() || lb_reads_domains {
         let store = store::Store::connect(&database_url)
             .await
-            .with_context(|| format!("database.url: connecting to {database_url}"))?;
-        eprintln!("database:     {database_url}");
+            .with_context(|| {
+                format!(
+                    "database.url: connecting to {}",
+                    without_password(&database_url)
+                )
+            })?;
+        eprintln!("database:     {}", without_password(&database_url));
         Some(store)
     } else {
         None
@@ -156,7 +161,14 @@ async fn run_node(args: ConfigArgs, components: Components) -> anyhow::Result<()
     let mut lb = None;
     let mut domain_refresher = None;
     if components.lb {
-        let handle = start_lb(&config).await?;
+        // Served from the first packet on, not only after the first refresh.
+        let initial_domains = match (&store, lb_reads_domains) {
+            (Some(store), true) => all_domains(store)
+                .await
+                .context("lb: reading the domains")?,
+            _ => config.lb.domains.clone(),
+        };
+        let handle = start_lb(&config, initial_domains).await?;
         if lb_reads_domains && let Some(store) = &store {
             domain_refresher = Some(spawn_domain_refresher(
                 store.clone(),
@@ -193,8 +205,22 @@ async fn run_node(args: ConfigArgs, components: Components) -> anyhow::Result<()
     Ok(())
 }
 
+/// `url` with the password (between `user:` and `@`) replaced, for printing.
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.split_once('@') {
+        Some((credentials, host)) if credentials.contains(':') => {
+            let user = credentials.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}")
+        }
+        _ => url.to_owned(),
+    }
+}
+
 /// Bind the LB's listeners and print them.
-async fn start_lb(config: &Config) -> anyhow::Result<Arc<lb::LbHandle>> {
+async fn start_lb(config: &Config, domains: Vec<String>) -> anyhow::Result<Arc<lb::LbHandle>> {
     let advertised = if config.lb_needs_advertised_address() {
         Some(outbound_interface_address().context(
             "lb.public_address: a listener is bound to 0.0.0.0 and no interface address was \
@@ -203,7 +229,8 @@ async fn start_lb(config: &Config) -> anyhow::Result<Arc<lb::LbHandle>> {
     } else {
         None
     };
-    let lb_config = config.lb_config(advertised);
+    let mut lb_config = config.lb_config(advertised);
+    lb_config.domains = domains;
     let handle = lb::start(lb_config)
         .await
         .context("lb: starting the load-balancer")?;
@@ -339,5 +366,26 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_password;
+
+    #[test]
+    fn printed_database_urls_hide_the_password() {
+        assert_eq!(
+            without_password("mysql://voxide:s3cret@db.internal:3306/voxide"),
+            "mysql://voxide:***@db.internal:3306/voxide"
+        );
+        assert_eq!(
+            without_password("sqlite://./voxide-data/voxide.db?mode=rwc"),
+            "sqlite://./voxide-data/voxide.db?mode=rwc"
+        );
+        assert_eq!(
+            without_password("mysql://root@127.0.0.1:3306/test"),
+            "mysql://root@127.0.0.1:3306/test"
+        );
     }
 }

@@ -17,8 +17,16 @@ fn account<'a>(scene: &'a Scene, username: &'a str) -> BaresipAccount<'a> {
         password: &scene.subscriber(username).password,
         domain: TEST_DOMAIN,
         outbound: scene.node.sip_address(),
+        transport: "udp",
         local: SocketAddr::from((Ipv4Addr::LOCALHOST, free_udp_port().unwrap())),
     }
+}
+
+/// Wait until `phone` has ended the call, so its audio dump is complete and closed.
+fn call_ended(phone: &Baresip) {
+    phone
+        .wait_for_log("terminated (duration", Duration::from_secs(15))
+        .unwrap();
 }
 
 /// Whether `samples` carry a tone rather than silence or comfort noise: a sine at the
@@ -61,6 +69,7 @@ fn two_baresip_phones_call_each_other_and_hear_each_other() {
     alice
         .wait(Duration::from_secs(u64::from(CALL_SECONDS) + 20))
         .unwrap();
+    call_ended(&bob);
 
     let alice_log = alice.log();
     assert!(
@@ -85,5 +94,56 @@ fn two_baresip_phones_call_each_other_and_hear_each_other() {
         "bob received {} samples without a tone\n{}",
         heard_by_bob.len(),
         bob.log()
+    );
+}
+
+/// TLS ↔ UDP: Bob registers over TLS; Alice's call over UDP reaches him on his TLS
+/// connection (the LB keeps it and the flow token in Path names it), and audio flows.
+#[test]
+fn a_phone_registered_over_tls_receives_a_call_from_udp() {
+    let scene = Scene::start(VOXIDE, &["alice", "bob"]).unwrap();
+    let directory = scene.node.directory().to_owned();
+    let bob_account = BaresipAccount {
+        outbound: SocketAddr::new(scene.node.ports.public_ip, scene.node.ports.sip_tls),
+        transport: "tls",
+        ..account(&scene, "bob")
+    };
+    let bob = Baresip::start(&directory.join("bob"), &bob_account, &[], Some(60)).unwrap();
+    bob.wait_for_log(
+        &format!("bob@{TEST_DOMAIN}: {{0/TLS/v4}} 200 OK"),
+        Duration::from_secs(15),
+    )
+    .unwrap();
+
+    let mut alice = Baresip::start(
+        &directory.join("alice"),
+        &account(&scene, "alice"),
+        &[&format!("/dial sip:bob@{TEST_DOMAIN}")],
+        Some(CALL_SECONDS),
+    )
+    .unwrap();
+    alice
+        .wait(Duration::from_secs(u64::from(CALL_SECONDS) + 20))
+        .unwrap();
+    call_ended(&bob);
+    assert!(
+        alice.log().contains("Call established"),
+        "alice:\n{}",
+        alice.log()
+    );
+    assert!(
+        bob.log().contains("Call established"),
+        "bob:\n{}",
+        bob.log()
+    );
+    assert!(
+        carries_a_tone(&bob.received_audio().unwrap()),
+        "bob:\n{}",
+        bob.log()
+    );
+    assert!(
+        carries_a_tone(&alice.received_audio().unwrap()),
+        "alice:\n{}",
+        alice.log()
     );
 }

@@ -170,3 +170,63 @@ fn the_default_challenge_offers_sha_256_first_then_md5() {
         "{answer}"
     );
 }
+
+#[test]
+fn register_over_tcp() {
+    let scene = Scene::start(VOXIDE, &["alice"]).unwrap();
+    let alice = scene.subscriber("alice");
+    let outcome = scene
+        .sipp("register.xml", Scene::free_port())
+        .args(["-t", "t1"])
+        .key("user", "alice")
+        .key("expires", "3600")
+        .credentials("alice", &alice.password, &format!("sip:{TEST_DOMAIN}"))
+        .run("register-tcp")
+        .unwrap();
+    assert!(outcome.succeeded(), "{}", outcome.report());
+    assert!(
+        outcome.messages.contains("TCP message"),
+        "{}",
+        outcome.report()
+    );
+}
+
+#[test]
+fn calling_an_unknown_user_gets_404() {
+    let scene = Scene::start(VOXIDE, &["alice"]).unwrap();
+    let alice = scene.subscriber("alice");
+    let caller = scene
+        .sipp("uac_unknown.xml", Scene::free_port())
+        .key("user", "alice")
+        .key("callee", "nobody")
+        .credentials(
+            "alice",
+            &alice.password,
+            &format!("sip:nobody@{TEST_DOMAIN}"),
+        )
+        .run("alice-calls-nobody")
+        .unwrap();
+    assert!(caller.succeeded(), "{}", caller.report());
+}
+
+#[test]
+fn a_subscriber_is_reachable_by_its_e164_number() {
+    let scene = Scene::start(VOXIDE, &["alice", "bob"]).unwrap();
+    let bob = bob_answers(&scene, "uas_call.xml", Scene::free_port());
+    let number = scene.subscriber("bob").number.clone();
+    let alice = scene.subscriber("alice");
+    let caller = scene
+        .sipp("uac_call.xml", Scene::free_port())
+        .key("user", "alice")
+        .key("callee", &number)
+        .credentials(
+            "alice",
+            &alice.password,
+            &format!("sip:{number}@{TEST_DOMAIN}"),
+        )
+        .run("alice-calls-number")
+        .unwrap();
+    let callee = bob.wait(Duration::from_secs(40)).unwrap();
+    assert!(caller.succeeded(), "caller: {}", caller.report());
+    assert!(callee.succeeded(), "callee: {}", callee.report());
+}
