@@ -47,8 +47,9 @@ fn header_fields(header_section: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> 
 /// response must echo (Via, From, To, Call-ID, CSeq), byte for byte.
 ///
 /// Works on raw bytes because it answers messages the full parser refused. Returns `None` for
-/// responses (never answered, RFC 3261 §18.1.2) or when any of those headers is missing, in which
-/// case nothing can be routed back and the message is dropped.
+/// responses (never answered, RFC 3261 §18.1.2) and for requests without a Via, which cannot be
+/// routed back. A request missing From, To, Call-ID or CSeq still gets its answer (RFC 4475
+/// §3.3.1 "insuf": ideally 400) with whichever of them it had.
 pub fn stateless_error_response(
     message: &[u8],
     status_code: u16,
@@ -82,7 +83,6 @@ pub fn stateless_error_response(
             cseq.get_or_insert(value);
         }
     }
-    let (from, to, call_id, cseq) = (from?, to?, call_id?, cseq?);
     if vias.is_empty() {
         return None;
     }
@@ -91,17 +91,29 @@ pub fn stateless_error_response(
     for via in vias {
         put_header(&mut response, b"Via", via);
     }
-    put_header(&mut response, b"From", from);
-    put_header(&mut response, b"To", to);
-    if !contains_tag_parameter(to) {
-        // RFC 3261 §8.2.6.2: the server adds a To tag. Derive it from the request so a
-        // retransmission gets the same tag without the transport keeping state.
-        let tag = stable_tag(&[from, call_id, cseq]);
-        response.truncate(response.len() - 2);
-        response.put_slice(format!(";tag={tag:016x}\r\n").as_bytes());
+    if let Some(from) = from {
+        put_header(&mut response, b"From", from);
     }
-    put_header(&mut response, b"Call-ID", call_id);
-    put_header(&mut response, b"CSeq", cseq);
+    if let Some(to) = to {
+        put_header(&mut response, b"To", to);
+        if !contains_tag_parameter(to) {
+            // RFC 3261 §8.2.6.2: the server adds a To tag. Derive it from the request so a
+            // retransmission gets the same tag without the transport keeping state.
+            let tag = stable_tag(&[
+                from.unwrap_or_default(),
+                call_id.unwrap_or_default(),
+                cseq.unwrap_or_default(),
+            ]);
+            response.truncate(response.len() - 2);
+            response.put_slice(format!(";tag={tag:016x}\r\n").as_bytes());
+        }
+    }
+    if let Some(call_id) = call_id {
+        put_header(&mut response, b"Call-ID", call_id);
+    }
+    if let Some(cseq) = cseq {
+        put_header(&mut response, b"CSeq", cseq);
+    }
     response.put_slice(b"Content-Length: 0\r\n\r\n");
     Some(response.freeze())
 }
@@ -203,6 +215,31 @@ f: <sip:a@b>;tag=1\r\nt: <sip:c@d>;tag=2\r\ni: id\r\nCSeq: 2 BYE\r\n\r\n";
         let text = std::str::from_utf8(&response).unwrap();
         assert!(text.contains("To: <sip:c@d>;tag=2\r\n"), "{text}");
         assert_eq!(text.matches("tag=").count(), 2);
+    }
+
+    #[test]
+    fn request_missing_from_and_call_id_still_gets_its_400() {
+        // RFC 4475 §3.3.1 (insuf): a request without Call-ID, From or To should get a 400;
+        // the Via is all a response needs to find its way back.
+        let request = b"INVITE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKx\r\n\
+To: <sip:c@d>\r\nCSeq: 1 INVITE\r\n\r\n";
+        let response =
+            stateless_error_response(request, 400, "Bad Request - missing From").unwrap();
+        let text = std::str::from_utf8(&response).unwrap();
+        assert!(
+            text.starts_with("SIP/2.0 400 Bad Request - missing From\r\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Via: SIP/2.0/UDP h;branch=z9hG4bKx\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("To: <sip:c@d>;tag="), "{text}");
+        assert!(text.contains("CSeq: 1 INVITE\r\n"), "{text}");
+        assert!(
+            !text.contains("From:") && !text.contains("Call-ID:"),
+            "{text}"
+        );
     }
 
     #[test]
