@@ -102,6 +102,14 @@ def box_cpu_seconds():
     return (sum(values[:8]) - idle) / CLOCK_TICKS
 
 
+def udp_receive_buffer_errors():
+    """Datagrams the kernel dropped because a socket's receive buffer was full (all sockets
+    on the machine; loopback traffic of the benchmark dominates)."""
+    with open("/proc/net/snmp") as f:
+        rows = [line.split() for line in f if line.startswith("Udp:")]
+    return int(rows[1][rows[0].index("RcvbufErrors")])
+
+
 def rss_kib(pids):
     total = 0
     for pid in pids:
@@ -378,12 +386,14 @@ def run_step(args, server_pid, scenario, rate, uas):
     uas_pids = [uas["process"].pid] if uas else []
     server0, box0, wall0 = cpu_seconds(tree), box_cpu_seconds(), time.time()
     uas0 = cpu_seconds(uas_pids)
+    drops0 = udp_receive_buffer_errors()
     code, rows = sipp(args, name, xml, args.target, port, extra, total, rate,
                       args.step_secs + 60 + args.hold_ms // 1000)
     wall = time.time() - wall0
     tree = process_tree(server_pid)
     server_s = cpu_seconds(tree) - server0
     box_s = box_cpu_seconds() - box0
+    drops = udp_receive_buffer_errors() - drops0
     generator_s = args.last_sipp_cpu + cpu_seconds(uas_pids) - uas0
     last = rows[-1] if rows else {}
     success = number(last, "SuccessfulCall(C)")
@@ -413,7 +423,7 @@ def run_step(args, server_pid, scenario, rate, uas):
         "wall_s": round(wall, 1), "server_cores": round(server_s / wall, 2),
         "server_ms_per_op": round(server_s * 1000 / success, 4) if success else None,
         "gen_cores": round(generator_s / wall, 2), "box_cores": round(box_s / wall, 2),
-        "server_rss_mib": round(rss_kib(tree) / 1024, 1), "sipp_exit": code,
+        "server_rss_mib": round(rss_kib(tree) / 1024, 1), "sipp_exit": code, "udp_drops": drops,
     }
     result["sustained"] = (failed_all == 0 and retrans_all < 0.01 * total
                            and achieved >= 0.95 * rate)
@@ -425,7 +435,7 @@ def run_step(args, server_pid, scenario, rate, uas):
 
 HEADER = (f"{'server':8} {'scen':4} {'rate/s':>7} {'attempted':>9} {'success':>9} {'failed':>7} "
           f"{'retrans':>8} {'achieved/s':>10} {'RT1avg ms':>9} {'p99':>6} {'srv cores':>9} "
-          f"{'srv ms/op':>9} {'gen cores':>9} {'box cores':>9} {'srv RSS MiB':>11} ok")
+          f"{'srv ms/op':>9} {'gen cores':>9} {'box cores':>9} {'srv RSS MiB':>11} {'udp drops':>9} ok")
 
 
 def format_row(r):
@@ -433,7 +443,7 @@ def format_row(r):
     return (f"{r['server']:8} {r['scenario']:4} {r['rate']:>7} {r['attempted']:>9} "
             f"{r['success']:>9} {r['failed']:>7} {r['retrans']:>8} {r['achieved']:>10} "
             f"{r['rt1_avg_ms']:>9} {r['rt1_p99_ms']:>6} {r['server_cores']:>9} {ms:>9} {r['gen_cores']:>9} {r['box_cores']:>9} "
-            f"{r['server_rss_mib']:>11} {'yes' if r['sustained'] else 'NO'}")
+            f"{r['server_rss_mib']:>11} {r.get('udp_drops', '-'):>9} {'yes' if r['sustained'] else 'NO'}")
 
 
 def ladder(args, server_pid, scenario, rates, uas=None):
