@@ -17,7 +17,9 @@ pub struct TransportConfig {
     pub connect_timeout: Duration,
     /// Limit for a TLS handshake, inbound or outbound. Default 10 s.
     pub tls_handshake_timeout: Duration,
-    /// `SO_RCVBUF` for UDP sockets, left to the kernel when `None`.
+    /// `SO_RCVBUF` for UDP sockets, left to the kernel when `None`. Default 4 MiB (the kernel
+    /// caps it at `net.core.rmem_max`): with the kernel's ~208 KiB default, bursts at a few
+    /// thousand calls/s overflowed the LB's and proxy's internal sockets in the load bench.
     pub udp_receive_buffer_size: Option<usize>,
     /// `SO_SNDBUF` for UDP sockets, left to the kernel when `None`.
     pub udp_send_buffer_size: Option<usize>,
@@ -36,7 +38,7 @@ impl Default for TransportConfig {
             idle_timeout: Duration::from_secs(120),
             connect_timeout: Duration::from_secs(10),
             tls_handshake_timeout: Duration::from_secs(10),
-            udp_receive_buffer_size: None,
+            udp_receive_buffer_size: Some(4 << 20),
             udp_send_buffer_size: None,
             type_of_service: None,
             inbound_queue_length: 1024,
