@@ -22,11 +22,12 @@ fn account<'a>(scene: &'a Scene, username: &'a str) -> BaresipAccount<'a> {
     }
 }
 
-/// Wait until `phone` has ended the call, so its audio dump is complete and closed.
-fn call_ended(phone: &Baresip) {
-    phone
-        .wait_for_log("terminated (duration", Duration::from_secs(15))
-        .unwrap();
+/// Wait until `callee` has ended the call, so its audio dump is complete and closed; on
+/// failure show the caller's log too, which says why the call never came.
+fn call_ended(callee: &Baresip, caller: &Baresip) {
+    if let Err(error) = callee.wait_for_log("terminated (duration", Duration::from_secs(15)) {
+        panic!("{error:#}\ncaller log:\n{}", caller.log());
+    }
 }
 
 /// Whether `samples` carry a tone rather than silence or comfort noise: a sine at the
@@ -69,7 +70,7 @@ fn two_baresip_phones_call_each_other_and_hear_each_other() {
     alice
         .wait(Duration::from_secs(u64::from(CALL_SECONDS) + 20))
         .unwrap();
-    call_ended(&bob);
+    call_ended(&bob, &alice);
 
     let alice_log = alice.log();
     assert!(
@@ -125,7 +126,7 @@ fn a_phone_registered_over_tls_receives_a_call_from_udp() {
     alice
         .wait(Duration::from_secs(u64::from(CALL_SECONDS) + 20))
         .unwrap();
-    call_ended(&bob);
+    call_ended(&bob, &alice);
     assert!(
         alice.log().contains("Call established"),
         "alice:\n{}",
