@@ -57,6 +57,42 @@ pub enum AdminCommand {
     /// Number rewrite rule sets and rules
     #[command(subcommand)]
     Rewrite(RewriteCommand),
+    /// Call detail records made by the mediator (read-only)
+    #[command(subcommand)]
+    Calls(CallsCommand),
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum CallsCommand {
+    /// List calls, newest first, one page at a time
+    List {
+        /// Calls out of or into this subscriber (id or username@domain)
+        #[arg(long)]
+        subscriber: Option<SubscriberRef>,
+        /// Calls with this customer (id) on either side
+        #[arg(long)]
+        customer: Option<u64>,
+        /// ok, busy, noanswer, cancel, offline, timeout, other or failed
+        #[arg(long)]
+        status: Option<String>,
+        /// Started at or after this UTC time (2026-11-25, "2026-11-25 10:00:00", RFC 3339)
+        #[arg(long)]
+        since: Option<String>,
+        /// Started at or before this UTC time
+        #[arg(long)]
+        until: Option<String>,
+        /// Page number
+        #[arg(long, default_value_t = 1)]
+        page: u32,
+        /// Calls per page (1-1000)
+        #[arg(long, default_value_t = 50)]
+        rows: u32,
+    },
+    /// Show one call with every field
+    Show {
+        /// Call id
+        id: u64,
+    },
 }
 
 #[derive(Debug, Clone, Subcommand)]

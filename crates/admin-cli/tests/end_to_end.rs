@@ -1105,3 +1105,97 @@ async fn settings_come_from_the_config_file() {
         .err();
     assert!(matches!(error, CliError::Unauthorized { .. }), "{error:?}");
 }
+
+/// `calls list|show` read the CDRs the mediator wrote (here written through the store's
+/// mediation path), filtered by subscriber and status.
+#[tokio::test]
+async fn calls_are_listed_filtered_and_shown() {
+    use store::{
+        AccRepository, CallStatus, CallType, CdrLeg, CdrRepository, MediationOutcome, NewAccRecord,
+        NewCdr,
+    };
+    let api = start_api(false).await;
+    provision_alice(&api).await;
+    let alice = admin(&api, &["--json", "subscriber", "show", "alice@example.org"])
+        .await
+        .json();
+    let alice_id = alice["id"].as_i64().expect("subscriber id");
+    let t0 = 1_764_000_000_000;
+    let calls = [
+        ("cli-ok", 200u16, CallStatus::Ok),
+        ("cli-busy", 486, CallStatus::Busy),
+    ];
+    let records: Vec<NewAccRecord> = calls
+        .iter()
+        .map(|(call_id, code, _)| NewAccRecord {
+            method: "INVITE".into(),
+            call_id: (*call_id).into(),
+            sip_code: *code,
+            time_ms: t0,
+            ..NewAccRecord::default()
+        })
+        .collect();
+    api.store.insert_acc_records(&records).await.unwrap();
+    let mut outcomes = Vec::new();
+    for (index, (call_id, code, status)) in calls.iter().enumerate() {
+        let row = api.store.acc_group(call_id).await.unwrap().remove(0);
+        outcomes.push(MediationOutcome::Cdrs {
+            acc_ids: vec![row.id],
+            cdrs: vec![NewCdr {
+                acc_id: row.id,
+                call_id: (*call_id).into(),
+                call_type: CallType::Call,
+                call_status: *status,
+                call_code: *code,
+                init_time_ms: t0 + index as i64,
+                start_time_ms: t0 + index as i64,
+                duration_ms: if *code == 200 { 2_500 } else { 0 },
+                source: CdrLeg {
+                    subscriber_id: (index == 0).then_some(alice_id),
+                    ..CdrLeg::default()
+                },
+                destination: CdrLeg::default(),
+                source_cli: "431234567".into(),
+                source_ip: "127.0.0.1".into(),
+                destination_user_dialed: "bob".into(),
+                destination_user_in: "bob".into(),
+                destination_domain_in: "example.org".into(),
+            }],
+        });
+    }
+    api.store.commit_mediation(&outcomes, t0).await.unwrap();
+
+    let table = admin(&api, &["calls", "list"]).await.ok();
+    assert!(table.contains("cli-") || table.contains("busy"), "{table}");
+    assert!(table.contains("page 1: 2 of 2 calls"), "{table}");
+    let alices = admin(
+        &api,
+        &[
+            "--json",
+            "calls",
+            "list",
+            "--subscriber",
+            "alice@example.org",
+        ],
+    )
+    .await
+    .json();
+    let alices = alices.as_array().expect("array");
+    assert_eq!(alices.len(), 1);
+    assert_eq!(alices[0]["call_id"], "cli-ok");
+    assert_eq!(alices[0]["duration"], 2.5);
+    let busy = admin(&api, &["--json", "calls", "list", "--status", "busy"])
+        .await
+        .json();
+    assert_eq!(busy[0]["call_id"], "cli-busy");
+    let id = alices[0]["id"].as_u64().unwrap().to_string();
+    let shown = admin(&api, &["calls", "show", &id]).await.ok();
+    assert!(
+        shown.contains("cli-ok") && shown.contains("431234567"),
+        "{shown}"
+    );
+    let error = admin(&api, &["calls", "list", "--status", "great"])
+        .await
+        .err();
+    assert!(error.to_string().contains("call_status"), "{error}");
+}

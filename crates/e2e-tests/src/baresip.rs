@@ -10,6 +10,27 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 
+/// What a baresip phone sends and where it runs.
+#[derive(Debug, Clone, Copy)]
+pub struct BaresipMedia<'a> {
+    /// Frequency of the sine it sends.
+    pub tone_hz: u32,
+    /// Network namespace to run in (`ip netns exec`).
+    pub netns: Option<&'a str>,
+    /// Local RTP/RTCP port range (`rtp_ports`), so a capture can single the phone out.
+    pub rtp_ports: Option<(u16, u16)>,
+}
+
+impl Default for BaresipMedia<'_> {
+    fn default() -> Self {
+        Self {
+            tone_hz: 440,
+            netns: None,
+            rtp_ports: None,
+        }
+    }
+}
+
 /// One baresip user agent with its own configuration directory.
 #[derive(Debug)]
 pub struct Baresip {
@@ -43,6 +64,31 @@ impl Baresip {
         commands: &[&str],
         quit_after: Option<u32>,
     ) -> anyhow::Result<Self> {
+        Self::start_with(
+            directory,
+            account,
+            commands,
+            quit_after,
+            &BaresipMedia::default(),
+        )
+    }
+
+    /// [`Baresip::start`] with the tone, RTP ports and network namespace of `media`.
+    pub fn start_with(
+        directory: &Path,
+        account: &BaresipAccount<'_>,
+        commands: &[&str],
+        quit_after: Option<u32>,
+        media: &BaresipMedia<'_>,
+    ) -> anyhow::Result<Self> {
+        let BaresipMedia {
+            tone_hz,
+            netns,
+            rtp_ports,
+        } = *media;
+        let rtp_ports = rtp_ports
+            .map(|(first, last)| format!("rtp_ports {first}-{last}\n"))
+            .unwrap_or_default();
         std::fs::create_dir_all(directory.join("audio"))?;
         let local_ip = account.local.ip();
         // ausine only produces 48 kHz stereo; baresip resamples to the codec's 8 kHz mono.
@@ -52,13 +98,14 @@ impl Baresip {
              sip_listen {local}\n\
              audio_player aubridge,nil\n\
              audio_alert aubridge,nil\n\
-             audio_source ausine,440\n\
+             audio_source ausine,{tone_hz}\n\
              ausrc_srate 48000\nauplay_srate 48000\n\
              ausrc_channels 2\nauplay_channels 2\n\
              module_path /usr/lib/baresip/modules\n\
              module g711.so\nmodule ausine.so\nmodule aubridge.so\nmodule sndfile.so\n\
              module_app account.so\nmodule_app menu.so\n\
-             snd_path {audio}\n",
+             snd_path {audio}\n\
+             {rtp_ports}",
             local = account.local,
             audio = directory.join("audio").display(),
         );
@@ -74,7 +121,14 @@ impl Baresip {
             transport = account.transport,
         );
         std::fs::write(directory.join("accounts"), accounts)?;
-        let mut command = Command::new("baresip");
+        let mut command = match netns {
+            Some(namespace) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", namespace, "baresip"]);
+                command
+            }
+            None => Command::new("baresip"),
+        };
         command.arg("-f").arg(directory);
         for line in commands {
             command.arg("-e").arg(line);
@@ -134,6 +188,11 @@ impl Baresip {
 
     /// The decoded audio received in the call (16-bit samples of the `sndfile` dump).
     pub fn received_audio(&self) -> anyhow::Result<Vec<i16>> {
+        Ok(self.received_audio_with_format()?.samples)
+    }
+
+    /// The decoded audio received in the call with its sample rate and channel count.
+    pub fn received_audio_with_format(&self) -> anyhow::Result<Audio> {
         let mut dumps = Vec::new();
         for entry in std::fs::read_dir(self.directory.join("audio"))? {
             let path = entry?.path();
@@ -144,8 +203,80 @@ impl Baresip {
         let [dump] = dumps.as_slice() else {
             bail!("expected one decoded-audio dump, found {dumps:?}");
         };
-        wav_samples(&std::fs::read(dump)?).with_context(|| format!("reading {}", dump.display()))
+        let bytes = std::fs::read(dump)?;
+        let (sample_rate, channels) =
+            wav_format(&bytes).with_context(|| format!("reading {}", dump.display()))?;
+        let samples = wav_samples(&bytes).with_context(|| format!("reading {}", dump.display()))?;
+        Ok(Audio {
+            sample_rate,
+            channels,
+            samples,
+        })
     }
+}
+
+/// Decoded PCM audio: interleaved 16-bit samples.
+#[derive(Debug, Clone)]
+pub struct Audio {
+    pub sample_rate: u32,
+    pub channels: u16,
+    pub samples: Vec<i16>,
+}
+
+impl Audio {
+    /// The first channel's samples.
+    pub fn first_channel(&self) -> Vec<i16> {
+        self.samples
+            .iter()
+            .step_by(usize::from(self.channels.max(1)))
+            .copied()
+            .collect()
+    }
+
+    /// Relative power at `frequency` over the first channel (the Goertzel algorithm), so a
+    /// test can tell a 440 Hz tone from a 660 Hz one.
+    pub fn power_at(&self, frequency: f64) -> f64 {
+        let samples = self.first_channel();
+        if samples.is_empty() || self.sample_rate == 0 {
+            return 0.0;
+        }
+        let coefficient =
+            2.0 * (2.0 * std::f64::consts::PI * frequency / f64::from(self.sample_rate)).cos();
+        let (mut previous, mut before) = (0.0_f64, 0.0_f64);
+        for sample in &samples {
+            let current = f64::from(*sample) + coefficient * previous - before;
+            before = previous;
+            previous = current;
+        }
+        let power = previous * previous + before * before - coefficient * previous * before;
+        power / samples.len() as f64
+    }
+}
+
+/// Sample rate and channel count of a RIFF/WAVE file (the `fmt ` chunk).
+pub fn wav_format(bytes: &[u8]) -> anyhow::Result<(u32, u16)> {
+    if bytes.len() < 12 || &bytes[..4] != b"RIFF" || &bytes[8..12] != b"WAVE" {
+        bail!("not a RIFF/WAVE file");
+    }
+    let mut at = 12;
+    while at + 8 <= bytes.len() {
+        let id = &bytes[at..at + 4];
+        let size = u32::from_le_bytes([bytes[at + 4], bytes[at + 5], bytes[at + 6], bytes[at + 7]]);
+        let body = at + 8;
+        if id == b"fmt " && body + 8 <= bytes.len() {
+            let channels = u16::from_le_bytes([bytes[body + 2], bytes[body + 3]]);
+            let rate = u32::from_le_bytes([
+                bytes[body + 4],
+                bytes[body + 5],
+                bytes[body + 6],
+                bytes[body + 7],
+            ]);
+            return Ok((rate, channels));
+        }
+        let end = body.saturating_add(size as usize).min(bytes.len());
+        at = end + (size as usize & 1);
+    }
+    bail!("no fmt chunk")
 }
 
 impl Drop for Baresip {
@@ -208,6 +339,25 @@ mod tests {
     #[test]
     fn a_truncated_dump_gives_what_is_there() {
         assert_eq!(wav_samples(&wav(&[5, 6], Some(1000))).unwrap(), vec![5, 6]);
+    }
+
+    #[test]
+    fn the_format_and_the_strongest_tone_are_read() {
+        // 0.25 s of a 440 Hz sine at 8 kHz, mono.
+        let sine: Vec<i16> = (0..2000)
+            .map(|n| {
+                let t = f64::from(n) / 8000.0;
+                (8000.0 * (2.0 * std::f64::consts::PI * 440.0 * t).sin()) as i16
+            })
+            .collect();
+        let bytes = wav(&sine, None);
+        assert_eq!(wav_format(&bytes).unwrap(), (8000, 1));
+        let audio = Audio {
+            sample_rate: 8000,
+            channels: 1,
+            samples: wav_samples(&bytes).unwrap(),
+        };
+        assert!(audio.power_at(440.0) > 100.0 * audio.power_at(660.0));
     }
 
     #[test]

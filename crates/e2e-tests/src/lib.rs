@@ -14,7 +14,7 @@ pub mod provision;
 pub mod scene;
 pub mod sipp;
 
-pub use baresip::{Baresip, BaresipAccount};
+pub use baresip::{Audio, Baresip, BaresipAccount, BaresipMedia};
 pub use netns::NatLab;
 pub use node::{Component, Node, NodePorts};
 pub use ports::{free_tcp_and_udp_port, free_udp_port};

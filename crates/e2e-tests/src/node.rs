@@ -33,6 +33,16 @@ pub struct NodePorts {
     /// Digest algorithms the proxy offers (`proxy.digest_algorithms`); SIPp 3.6 only reads
     /// the first challenge and only knows MD5.
     pub digest_algorithms: &'static [&'static str],
+    /// The media relay's ng control port (on 127.0.0.1).
+    pub media_ng: u16,
+    /// Address the relay's RTP sockets bind to and SDP names; `None`: `public_ip`.
+    pub media_ip: Option<IpAddr>,
+    /// `media.timeout_seconds`: a call without media for this long is ended.
+    pub media_timeout_seconds: u64,
+    /// `proxy.media_check_seconds`: how often the proxy asks the relay about its calls.
+    pub media_check_seconds: u64,
+    /// `proxy.media_relay`: another ng relay (e.g. rtpengine) instead of the node's own.
+    pub media_relay: Option<SocketAddr>,
 }
 
 impl NodePorts {
@@ -46,6 +56,11 @@ impl NodePorts {
             lb_internal: free_udp_port()?,
             proxy: free_udp_port()?,
             digest_algorithms: &["SHA-256", "MD5"],
+            media_ng: free_udp_port()?,
+            media_ip: None,
+            media_timeout_seconds: 60,
+            media_check_seconds: 5,
+            media_relay: None,
         })
     }
 }
@@ -110,14 +125,25 @@ impl Node {
              \n[lb]\nudp_listen = \"{ip}:{sip}\"\ntcp_listen = \"{ip}:{sip}\"\n\
              tls_listen = \"{ip}:{tls}\"\ninternal_listen = \"127.0.0.1:{internal}\"\n\
              proxy = \"127.0.0.1:{proxy}\"\ndomain_refresh_seconds = 1\n\
+             \n[media]\nng_listen = \"127.0.0.1:{media_ng}\"\naddress = \"{media_ip}\"\n\
+             timeout_seconds = {media_timeout}\ndelete_delay_seconds = 30\n\
              \n[proxy]\nlisten = \"127.0.0.1:{proxy}\"\ntrusted_lb = [\"127.0.0.1\"]\n\
-             digest_algorithms = [{algorithms}]\n",
+             digest_algorithms = [{algorithms}]\nmedia_check_seconds = {media_check}\n\
+             {media_relay}",
             data = self.directory.path().join("data").display(),
             api = ports.api,
             sip = ports.sip,
             tls = ports.sip_tls,
             internal = ports.lb_internal,
             proxy = ports.proxy,
+            media_ng = ports.media_ng,
+            media_ip = ports.media_ip.unwrap_or(ip),
+            media_timeout = ports.media_timeout_seconds,
+            media_check = ports.media_check_seconds,
+            media_relay = ports
+                .media_relay
+                .map(|relay| format!("media_relay = \"{relay}\"\n"))
+                .unwrap_or_default(),
             algorithms = ports
                 .digest_algorithms
                 .iter()
@@ -255,6 +281,28 @@ impl Node {
     /// A REST client logged in as the first administrator.
     pub fn provisioning(&self) -> anyhow::Result<crate::Provisioning> {
         crate::Provisioning::new(&self.api_url(), store_admin_login(), &self.admin_password)
+    }
+
+    /// The media relay's ng control address.
+    pub fn media_ng_address(&self) -> SocketAddr {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, self.ports.media_ng))
+    }
+
+    /// The address the media relay advertises in SDP.
+    pub fn media_ip(&self) -> IpAddr {
+        self.ports.media_ip.unwrap_or(self.ports.public_ip)
+    }
+
+    /// The node's SQLite database URL (for reading what it wrote, e.g. accounting).
+    pub fn database_url(&self) -> String {
+        format!(
+            "sqlite://{}?mode=rw",
+            self.directory
+                .path()
+                .join("data")
+                .join("voxide.db")
+                .display()
+        )
     }
 
     /// Base URL of the provisioning API, e.g. `http://127.0.0.1:4711`.

@@ -1,5 +1,5 @@
-//! The data plane: one dedicated thread running an epoll loop (mio, edge-triggered) over every
-//! relay socket, away from the signalling runtime.
+//! The data plane: one dedicated thread running a level-triggered epoll loop over every relay
+//! socket, away from the signalling runtime.
 //!
 //! Each relay socket is a *leg*: it faces one party and has a partner leg facing the other
 //! party. A packet arriving on a leg is checked against the leg's latched source and sent out of
@@ -17,15 +17,15 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use mio::{Events, Interest, Poll, Token, Waker};
-
-use crate::fastpath::{BATCH, Batch, PACKET_CAPACITY};
+use crate::fastpath::{BATCH, Batch, Epoll, EventFd, PACKET_CAPACITY};
 use crate::ports::ReleasedPorts;
 
 /// How the data plane moves packets: the seam between the fast path and the reference path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum IoMode {
-    /// `recvmmsg`/`sendmmsg`, up to 32 packets per system call.
+    /// One `recvmsg` and one `sendto` for a socket holding one packet (the common case with
+    /// many 50 pps streams), `recvmmsg`/`sendmmsg` of up to 32 packets for a socket that was
+    /// busy in the previous round too.
     #[default]
     Batched,
     /// One `recvfrom` and one `sendto` per packet: the classic design, kept to measure against.
@@ -35,7 +35,10 @@ pub enum IoMode {
 /// Name of the data-plane thread (benchmarks find its CPU time in /proc by it).
 pub const THREAD_NAME: &str = "voxide-rtp";
 
-const WAKER_TOKEN: Token = Token(usize::MAX);
+const WAKER_TOKEN: u64 = u64::MAX;
+
+/// Ready sockets taken per `epoll_wait`.
+const EVENTS: usize = 4096;
 
 /// What the control side can see of one leg. Only the data-plane thread writes the counters,
 /// so plain load/store (no read-modify-write) is enough and keeps the hot path cheap.
@@ -127,8 +130,11 @@ pub enum DataCommand {
 }
 
 struct Leg {
-    socket: mio::net::UdpSocket,
+    socket: UdpSocket,
     partner: usize,
+    /// The poll round in which the socket was last ready: ready again in the next round means
+    /// packets queue faster than one per round, so the batched calls pay off.
+    ready_round: u64,
     latched: Option<SocketAddr>,
     destination: Option<SocketAddr>,
     shared: Arc<LegShared>,
@@ -145,7 +151,7 @@ impl Leg {
 #[derive(Debug)]
 pub struct DataPlane {
     sender: mpsc::Sender<DataCommand>,
-    waker: Arc<Waker>,
+    waker: Arc<EventFd>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -160,14 +166,17 @@ impl DataPlane {
         epoch: Instant,
         released: ReleasedPorts,
     ) -> io::Result<Self> {
-        let poll = Poll::new()?;
-        let waker = Arc::new(Waker::new(poll.registry(), WAKER_TOKEN)?);
+        let poll = Epoll::new()?;
+        let waker = Arc::new(EventFd::new()?);
+        poll.add(waker.raw(), WAKER_TOKEN)?;
+        let plane_waker = Arc::clone(&waker);
         let (sender, receiver) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name(THREAD_NAME.into())
             .spawn(move || {
                 let mut plane = Plane {
                     poll,
+                    waker: plane_waker,
                     legs: HashMap::new(),
                     batch: Batch::new(),
                     accepted: Vec::with_capacity(BATCH),
@@ -175,6 +184,7 @@ impl DataPlane {
                     mode,
                     coalesce,
                     released,
+                    round: 0,
                     round_ms: 0,
                 };
                 if let Err(error) = plane.run(&receiver) {
@@ -212,7 +222,8 @@ fn elapsed_ms(epoch: Instant) -> u64 {
 }
 
 struct Plane {
-    poll: Poll,
+    poll: Epoll,
+    waker: Arc<EventFd>,
     legs: HashMap<usize, Leg>,
     batch: Batch,
     accepted: Vec<usize>,
@@ -220,32 +231,37 @@ struct Plane {
     mode: IoMode,
     coalesce: Duration,
     released: ReleasedPorts,
+    /// Poll rounds so far.
+    round: u64,
     /// Milliseconds since the epoch when the current poll round began.
     round_ms: u64,
 }
 
 impl Plane {
     fn run(&mut self, receiver: &mpsc::Receiver<DataCommand>) -> io::Result<()> {
-        let mut events = Events::with_capacity(4096);
+        let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; EVENTS];
         loop {
-            if let Err(error) = self.poll.poll(&mut events, None) {
-                if error.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(error);
-            }
+            let ready = match self.poll.wait(&mut events, None) {
+                Ok(ready) => ready,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                Err(error) => return Err(error),
+            };
             // One clock read per round: last-packet times only feed the media timeout.
+            self.round += 1;
             self.round_ms = elapsed_ms(self.epoch);
             let mut relayed = false;
-            for event in &events {
-                if event.token() == WAKER_TOKEN {
+            for event in &events[..ready] {
+                let token = event.u64;
+                if token == WAKER_TOKEN {
+                    self.waker.clear();
                     if !self.apply_commands(receiver) {
                         return Ok(());
                     }
                     continue;
                 }
                 relayed = true;
-                self.relay(event.token().0);
+                // Tokens are leg ids (usize); a removed leg's stale event finds no leg.
+                self.relay(usize::try_from(token).unwrap_or(usize::MAX));
             }
             // Interrupt coalescing: with thousands of 50 pps streams each wake-up finds about
             // one packet, and the wake-up (epoll_wait, context switch) costs more than relaying
@@ -258,28 +274,14 @@ impl Plane {
         }
     }
 
-    /// Applies queued commands; false on shutdown (or when the control side is gone).
+    /// Applies queued commands; false on shutdown (or when the control side is gone). Packets
+    /// that reached new sockets before registration are reported by the next (level-triggered)
+    /// wait, when every queued command has been applied.
     fn apply_commands(&mut self, receiver: &mpsc::Receiver<DataCommand>) -> bool {
-        let mut added = Vec::new();
-        let running = self.apply_queued(receiver, &mut added);
-        // With every queued command applied (partners registered, destinations known), drain
-        // what reached the new sockets before registration.
-        for id in added {
-            self.relay(id);
-        }
-        running
-    }
-
-    fn apply_queued(
-        &mut self,
-        receiver: &mpsc::Receiver<DataCommand>,
-        added: &mut Vec<usize>,
-    ) -> bool {
         loop {
             match receiver.try_recv() {
                 Ok(DataCommand::Add(registrations)) => {
                     for registration in registrations {
-                        added.push(registration.id);
                         self.add(registration);
                     }
                 }
@@ -298,8 +300,8 @@ impl Plane {
                 Ok(DataCommand::Remove(ids)) => {
                     let mut closed = Vec::new();
                     for id in ids {
-                        if let Some(mut leg) = self.legs.remove(&id) {
-                            let _ = self.poll.registry().deregister(&mut leg.socket);
+                        if let Some(leg) = self.legs.remove(&id) {
+                            let _ = self.poll.delete(leg.socket.as_raw_fd());
                             closed.extend(leg.release_port);
                         }
                     }
@@ -316,12 +318,13 @@ impl Plane {
     }
 
     fn add(&mut self, registration: LegRegistration) {
-        let mut socket = mio::net::UdpSocket::from_std(registration.socket);
-        if let Err(error) =
-            self.poll
-                .registry()
-                .register(&mut socket, Token(registration.id), Interest::READABLE)
-        {
+        let socket = registration.socket;
+        let token = u64::try_from(registration.id).unwrap_or(WAKER_TOKEN);
+        if token == WAKER_TOKEN {
+            tracing::error!(id = registration.id, "leg id out of range");
+            return;
+        }
+        if let Err(error) = self.poll.add(socket.as_raw_fd(), token) {
             tracing::error!(%error, "cannot register relay socket");
             return;
         }
@@ -330,6 +333,7 @@ impl Plane {
             Leg {
                 socket,
                 partner: registration.partner,
+                ready_round: 0,
                 latched: None,
                 destination: registration.destination,
                 shared: registration.shared,
@@ -358,11 +362,25 @@ impl Plane {
     }
 
     fn relay_batched(&mut self, id: usize) {
+        let Some(leg) = self.legs.get_mut(&id) else {
+            return;
+        };
+        // A socket also ready in the previous round is busy: take up to BATCH per call. Else it
+        // most likely holds one packet, and recvmsg is cheaper than recvmmsg (which tries a
+        // second datagram before returning).
+        let busy = leg.ready_round + 1 >= self.round;
+        leg.ready_round = self.round;
         loop {
             let Some(leg) = self.legs.get_mut(&id) else {
                 return;
             };
-            let received = match self.batch.receive(leg.socket.as_raw_fd()) {
+            let fd = leg.socket.as_raw_fd();
+            let result = if busy {
+                self.batch.receive(fd)
+            } else {
+                self.batch.receive_one(fd)
+            };
+            let received = match result {
                 Ok(received) => received,
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => return,
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
@@ -412,8 +430,8 @@ impl Plane {
                     leg.shared.record(0, 0, failed, 0);
                 }
             }
-            if received < BATCH {
-                // A short batch means the queue was empty; the next packet raises a new edge.
+            if !busy || received < BATCH {
+                // Level-triggered: what is left is reported by the next wait.
                 return;
             }
         }

@@ -1,16 +1,167 @@
-//! Batched UDP I/O: `recvmmsg(2)` and `sendmmsg(2)` move up to [`BATCH`] datagrams per system
-//! call. A one-syscall-per-packet relay spends most of its CPU on syscall entry and exit, so
-//! this is where the relay beats a plain recvfrom/sendto loop (and rtpengine's userspace path).
-//! Neither std, socket2 nor mio wrap these calls, hence the only unsafe code of the crate.
+//! The system calls of the data plane: a level-triggered epoll set with an eventfd waker, and
+//! UDP receive/send either one datagram per call (`recvmsg`/`sendto`, the cheapest for a socket
+//! holding one packet, which is what thousands of 50 pps streams give) or up to [`BATCH`] per
+//! call (`recvmmsg`/`sendmmsg`, for a socket that stays busy). Neither std, socket2 nor mio
+//! offer level-triggered epoll or the mmsg calls, hence the only unsafe code of the crate.
 #![allow(
     unsafe_code,
-    reason = "recvmmsg/sendmmsg need raw libc calls; every block states its invariants"
+    reason = "epoll, eventfd and the msg calls need raw libc calls; every block states its invariants"
 )]
 
 use std::io;
 use std::mem::{size_of, zeroed};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+/// A level-triggered epoll set: a socket with data left after one read is reported again by the
+/// next wait, so a read never has to go on until `EAGAIN` (edge-triggered epoll needs that
+/// extra, empty system call per packet).
+#[derive(Debug)]
+pub struct Epoll {
+    fd: OwnedFd,
+}
+
+impl Epoll {
+    /// A new epoll set.
+    ///
+    /// # Errors
+    /// `epoll_create1`'s error.
+    pub fn new() -> io::Result<Self> {
+        // SAFETY: plain system call without pointers.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a new descriptor owned by nobody else.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Epoll { fd })
+    }
+
+    /// Watches `fd` for readability, reporting `token`.
+    ///
+    /// # Errors
+    /// `epoll_ctl`'s error.
+    pub fn add(&self, fd: RawFd, token: u64) -> io::Result<()> {
+        let mut event = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: token,
+        };
+        // SAFETY: `event` is a valid epoll_event for the duration of the call.
+        let result = unsafe {
+            libc::epoll_ctl(self.fd.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &raw mut event)
+        };
+        if result < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Stops watching `fd`.
+    ///
+    /// # Errors
+    /// `epoll_ctl`'s error.
+    pub fn delete(&self, fd: RawFd) -> io::Result<()> {
+        // SAFETY: EPOLL_CTL_DEL ignores the event pointer (null is allowed since Linux 2.6.9).
+        let result = unsafe {
+            libc::epoll_ctl(
+                self.fd.as_raw_fd(),
+                libc::EPOLL_CTL_DEL,
+                fd,
+                std::ptr::null_mut(),
+            )
+        };
+        if result < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Waits for ready descriptors (forever with `None`) and returns how many of `events` were
+    /// filled.
+    ///
+    /// # Errors
+    /// `epoll_wait`'s error (`Interrupted` on a signal).
+    pub fn wait(
+        &self,
+        events: &mut [libc::epoll_event],
+        timeout_ms: Option<i32>,
+    ) -> io::Result<usize> {
+        let capacity = libc::c_int::try_from(events.len()).unwrap_or(libc::c_int::MAX);
+        // SAFETY: the kernel writes at most `capacity` events into `events`, which is exclusively
+        // borrowed for the call.
+        let ready = unsafe {
+            libc::epoll_wait(
+                self.fd.as_raw_fd(),
+                events.as_mut_ptr(),
+                capacity,
+                timeout_ms.unwrap_or(-1),
+            )
+        };
+        if ready < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(usize::try_from(ready).unwrap_or(0))
+    }
+}
+
+/// Wakes the data plane out of `epoll_wait` from another thread (an eventfd counter).
+#[derive(Debug)]
+pub struct EventFd {
+    fd: OwnedFd,
+}
+
+impl EventFd {
+    /// A new, non-blocking eventfd.
+    ///
+    /// # Errors
+    /// `eventfd`'s error.
+    pub fn new() -> io::Result<Self> {
+        // SAFETY: plain system call without pointers.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a new descriptor owned by nobody else.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(EventFd { fd })
+    }
+
+    /// The descriptor to watch.
+    #[must_use]
+    pub fn raw(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// Makes the descriptor readable.
+    ///
+    /// # Errors
+    /// `write`'s error (a full counter is not one: the reader is woken anyway).
+    pub fn wake(&self) -> io::Result<()> {
+        let one = 1_u64.to_ne_bytes();
+        // SAFETY: writes 8 bytes from a live local buffer.
+        let result = unsafe { libc::write(self.fd.as_raw_fd(), one.as_ptr().cast(), one.len()) };
+        if result < 0 {
+            let error = io::Error::last_os_error();
+            if error.kind() != io::ErrorKind::WouldBlock {
+                return Err(error);
+            }
+        }
+        Ok(())
+    }
+
+    /// Resets the counter so the descriptor is no longer readable.
+    pub fn clear(&self) {
+        let mut counter = [0_u8; 8];
+        // SAFETY: reads at most 8 bytes into a live local buffer; EAGAIN when already clear.
+        let _ = unsafe {
+            libc::read(
+                self.fd.as_raw_fd(),
+                counter.as_mut_ptr().cast(),
+                counter.len(),
+            )
+        };
+    }
+}
 
 /// Datagrams moved per system call.
 pub const BATCH: usize = 32;
@@ -117,6 +268,36 @@ impl Batch {
         Ok(received)
     }
 
+    /// Reads one datagram without blocking into slot 0 (`recvmsg`); returns how many were read
+    /// (0 or 1), like [`Batch::receive`].
+    ///
+    /// # Errors
+    /// The socket error; `WouldBlock` when nothing is queued.
+    pub fn receive_one(&mut self, fd: RawFd) -> io::Result<usize> {
+        let mut iovec = libc::iovec {
+            iov_base: self.buffers[0].as_mut_ptr().cast(),
+            iov_len: PACKET_CAPACITY,
+        };
+        // SAFETY: plain C struct, zero is valid; the fields the kernel reads are set below.
+        let mut header: libc::msghdr = unsafe { zeroed() };
+        header.msg_name = std::ptr::from_mut(&mut self.sources[0]).cast();
+        header.msg_namelen = socklen(size_of::<libc::sockaddr_storage>());
+        header.msg_iov = &raw mut iovec;
+        header.msg_iovlen = 1;
+        // SAFETY: `header` points at `self.sources[0]` and, through `iovec`, at
+        // `self.buffers[0]`, both alive and exclusively borrowed for the call; the kernel writes
+        // within msg_namelen/iov_len.
+        let received = unsafe { libc::recvmsg(fd, &raw mut header, libc::MSG_DONTWAIT) };
+        if received < 0 {
+            self.count = 0;
+            return Err(io::Error::last_os_error());
+        }
+        self.lengths[0] = usize::try_from(received).unwrap_or(0).min(PACKET_CAPACITY);
+        self.truncated[0] = header.msg_flags & libc::MSG_TRUNC != 0;
+        self.count = 1;
+        Ok(1)
+    }
+
     /// Sends the datagrams at `indices` (from the last receive) to `destination` through `fd`.
     /// Returns how many the kernel took; the rest were refused (socket buffer full).
     ///
@@ -129,6 +310,26 @@ impl Batch {
         indices: &[usize],
     ) -> io::Result<usize> {
         let (mut address, address_len) = to_storage(destination);
+        if let [index] = indices {
+            // One datagram: sendto costs less than a one-entry sendmmsg.
+            let packet = &self.buffers[*index][..self.lengths[*index]];
+            // SAFETY: `packet` and `address` are alive for the call and only read; the length
+            // passed is the address's own.
+            let result = unsafe {
+                libc::sendto(
+                    fd,
+                    packet.as_ptr().cast(),
+                    packet.len(),
+                    libc::MSG_DONTWAIT,
+                    std::ptr::from_ref(&address).cast(),
+                    address_len,
+                )
+            };
+            if result < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            return Ok(1);
+        }
         // SAFETY: plain C structs, zero is valid; fields the kernel reads are set below.
         let mut iovecs: [libc::iovec; BATCH] = unsafe { zeroed() };
         // SAFETY: as above.
@@ -331,5 +532,66 @@ mod tests {
         let relay = UdpSocket::bind("127.0.0.1:0").unwrap();
         let error = Batch::new().receive(relay.as_raw_fd()).unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::WouldBlock);
+        let error = Batch::new().receive_one(relay.as_raw_fd()).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::WouldBlock);
+    }
+
+    #[test]
+    fn receives_and_sends_one_datagram() {
+        let relay = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sender
+            .send_to(&[7; 60], relay.local_addr().unwrap())
+            .unwrap();
+        sender
+            .send_to(&[8; 3000], relay.local_addr().unwrap())
+            .unwrap();
+        let mut batch = Batch::new();
+        assert_eq!(batch.receive_one(relay.as_raw_fd()).unwrap(), 1);
+        assert_eq!(batch.source(0), Some(sender.local_addr().unwrap()));
+        assert_eq!(batch.packet(0), &[7; 60]);
+        assert!(!batch.is_truncated(0));
+        let sent = batch
+            .send(relay.as_raw_fd(), sink.local_addr().unwrap(), &[0])
+            .unwrap();
+        assert_eq!(sent, 1);
+        let mut buffer = [0_u8; 100];
+        let (len, from) = sink.recv_from(&mut buffer).unwrap();
+        assert_eq!(
+            (&buffer[..len], from),
+            (&[7_u8; 60][..], relay.local_addr().unwrap())
+        );
+        // Larger than the buffer: flagged, so the relay drops it.
+        assert_eq!(batch.receive_one(relay.as_raw_fd()).unwrap(), 1);
+        assert!(batch.is_truncated(0));
+    }
+
+    #[test]
+    fn epoll_reports_a_readable_socket_until_it_is_read_and_the_eventfd_wakes() {
+        let epoll = Epoll::new().unwrap();
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let waker = EventFd::new().unwrap();
+        epoll.add(socket.as_raw_fd(), 5).unwrap();
+        epoll.add(waker.raw(), 9).unwrap();
+        let mut events = [libc::epoll_event { events: 0, u64: 0 }; 4];
+        assert_eq!(epoll.wait(&mut events, Some(0)).unwrap(), 0);
+        UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .send_to(b"x", socket.local_addr().unwrap())
+            .unwrap();
+        // Level-triggered: reported on every wait until read.
+        for _ in 0..2 {
+            assert_eq!(epoll.wait(&mut events, Some(1000)).unwrap(), 1);
+            assert_eq!({ events[0].u64 }, 5);
+        }
+        socket.recv(&mut [0; 8]).unwrap();
+        assert_eq!(epoll.wait(&mut events, Some(0)).unwrap(), 0);
+        waker.wake().unwrap();
+        assert_eq!(epoll.wait(&mut events, Some(1000)).unwrap(), 1);
+        assert_eq!({ events[0].u64 }, 9);
+        waker.clear();
+        assert_eq!(epoll.wait(&mut events, Some(0)).unwrap(), 0);
+        epoll.delete(socket.as_raw_fd()).unwrap();
     }
 }

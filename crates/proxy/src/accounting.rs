@@ -135,6 +135,7 @@ mod tests {
             destination_user: "bob".to_owned(),
             destination_domain: "example.org".to_owned(),
             time_ms: unix_time_ms(),
+            ..NewAccRecord::default()
         }
     }
 

@@ -23,7 +23,7 @@ use sip_core::auth::{
     Verification,
 };
 use sip_message::{HeaderName, Message, MessageBuilder, Method};
-use store::{Backend, Store};
+use store::Store;
 
 /// How authentication behaves beyond the digest rules.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,9 +95,6 @@ pub struct Authenticator {
     failures: Mutex<HashMap<FailureKey, FailureCount>>,
 }
 
-/// The subscriber row needed to verify and identify: id, uuid, customer, HA1s, status.
-type SubscriberRow = (i64, String, i64, String, String, String);
-
 impl Authenticator {
     /// An authenticator whose nonces are keyed by `secret` (share it between proxies that
     /// accept each other's nonces).
@@ -153,7 +150,11 @@ impl Authenticator {
                 now_unix,
             );
         }
-        let row = match self.find_subscriber(&credentials.username, &realm).await {
+        let row = match self
+            .store
+            .find_sip_subscriber(&credentials.username, &realm)
+            .await
+        {
             Ok(row) => row,
             Err(error) => {
                 tracing::error!(%error, "subscriber lookup for authentication failed");
@@ -164,7 +165,15 @@ impl Authenticator {
                 );
             }
         };
-        let Some((id, uuid, customer_id, ha1_md5, ha1_sha256, status)) = row else {
+        let Some(store::SipSubscriber {
+            id,
+            uuid,
+            customer_id,
+            ha1_md5,
+            ha1_sha256,
+            status,
+        }) = row
+        else {
             return self.failed(
                 request,
                 is_register,
@@ -229,34 +238,6 @@ impl Authenticator {
                     &credentials.username,
                     now_unix,
                 )
-            }
-        }
-    }
-
-    /// One query for everything authentication needs (the store's `find_sip_credentials`
-    /// lacks uuid and customer, and a second query per request would double the reads).
-    async fn find_subscriber(
-        &self,
-        username: &str,
-        domain: &str,
-    ) -> Result<Option<SubscriberRow>, sqlx::Error> {
-        const QUERY: &str = "SELECT s.id, s.uuid, s.customer_id, s.ha1_md5, s.ha1_sha256, s.status \
-             FROM subscribers s JOIN domains d ON d.id = s.domain_id \
-             WHERE s.username = ? AND d.domain = ?";
-        match self.store.backend() {
-            Backend::Sqlite(pool) => {
-                sqlx::query_as(QUERY)
-                    .bind(username)
-                    .bind(domain)
-                    .fetch_optional(pool)
-                    .await
-            }
-            Backend::MySql(pool) => {
-                sqlx::query_as(QUERY)
-                    .bind(username)
-                    .bind(domain)
-                    .fetch_optional(pool)
-                    .await
             }
         }
     }

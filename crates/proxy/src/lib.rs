@@ -7,14 +7,18 @@
 //! - `registrar`: REGISTER (RFC 3261 §10.3) with digest authentication (`authentication`) and
 //!   the `location` service, Path included (RFC 3327);
 //! - `routing`: everything else, as a stateful forking proxy (RFC 3261 §16);
-//! - `accounting`: the `acc` records of calls, written by a writer task.
+//! - `accounting`: the `acc` records of calls, written by a writer task;
+//! - `media`: the ng client that puts a media relay into every call (offer, answer, delete);
+//! - `dialog`: confirmed dialogs, so the proxy can end a call whose media stopped.
 //!
 //! The transaction layer absorbs retransmissions and sends 100 Trying for INVITE at once
 //! (RFC 3261 §17.2.1).
 
 pub mod accounting;
 pub mod authentication;
+pub mod dialog;
 pub mod location;
+pub mod media;
 pub mod registrar;
 pub mod routing;
 
@@ -32,6 +36,7 @@ use tokio::task::JoinHandle;
 use crate::accounting::{AccountingStats, spawn_writer};
 use crate::authentication::{AuthenticationPolicy, Authenticator};
 use crate::location::{Location, LocationError, unix_now};
+use crate::media::{MediaRelayClient, MediaRelayConfig};
 use crate::registrar::{Registrar, RegistrarConfig};
 use crate::routing::{Router, RouterConfig, RouterServices, Work, real_source};
 
@@ -39,6 +44,8 @@ use crate::routing::{Router, RouterConfig, RouterServices, Work, real_source};
 pub const DEFAULT_PORT: u16 = 5062;
 /// Timer C default: RFC 3261 §16.6 step 11 asks for more than 3 minutes.
 pub const DEFAULT_TIMER_C: Duration = Duration::from_secs(181);
+/// How often confirmed calls are checked with the media relay by default.
+pub const DEFAULT_MEDIA_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 /// How often lapsed bindings are purged from the location service.
 const PURGE_INTERVAL: Duration = Duration::from_secs(60);
 /// How long [`ProxyHandle::shutdown`] waits for queued accounting records to be written.
@@ -66,6 +73,11 @@ pub struct ProxyConfig {
     pub transactions: LayerConfig,
     /// Accounting records that may wait for the database before new ones are dropped.
     pub accounting_queue: usize,
+    /// The ng media relay every call's SDP goes through; `None` leaves SDP untouched.
+    pub media_relay: Option<MediaRelayConfig>,
+    /// How often the relay is asked (`query`) whether each confirmed call still exists; a call
+    /// it ended for lack of media gets a BYE to both phones.
+    pub media_check_interval: Duration,
 }
 
 impl Default for ProxyConfig {
@@ -80,6 +92,8 @@ impl Default for ProxyConfig {
             timer_c: DEFAULT_TIMER_C,
             transactions: LayerConfig::default(),
             accounting_queue: 10_000,
+            media_relay: None,
+            media_check_interval: DEFAULT_MEDIA_CHECK_INTERVAL,
         }
     }
 }
@@ -96,6 +110,9 @@ pub enum ProxyError {
     /// The location service could not load its bindings.
     #[error("cannot load the location service: {0}")]
     Location(#[from] LocationError),
+    /// The ng client socket could not be created.
+    #[error("cannot open the media relay client socket: {0}")]
+    MediaRelay(std::io::Error),
     /// The configuration is unusable.
     #[error("invalid configuration: {0}")]
     Config(&'static str),
@@ -171,6 +188,26 @@ pub async fn start(config: ProxyConfig, store: Store) -> Result<ProxyHandle, Pro
         Arc::clone(&authenticator),
         config.registrar.clone(),
     ));
+    if config.media_check_interval.is_zero() {
+        return Err(ProxyError::Config("media_check_interval must not be zero"));
+    }
+    let media = match config.media_relay {
+        Some(relay) => {
+            let client = MediaRelayClient::connect(relay)
+                .await
+                .map_err(ProxyError::MediaRelay)?;
+            let probe = client.clone();
+            // The relay may start after the proxy: only say so, the first call will retry.
+            tokio::spawn(async move {
+                match probe.ping().await {
+                    Ok(()) => tracing::info!(relay = %probe.relay(), "media relay answers"),
+                    Err(error) => tracing::warn!(%error, "media relay not answering yet"),
+                }
+            });
+            Some(client)
+        }
+        None => None,
+    };
     let (accounting, accounting_writer) = spawn_writer(store.clone(), config.accounting_queue);
     let accounting_stats = Arc::clone(accounting.stats());
 
@@ -192,12 +229,14 @@ pub async fn start(config: ProxyConfig, store: Store) -> Result<ProxyHandle, Pro
             trusted_load_balancers: config.trusted_lb.clone(),
             served_domains: config.domains.clone(),
             timer_c: config.timer_c,
+            media_check_interval: config.media_check_interval,
         },
         Arc::new(RouterServices {
             store,
             authenticator,
             location: Arc::clone(&location),
             accounting,
+            media,
         }),
         work_sender.clone(),
     );

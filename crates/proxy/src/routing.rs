@@ -12,6 +12,18 @@
 //! The decisions that need the database (authentication, callee lookup) run in spawned tasks
 //! and come back as [`Work`] through a channel, so the task that owns the transactions never
 //! waits on a query. What the router sends goes through the [`SipEndpoint`] it is handed.
+//!
+//! With a media relay configured (`crate::media`), every SDP passes through it, as Kamailio's
+//! `rtpengine_manage()` does: `offer` for an INVITE (in the decision task, before forking; a
+//! relay failure answers 503) and for a re-INVITE or UPDATE; `answer` for a 18x/2xx with SDP
+//! (or `offer` when the request had none: late offer) and for an ACK with SDP; `delete` for
+//! BYE and for an initial INVITE that ends without 2xx (failure, CANCEL). Answers are awaited
+//! in the router task: the relay sits on the same site and answers in well under a
+//! millisecond, and one that stops answering is skipped for a while (`media` marks it down),
+//! so the stall is bounded. Media timeouts: the relay does not tell the proxy (rtpengine only
+//! can over XML-RPC), so every `media_check_interval` the router asks the relay (`query`)
+//! about each confirmed dialog (`crate::dialog`); a call the relay answers `Unknown call-id`
+//! for has been ended by it, and the proxy sends BYE to both phones and accounts the stop.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -30,7 +42,9 @@ use tokio::time::Instant;
 
 use crate::accounting::{AccountingSender, unix_time_ms};
 use crate::authentication::{AuthOutcome, Authenticator, local_response};
+use crate::dialog::{Dialog, Side};
 use crate::location::{AddressOfRecord, Location, unix_now};
+use crate::media::{MediaRelayClient, NgClientError, SdpExchange};
 
 /// The header in which the load balancer names the real source of a request
 /// (`<transport> <ip>:<port>`); trusted only from configured load balancers.
@@ -56,6 +70,8 @@ pub struct RouterConfig {
     /// Timer C (RFC 3261 §16.6 step 11): how long an INVITE branch may stay without a final
     /// response after its last provisional one before it is cancelled (more than 3 minutes).
     pub timer_c: Duration,
+    /// How often confirmed calls are checked with the media relay.
+    pub media_check_interval: Duration,
 }
 
 /// What the router needs from the rest of the proxy.
@@ -65,6 +81,8 @@ pub struct RouterServices {
     pub authenticator: Arc<Authenticator>,
     pub location: Arc<Location>,
     pub accounting: AccountingSender,
+    /// The media relay every SDP goes through; `None` leaves SDP alone.
+    pub media: Option<MediaRelayClient>,
 }
 
 /// The subscribers on both ends of a call, for accounting.
@@ -100,7 +118,11 @@ pub enum Work {
         transaction: TransactionId,
         targets: Vec<ForkTarget>,
         parties: CallParties,
+        /// The INVITE's SDP as the media relay rewrote it.
+        offered_sdp: Option<Bytes>,
     },
+    /// A media check ended; the relay no longer knows these calls.
+    MediaChecked { gone: Vec<String> },
 }
 
 /// One client transaction forked from a server transaction.
@@ -131,6 +153,8 @@ struct ServerContext {
     /// Forking has happened (or the request was answered locally).
     decided: bool,
     parties: CallParties,
+    /// The media relay holds a call for this request (an offer or answer succeeded).
+    media_engaged: bool,
 }
 
 /// The stateful forking proxy.
@@ -145,6 +169,12 @@ pub struct Router {
     timer_c: BinaryHeap<Reverse<(Instant, TransactionId)>>,
     /// Call-ID → the parties of an answered call, so its BYE is accounted with both.
     dialogs: HashMap<Bytes, CallParties>,
+    /// Confirmed calls whose media goes through the relay, by Call-ID.
+    media_dialogs: HashMap<String, Dialog>,
+    /// When the relay is next asked about `media_dialogs`.
+    next_media_check: Option<Instant>,
+    /// A media check task is running.
+    media_check_running: bool,
 }
 
 impl Router {
@@ -163,7 +193,15 @@ impl Router {
             clients: HashMap::new(),
             timer_c: BinaryHeap::new(),
             dialogs: HashMap::new(),
+            media_dialogs: HashMap::new(),
+            next_media_check: None,
+            media_check_running: false,
         }
+    }
+
+    /// Confirmed calls whose media the relay is asked about (for tests and metrics).
+    pub fn media_dialogs(&self) -> usize {
+        self.media_dialogs.len()
     }
 
     /// Requests being proxied right now (for tests and metrics).
@@ -224,6 +262,7 @@ impl Router {
                 cancelled: false,
                 decided: false,
                 parties: CallParties::default(),
+                media_engaged: false,
             },
         );
         if in_dialog {
@@ -238,6 +277,12 @@ impl Router {
                 self.respond(endpoint, transaction, response).await;
                 return;
             };
+            if !self
+                .in_dialog_media(endpoint, transaction, &request, source)
+                .await
+            {
+                return;
+            }
             let parties = request
                 .call_id()
                 .ok()
@@ -369,6 +414,9 @@ impl Router {
             .ok()
             .is_some_and(|via| self.is_own_via(&via));
         if ours && matches!(response.status(), Some(200..=299)) {
+            let mut response = response;
+            response.pop_via();
+            self.media_for_response(&mut response, true).await;
             forward_response_statelessly(endpoint, response).await;
         }
     }
@@ -393,20 +441,42 @@ impl Router {
                 transaction,
                 targets,
                 parties,
+                offered_sdp,
             } => {
-                self.fork(endpoint, transaction, targets, parties).await;
+                self.fork(endpoint, transaction, targets, parties, offered_sdp)
+                    .await;
+            }
+            Work::MediaChecked { gone } => {
+                self.media_check_running = false;
+                for call_id in gone {
+                    if let Some(dialog) = self.media_dialogs.remove(&call_id) {
+                        self.end_call(endpoint, dialog).await;
+                    }
+                }
             }
         }
     }
 
     /// When [`Router::handle_timers`] must run next.
     pub fn next_timer(&self) -> Option<Instant> {
-        self.timer_c.peek().map(|Reverse((at, _))| *at)
+        let timer_c = self.timer_c.peek().map(|Reverse((at, _))| *at);
+        let media = self
+            .next_media_check
+            .filter(|_| !self.media_dialogs.is_empty());
+        match (timer_c, media) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
-    /// Fires due Timer C entries: the branch is cancelled (RFC 3261 §16.8).
+    /// Fires due Timer C entries (the branch is cancelled, RFC 3261 §16.8) and the media
+    /// check.
     pub async fn handle_timers(&mut self, endpoint: &SipEndpoint) {
         let now = Instant::now();
+        if self.next_media_check.is_some_and(|at| at <= now) {
+            self.next_media_check = Some(now + self.config.media_check_interval);
+            self.start_media_check();
+        }
         while let Some(Reverse((at, client))) = self.timer_c.peek().copied() {
             if at > now {
                 break;
@@ -441,13 +511,20 @@ impl Router {
         transaction: TransactionId,
         targets: Vec<ForkTarget>,
         parties: CallParties,
+        offered_sdp: Option<Bytes>,
     ) {
         let Some(context) = self.servers.get_mut(&transaction) else {
             return;
         };
         context.decided = true;
         context.parties = parties;
+        context.media_engaged = offered_sdp.is_some();
         if context.cancelled || context.final_sent {
+            // Answered meanwhile (CANCEL): the relay's call for it has no use.
+            if context.media_engaged {
+                let call_id = call_id_text(&context.request);
+                self.spawn_media_delete(&call_id);
+            }
             return;
         }
         let max_forwards = context
@@ -456,9 +533,12 @@ impl Router {
             .ok()
             .flatten()
             .unwrap_or(DEFAULT_MAX_FORWARDS);
-        let request = context.request.clone();
+        let mut request = context.request.clone();
         let is_invite = context.method == Method::Invite;
         let loop_hash = loop_hash(&request);
+        if let Some(sdp) = offered_sdp {
+            request.set_body(sdp);
+        }
         let mut branches = Vec::new();
         for target in &targets {
             let Some((outgoing, destination)) =
@@ -597,6 +677,19 @@ impl Router {
         let Some(next_hop) = next_hop(&ack) else {
             return;
         };
+        if let Some(media) = self.services.media.clone()
+            && has_sdp(&ack)
+        {
+            // The answer to a late offer (the 2xx carried the offer): the callee offered.
+            let roles = Roles {
+                is_answer: true,
+                offerer_is_to: true,
+            };
+            match exchange_sdp(&media, &ack, roles, None, None, None).await {
+                Ok(sdp) => ack.set_body(sdp),
+                Err(error) => tracing::warn!(%error, "media relay answer for an ACK failed"),
+            }
+        }
         remove_internal_headers(&mut ack);
         ack.replace_header(
             HeaderName::MaxForwards,
@@ -638,6 +731,17 @@ impl Router {
         if status == 100 {
             return;
         }
+        let request_had_sdp = self
+            .servers
+            .get(&server)
+            .is_none_or(|context| has_sdp(&context.request));
+        if self
+            .media_for_response(&mut response, request_had_sdp)
+            .await
+            && let Some(context) = self.servers.get_mut(&server)
+        {
+            context.media_engaged = true;
+        }
         let timer_c = self.config.timer_c;
         let Some(context) = self.servers.get_mut(&server) else {
             if (200..300).contains(&status) {
@@ -678,6 +782,7 @@ impl Router {
                     let _ = endpoint.send_cancel(other).await;
                 }
                 self.account_final(server, &response);
+                self.remember_media_dialog(server, &response);
             }
             if endpoint
                 .send_response(server, response.clone())
@@ -772,6 +877,13 @@ impl Router {
             }
             context.final_sent = true;
             context.decided = true;
+            let failed_call = context.method == Method::Invite
+                && request_is_out_of_dialog(&context.request)
+                && response.status().is_some_and(|status| status >= 300);
+            if failed_call && context.media_engaged {
+                let call_id = call_id_text(&context.request);
+                self.spawn_media_delete(&call_id);
+            }
         }
         self.account_final(transaction, &response);
         send_final(endpoint, transaction, response).await;
@@ -829,6 +941,13 @@ impl Router {
                 )
             })
             .unwrap_or_default();
+        let (source_user, source_domain) = request
+            .from()
+            .map(|from| {
+                let user = from.uri.user.map(text).unwrap_or_default();
+                (user, text(from.uri.host.as_bytes()))
+            })
+            .unwrap_or_default();
         let record = NewAccRecord {
             method: context.method.to_string(),
             from_tag: request
@@ -850,6 +969,10 @@ impl Router {
             destination_user,
             destination_domain,
             time_ms: unix_time_ms(),
+            source_cli: source_user.clone(),
+            source_user,
+            source_domain,
+            call_type: "call".to_owned(),
         };
         self.services.accounting.record(record);
     }
@@ -867,6 +990,240 @@ impl Router {
         if done {
             self.servers.remove(&server);
         }
+    }
+
+    // ----- media relay -----
+
+    /// Offer for a re-INVITE or UPDATE with SDP, delete for BYE, and dialog bookkeeping.
+    /// `false` when the request has been answered here (the relay refused the offer).
+    async fn in_dialog_media(
+        &mut self,
+        endpoint: &SipEndpoint,
+        transaction: TransactionId,
+        request: &Message,
+        source: SocketAddr,
+    ) -> bool {
+        let Some(media) = self.services.media.clone() else {
+            return true;
+        };
+        let call_id = call_id_text(request);
+        if let Some(dialog) = self.media_dialogs.get_mut(&call_id) {
+            dialog.observe_request(request);
+        }
+        match request.method() {
+            Some(Method::Bye) => {
+                self.media_dialogs.remove(&call_id);
+                self.spawn_media_delete(&call_id);
+            }
+            Some(Method::Invite | Method::Update) if has_sdp(request) => {
+                let roles = Roles {
+                    is_answer: false,
+                    offerer_is_to: false,
+                };
+                match exchange_sdp(&media, request, roles, None, Some(source.ip()), None).await {
+                    Ok(sdp) => {
+                        if let Some(context) = self.servers.get_mut(&transaction) {
+                            context.request.set_body(sdp);
+                            context.media_engaged = true;
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, call_id, "media relay refused a re-offer");
+                        let response = media_failure_response(request, &error);
+                        self.respond(endpoint, transaction, response).await;
+                        return false;
+                    }
+                }
+            }
+            _ => {}
+        }
+        true
+    }
+
+    /// Puts a 18x/2xx's SDP through the relay: `answer`, or `offer` when the request had no
+    /// SDP (late offer). `true` when the relay took it. A relay failure leaves the SDP as it is
+    /// (the call goes on without the relay) and is logged.
+    async fn media_for_response(&mut self, response: &mut Message, request_had_sdp: bool) -> bool {
+        let Some(media) = self.services.media.clone() else {
+            return false;
+        };
+        let relevant = matches!(response.status(), Some(101..=299))
+            && response
+                .cseq()
+                .is_ok_and(|cseq| matches!(cseq.method, Method::Invite | Method::Update))
+            && has_sdp(response);
+        if !relevant {
+            return false;
+        }
+        let roles = Roles {
+            is_answer: request_had_sdp,
+            offerer_is_to: !request_had_sdp,
+        };
+        let branch = response
+            .top_via()
+            .ok()
+            .and_then(|via| via.branch().map(<[u8]>::to_vec));
+        match exchange_sdp(
+            &media,
+            response,
+            roles,
+            branch.as_deref(),
+            None,
+            Some("callee"),
+        )
+        .await
+        {
+            Ok(sdp) => {
+                response.set_body(sdp);
+                true
+            }
+            Err(error) => {
+                tracing::error!(%error, "media relay refused the SDP of a response: passed on as it is");
+                false
+            }
+        }
+    }
+
+    /// Records the dialog an initial INVITE's first 2xx confirmed, when its media goes
+    /// through the relay.
+    fn remember_media_dialog(&mut self, server: TransactionId, response: &Message) {
+        let Some(context) = self.servers.get(&server) else {
+            return;
+        };
+        if !context.media_engaged
+            || context.method != Method::Invite
+            || !request_is_out_of_dialog(&context.request)
+        {
+            return;
+        }
+        let local = self.config.local_addr;
+        let is_own = |uri: &Uri<'_>| {
+            uri.host.ip() == Some(local.ip()) && uri.port.unwrap_or(5060) == local.port()
+        };
+        match Dialog::confirmed(&context.request, response, is_own) {
+            Ok(dialog) => {
+                if self.media_dialogs.len() >= MAX_REMEMBERED_DIALOGS {
+                    tracing::warn!("too many confirmed calls: media check skips a new one");
+                    return;
+                }
+                if self.next_media_check.is_none() {
+                    self.next_media_check = Some(Instant::now() + self.config.media_check_interval);
+                }
+                self.media_dialogs.insert(dialog.call_id.clone(), dialog);
+            }
+            Err(error) => tracing::debug!(%error, "no dialog state for the media check"),
+        }
+    }
+
+    fn spawn_media_delete(&self, call_id: &str) {
+        let Some(media) = self.services.media.clone() else {
+            return;
+        };
+        let call_id = call_id.to_owned();
+        tokio::spawn(async move {
+            if let Err(error) = media.delete(&call_id).await {
+                tracing::warn!(%error, call_id, "media relay delete failed");
+            }
+        });
+    }
+
+    /// Asks the relay about every confirmed call in a task of its own; the calls it no
+    /// longer knows come back as [`Work::MediaChecked`].
+    fn start_media_check(&mut self) {
+        let Some(media) = self.services.media.clone() else {
+            return;
+        };
+        if self.media_check_running || self.media_dialogs.is_empty() {
+            return;
+        }
+        self.media_check_running = true;
+        let call_ids: Vec<String> = self.media_dialogs.keys().cloned().collect();
+        let work = self.work.clone();
+        tokio::spawn(async move {
+            let mut gone = Vec::new();
+            for call_id in call_ids {
+                match media.query(&call_id).await {
+                    Ok(_) => {}
+                    Err(error) if error.is_unknown_call() => gone.push(call_id),
+                    Err(NgClientError::Refused(reason)) => {
+                        tracing::debug!(reason, call_id, "media query refused");
+                    }
+                    Err(error) => {
+                        // The relay is unreachable: that says nothing about the calls.
+                        tracing::warn!(%error, "media check stopped");
+                        break;
+                    }
+                }
+            }
+            let _ = work.send(Work::MediaChecked { gone });
+        });
+    }
+
+    /// Ends a call the relay dropped for lack of media: BYE to the callee and to the caller,
+    /// each on behalf of the other, and the stop record.
+    async fn end_call(&mut self, endpoint: &SipEndpoint, mut dialog: Dialog) {
+        tracing::info!(
+            call_id = dialog.call_id,
+            "media timeout: ending the call with BYE"
+        );
+        for side in [Side::Callee, Side::Caller] {
+            let (mut bye, next_hop) = dialog.bye(side, "Media Timeout");
+            let Some(destination) = uri_address(&next_hop) else {
+                tracing::warn!(next_hop, "BYE target not reachable by IP");
+                continue;
+            };
+            bye.push_via(self.own_via(rand::random()));
+            if let Err(error) = endpoint
+                .send_request(
+                    bye,
+                    Destination::address(TransportProtocol::Udp, destination),
+                )
+                .await
+            {
+                tracing::warn!(%error, "BYE could not be sent");
+            }
+        }
+        let parties = self
+            .dialogs
+            .remove(dialog.call_id.as_bytes())
+            .unwrap_or_default();
+        let user_and_domain = |address: &str, header: &HeaderName| {
+            NameAddr::parse(address.as_bytes(), header)
+                .map(|name_addr| {
+                    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+                    (
+                        name_addr.uri.user.map(text).unwrap_or_default(),
+                        text(name_addr.uri.host.as_bytes()),
+                    )
+                })
+                .unwrap_or_default()
+        };
+        let (source_user, source_domain) =
+            user_and_domain(&dialog.caller.address, &HeaderName::From);
+        let (destination_user, destination_domain) =
+            user_and_domain(&dialog.callee.address, &HeaderName::To);
+        // Fields the record gains later keep their defaults here.
+        #[allow(clippy::needless_update)]
+        let record = NewAccRecord {
+            source_cli: source_user.clone(),
+            source_user,
+            source_domain,
+            destination_user,
+            destination_domain,
+            call_type: "call".to_owned(),
+            method: Method::Bye.to_string(),
+            from_tag: dialog.caller.tag.clone(),
+            to_tag: dialog.callee.tag.clone(),
+            call_id: dialog.call_id.clone(),
+            sip_code: 200,
+            sip_reason: "Media Timeout".to_owned(),
+            source_user_id: parties.caller_uuid,
+            destination_user_id: parties.callee_uuid,
+            source_ip: self.config.local_addr.ip().to_string(),
+            time_ms: unix_time_ms(),
+            ..NewAccRecord::default()
+        };
+        self.services.accounting.record(record);
     }
 
     // ----- helpers -----
@@ -994,7 +1351,41 @@ async fn decide(
     if bindings.is_empty() {
         return respond(480, "Temporarily Unavailable");
     }
+    let mut offered_sdp = None;
+    if let Some(media) = &services.media
+        && request.method() == Some(&Method::Invite)
+        && has_sdp(request)
+    {
+        let roles = Roles {
+            is_answer: false,
+            offerer_is_to: false,
+        };
+        let branch = request
+            .top_via()
+            .ok()
+            .and_then(|via| via.branch().map(<[u8]>::to_vec));
+        match exchange_sdp(
+            media,
+            request,
+            roles,
+            branch.as_deref(),
+            Some(source.ip()),
+            Some("caller"),
+        )
+        .await
+        {
+            Ok(sdp) => offered_sdp = Some(sdp),
+            Err(error) => {
+                tracing::warn!(%error, call_id = call_id_text(request), "media relay offer failed");
+                return Work::Respond {
+                    transaction,
+                    response: Box::new(media_failure_response(request, &error)),
+                };
+            }
+        }
+    }
     Work::Fork {
+        offered_sdp,
         transaction,
         targets: bindings
             .into_iter()
@@ -1009,6 +1400,92 @@ async fn decide(
             callee_uuid: Some(callee.uuid),
         },
     }
+}
+
+/// Which party offers: `offer`/`answer`, and whether the offerer is the To party (a late
+/// offer in a reply and its answer in the ACK) so the tags are swapped (ng-protocol.md §3).
+#[derive(Debug, Clone, Copy)]
+struct Roles {
+    is_answer: bool,
+    offerer_is_to: bool,
+}
+
+/// Puts `message`'s SDP through the relay and returns the SDP to pass on.
+async fn exchange_sdp(
+    media: &MediaRelayClient,
+    message: &Message,
+    roles: Roles,
+    via_branch: Option<&[u8]>,
+    received_from: Option<IpAddr>,
+    label: Option<&str>,
+) -> Result<Bytes, NgClientError> {
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    let call_id = call_id_text(message);
+    let from_tag = message.from().ok().and_then(|from| from.tag().map(text));
+    let to_tag = message.to().ok().and_then(|to| to.tag().map(text));
+    let (offerer, other) = if roles.offerer_is_to {
+        (to_tag, from_tag)
+    } else {
+        (from_tag, to_tag)
+    };
+    let Some(offerer) = offerer else {
+        return Err(NgClientError::Refused("the SDP sender has no tag".into()));
+    };
+    let via_branch = via_branch.map(text);
+    let body = message.body();
+    let sdp = media
+        .offer_answer(
+            &SdpExchange {
+                call_id: &call_id,
+                from_tag: &offerer,
+                to_tag: other.as_deref(),
+                via_branch: via_branch.as_deref(),
+                received_from,
+                label,
+                sdp: &body,
+            },
+            roles.is_answer,
+        )
+        .await?;
+    Ok(Bytes::from(sdp))
+}
+
+/// The answer to a request whose SDP the relay did not take: 488 when it refused the SDP
+/// (RFC 3261 §21.4.26), else 503.
+fn media_failure_response(request: &Message, error: &NgClientError) -> Message {
+    match error {
+        NgClientError::Refused(reason) if reason.contains("SDP") => local_response(
+            request,
+            488,
+            "Not Acceptable Here - Media Relay Refused SDP",
+        )
+        .build(),
+        NgClientError::Refused(_) | NgClientError::BadReply(_) => {
+            local_response(request, 503, "Media Relay Refused Call").build()
+        }
+        NgClientError::Timeout { .. } | NgClientError::Down { .. } | NgClientError::Io(_) => {
+            local_response(request, 503, "Media Relay Unavailable").build()
+        }
+    }
+}
+
+/// Whether a message carries an SDP body (a body with `application/sdp` or no Content-Type).
+fn has_sdp(message: &Message) -> bool {
+    if message.body().is_empty() {
+        return false;
+    }
+    match message.content_type() {
+        Ok(Some(media_type)) => media_type.is(b"application", b"sdp"),
+        Ok(None) => true,
+        Err(_) => false,
+    }
+}
+
+fn call_id_text(message: &Message) -> String {
+    message
+        .call_id()
+        .map(|call_id| String::from_utf8_lossy(call_id).into_owned())
+        .unwrap_or_default()
 }
 
 /// Whether the platform serves `domain`.
@@ -1298,12 +1775,14 @@ mod tests {
                 trusted_load_balancers: Vec::new(),
                 served_domains: Vec::new(),
                 timer_c: Duration::from_secs(181),
+                media_check_interval: Duration::from_secs(5),
             },
             Arc::new(RouterServices {
                 store,
                 authenticator,
                 location,
                 accounting,
+                media: None,
             }),
             work,
         );

@@ -290,7 +290,82 @@ async fn the_purger_removes_lapsed_bindings_in_the_background(db: TestDb) {
     assert_eq!(location.lookup_at(&alice(), now).len(), 1);
 }
 
+async fn concurrent_changes_share_one_commit_and_a_bad_one_fails_alone(db: TestDb) {
+    provision(&db.store).await;
+    let location = std::sync::Arc::new(Location::load(db.store.clone(), NOW).await.expect("load"));
+    let binding = |contact: String| Binding {
+        contact,
+        q: 1000,
+        expires_at_unix: NOW + 100,
+        path: vec![],
+        received: None,
+        call_id: "c@x".into(),
+        cseq: 1,
+        user_agent: None,
+        instance: None,
+        reg_id: None,
+        updated_at_unix: NOW,
+    };
+    let register_all = |users: std::ops::Range<usize>, bad: Option<usize>| {
+        let mut tasks = tokio::task::JoinSet::new();
+        for index in users {
+            let location = std::sync::Arc::clone(&location);
+            let contact = if bad == Some(index) {
+                format!("sip:{}@192.0.2.9", "x".repeat(600))
+            } else {
+                format!("sip:user{index}@192.0.2.9")
+            };
+            let changes = BindingChanges {
+                upserts: vec![binding(contact)],
+                removals: vec![],
+            };
+            tasks.spawn(async move {
+                let aor = AddressOfRecord::new(format!("user{index}"), DOMAIN);
+                (index, location.apply(&aor, &changes).await.is_ok())
+            });
+        }
+        tasks
+    };
+
+    // 100 registrations at once: all durable, never more than one database trip each (the
+    // committer merges whatever is queued while a write is in flight).
+    let before = location.database_statements();
+    let outcomes = register_all(0..100, None).join_all().await;
+    assert!(outcomes.iter().all(|(_, ok)| *ok));
+    let statements = location.database_statements() - before;
+    assert!(
+        (1..=100).contains(&statements),
+        "100 concurrent registrations took {statements} database trips"
+    );
+    assert_eq!(
+        db.store.list_live_locations(NOW).await.expect("rows").len(),
+        100
+    );
+
+    // A refused row among good ones: only its own caller sees the error.
+    let outcomes = register_all(100..121, Some(110)).join_all().await;
+    for (index, ok) in outcomes {
+        assert_eq!(ok, index != 110, "user{index}");
+    }
+    assert_eq!(
+        db.store.list_live_locations(NOW).await.expect("rows").len(),
+        120
+    );
+    assert_eq!(
+        location
+            .lookup_at(&AddressOfRecord::new("user115", DOMAIN), NOW)
+            .len(),
+        1
+    );
+    assert!(
+        location
+            .lookup_at(&AddressOfRecord::new("user110", DOMAIN), NOW)
+            .is_empty()
+    );
+}
+
 on_both_backends!(
+    concurrent_changes_share_one_commit_and_a_bad_one_fails_alone,
     the_purger_removes_lapsed_bindings_in_the_background,
     bindings_survive_a_restart,
     expired_bindings_are_not_returned_and_get_purged,

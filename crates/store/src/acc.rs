@@ -15,9 +15,10 @@ const REASON_WIDTH: usize = 128;
 const UUID_WIDTH: usize = 36;
 const SOURCE_IP_WIDTH: usize = 64;
 const DESTINATION_WIDTH: usize = 255;
+const CALL_TYPE_WIDTH: usize = 16;
 
 /// One accounting record to write.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewAccRecord {
     /// `INVITE` (call start or failure) or `BYE` (call stop).
     pub method: String,
@@ -43,6 +44,14 @@ pub struct NewAccRecord {
     pub destination_domain: String,
     /// When the final response was sent, in milliseconds since the Unix epoch.
     pub time_ms: i64,
+    /// User part of the From URI as the caller sent it.
+    pub source_user: String,
+    /// Host part of the From URI.
+    pub source_domain: String,
+    /// Calling line identity: the P-Asserted-Identity user, else the From user.
+    pub source_cli: String,
+    /// `call`, or the call-forward kind (`cfu`, `cfb`, `cft`, `cfna`); empty means `call`.
+    pub call_type: String,
 }
 
 /// A stored accounting record.
@@ -63,6 +72,10 @@ pub struct AccRecord {
     pub destination_user: String,
     pub destination_domain: String,
     pub time_ms: i64,
+    pub source_user: String,
+    pub source_domain: String,
+    pub source_cli: String,
+    pub call_type: String,
 }
 
 /// The `acc` table.
@@ -93,7 +106,8 @@ fn clip(value: &str, width: usize) -> &str {
 
 const INSERT_ACC: &str = "INSERT INTO acc (method, from_tag, to_tag, callid, sip_code, \
      sip_reason, source_user_id, destination_user_id, source_ip, destination_user, \
-     destination_domain, time_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+     destination_domain, time_ms, source_user, source_domain, source_cli, call_type) \
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
 impl AccRepository for Store {
     async fn insert_acc_records(&self, records: &[NewAccRecord]) -> StoreResult<()> {
@@ -116,6 +130,13 @@ impl AccRepository for Store {
                     .bind(clip(&record.destination_user, DESTINATION_WIDTH))
                     .bind(clip(&record.destination_domain, DESTINATION_WIDTH))
                     .bind(record.time_ms)
+                    .bind(clip(&record.source_user, DESTINATION_WIDTH))
+                    .bind(clip(&record.source_domain, DESTINATION_WIDTH))
+                    .bind(clip(&record.source_cli, DESTINATION_WIDTH))
+                    .bind(match record.call_type.as_str() {
+                        "" => "call",
+                        other => clip(other, CALL_TYPE_WIDTH),
+                    })
                     .execute(&mut *transaction)
                     .await?;
             }
@@ -129,7 +150,8 @@ impl AccRepository for Store {
             sqlx::query_as::<_, AccRecord>(
                 "SELECT id, method, from_tag, to_tag, callid, sip_code, \
                  sip_reason, source_user_id, destination_user_id, source_ip, destination_user, \
-                 destination_domain, time_ms FROM acc WHERE callid = ? ORDER BY id",
+                 destination_domain, time_ms, source_user, source_domain, source_cli, call_type \
+                 FROM acc WHERE callid = ? ORDER BY id",
             )
             .bind(call_id)
             .fetch_all(pool)
@@ -156,6 +178,10 @@ mod tests {
             destination_user: "bob".to_owned(),
             destination_domain: "example.org".to_owned(),
             time_ms: 1_764_000_000_123,
+            source_user: "alice".to_owned(),
+            source_domain: "example.org".to_owned(),
+            source_cli: "431234".to_owned(),
+            call_type: String::new(),
         }
     }
 
@@ -193,6 +219,14 @@ mod tests {
         assert_eq!(rows[2].to_tag, "");
         assert_eq!(rows[0].time_ms, 1_764_000_000_123);
         assert_eq!(rows[0].destination_user_id, None);
+        assert_eq!(
+            rows[0].call_type, "call",
+            "an empty call type is stored as `call`"
+        );
+        assert_eq!(
+            (rows[0].source_user.as_str(), rows[0].source_cli.as_str()),
+            ("alice", "431234")
+        );
         assert_eq!(
             rows[0].source_user_id.as_deref(),
             Some("6f1c0c0e-0000-4000-8000-000000000001")

@@ -105,6 +105,21 @@ impl DomainRepository for Store {
 
     async fn find_domain_by_name(&self, name: &str) -> StoreResult<Option<Domain>> {
         let name = name.trim().to_ascii_lowercase();
+        if let Some(reader) = self.direct_reader() {
+            // Per-call lookup of the proxy: inline on SQLite files (see direct.rs).
+            return reader.read(|connection| {
+                use rusqlite::OptionalExtension;
+                connection
+                    .prepare_cached("SELECT id, domain FROM domains WHERE domain = ?")?
+                    .query_row([&name], |row| {
+                        Ok(Domain {
+                            id: row.get(0)?,
+                            domain: row.get(1)?,
+                        })
+                    })
+                    .optional()
+            });
+        }
         Ok(on_pool!(self, pool => {
             sqlx::query_as::<_, Domain>("SELECT id, domain FROM domains WHERE domain = ?")
                 .bind(&name)

@@ -30,8 +30,10 @@
 pub mod acc;
 mod admin;
 mod callforward;
+pub mod cdr;
 mod credentials;
 mod customer;
+mod direct;
 mod domain;
 mod error;
 pub mod location;
@@ -57,11 +59,16 @@ pub use callforward::{
     Destination, DestinationSet, NewDestinationSet, NewSourceSet, NewTimeSet, SimpleCallForward,
     Source, SourceMode, SourceSet, TimePeriod, TimeSet,
 };
+pub use cdr::{
+    CallStatus, CallType, Cdr, CdrFilter, CdrLeg, CdrRepository, ExportStatus, MediationCommit,
+    MediationCounts, MediationOutcome, NewCdr, SubscriberRef, TrashedAcc,
+};
 pub use credentials::{
     ha1_md5, ha1_sha256, hash_password, hash_password_blocking, verify_password,
     verify_password_blocking,
 };
 pub use customer::{Customer, CustomerFilter, CustomerRepository, CustomerStatus, NewCustomer};
+pub use direct::SipSubscriber;
 pub use domain::{Domain, DomainFilter, DomainRepository, NewDomain};
 pub use error::{StoreError, StoreResult};
 pub use location::{LocationKey, LocationRecord, LocationRepository};
@@ -87,9 +94,9 @@ pub use subscriber::{
 /// All repository traits, for `use store::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        AdminRepository, CallForwardRepository, CustomerRepository, DomainRepository,
-        PeeringRepository, PreferenceRepository, RewriteRuleRepository, Store, StoreError,
-        StoreResult, SubscriberRepository,
+        AdminRepository, CallForwardRepository, CdrRepository, CustomerRepository,
+        DomainRepository, PeeringRepository, PreferenceRepository, RewriteRuleRepository, Store,
+        StoreError, StoreResult, SubscriberRepository,
     };
 }
 
@@ -202,6 +209,8 @@ pub(crate) use text_enum;
 #[derive(Debug, Clone)]
 pub struct Store {
     backend: Backend,
+    /// Inline reads on the SQLite file for the proxy's hot lookups (see `direct.rs`).
+    direct: Option<std::sync::Arc<direct::DirectReader>>,
 }
 
 impl Store {
@@ -229,10 +238,14 @@ impl Store {
                     .idle_timeout(None)
                     .max_lifetime(None);
             }
+            let direct = (!in_memory).then(|| {
+                std::sync::Arc::new(direct::DirectReader::new(options.get_filename().to_owned()))
+            });
             let pool = pool_options.connect_with(options).await?;
             SQLITE_MIGRATOR.run(&pool).await?;
             Ok(Store {
                 backend: Backend::Sqlite(pool),
+                direct,
             })
         } else if url.starts_with("mysql:") || url.starts_with("mariadb:") {
             let url = match url.strip_prefix("mariadb:") {
@@ -250,6 +263,7 @@ impl Store {
             MYSQL_MIGRATOR.run(&pool).await?;
             Ok(Store {
                 backend: Backend::MySql(pool),
+                direct: None,
             })
         } else {
             Err(StoreError::UnsupportedUrl(url.to_owned()))

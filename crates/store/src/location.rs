@@ -54,7 +54,9 @@ pub struct LocationKey {
 /// Queries on the location table.
 pub trait LocationRepository {
     /// Writes `upserts` (insert or replace by key) and `deletes` in one transaction; a single
-    /// upsert or delete runs as one statement. Returns the number of statements executed.
+    /// upsert or delete runs as one statement. Returns the number of round trips to the
+    /// database: statements sent through sqlx (multi-row, so a batch takes a few), or one for
+    /// the inline transaction on a SQLite file.
     fn apply_location_changes(
         &self,
         upserts: &[LocationRecord],
@@ -82,21 +84,25 @@ pub trait LocationRepository {
     fn purge_expired_locations(&self, now: u64) -> impl Future<Output = StoreResult<u64>> + Send;
 }
 
-const SQLITE_UPSERT: &str = "INSERT INTO location \
+const UPSERT_PREFIX: &str = "INSERT INTO location \
     (domain, username, contact, q, expires_at, path, received, call_id, cseq, user_agent, \
-     instance, reg_id, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-    ON CONFLICT (domain, username, contact) DO UPDATE SET q = excluded.q, \
-    expires_at = excluded.expires_at, path = excluded.path, received = excluded.received, \
-    call_id = excluded.call_id, cseq = excluded.cseq, user_agent = excluded.user_agent, \
-    instance = excluded.instance, reg_id = excluded.reg_id, updated_at = excluded.updated_at";
+     instance, reg_id, updated_at) ";
+const ONE_ROW: &str = "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ";
 
-const MYSQL_UPSERT: &str = "INSERT INTO location \
-    (domain, username, contact, q, expires_at, path, received, call_id, cseq, user_agent, \
-     instance, reg_id, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-    ON DUPLICATE KEY UPDATE q = VALUES(q), expires_at = VALUES(expires_at), \
-    path = VALUES(path), received = VALUES(received), call_id = VALUES(call_id), \
-    cseq = VALUES(cseq), user_agent = VALUES(user_agent), instance = VALUES(instance), \
-    reg_id = VALUES(reg_id), updated_at = VALUES(updated_at)";
+const SQLITE_ON_CONFLICT: &str = " ON CONFLICT (domain, username, contact) DO UPDATE SET \
+    q = excluded.q, expires_at = excluded.expires_at, path = excluded.path, \
+    received = excluded.received, call_id = excluded.call_id, cseq = excluded.cseq, \
+    user_agent = excluded.user_agent, instance = excluded.instance, reg_id = excluded.reg_id, \
+    updated_at = excluded.updated_at";
+
+const MYSQL_ON_CONFLICT: &str = " ON DUPLICATE KEY UPDATE q = VALUES(q), \
+    expires_at = VALUES(expires_at), path = VALUES(path), received = VALUES(received), \
+    call_id = VALUES(call_id), cseq = VALUES(cseq), user_agent = VALUES(user_agent), \
+    instance = VALUES(instance), reg_id = VALUES(reg_id), updated_at = VALUES(updated_at)";
+
+/// Rows per multi-row statement: 13 placeholders a row stays far below SQLite's 32,766 and
+/// MySQL's 65,535 placeholder limits.
+const ROWS_PER_STATEMENT: usize = 500;
 
 const DELETE_ONE: &str = "DELETE FROM location WHERE domain = ? AND username = ? AND contact = ?";
 
@@ -209,10 +215,10 @@ macro_rules! bind_record {
 }
 
 impl Store {
-    fn upsert_statement(&self) -> &'static str {
+    fn on_conflict_clause(&self) -> &'static str {
         match self.backend() {
-            Backend::Sqlite(_) => SQLITE_UPSERT,
-            Backend::MySql(_) => MYSQL_UPSERT,
+            Backend::Sqlite(_) => SQLITE_ON_CONFLICT,
+            Backend::MySql(_) => MYSQL_ON_CONFLICT,
         }
     }
 }
@@ -230,15 +236,45 @@ impl LocationRepository for Store {
                 .map_err(|error| StoreError::invalid("path", error.to_string()))?;
             encoded.push((record, path));
         }
-        let statements = encoded.len() + deletes.len();
-        let upsert = self.upsert_statement();
-        match statements {
-            0 => {}
+        let upsert = format!("{UPSERT_PREFIX}{ONE_ROW}{}", self.on_conflict_clause());
+        if let Some(direct) = self.direct_reader() {
+            if encoded.is_empty() && deletes.is_empty() {
+                return Ok(0);
+            }
+            return direct.write(|transaction| {
+                let mut delete = transaction.prepare_cached(DELETE_ONE)?;
+                for key in deletes {
+                    delete.execute((&key.domain, &key.username, &key.contact))?;
+                }
+                let mut statement = transaction.prepare_cached(&upsert)?;
+                for (record, path) in &encoded {
+                    statement.execute(rusqlite::params![
+                        record.domain,
+                        record.username,
+                        record.contact,
+                        i64::from(record.q),
+                        seconds(record.expires_at),
+                        path,
+                        fit(&record.received, 512),
+                        record.call_id,
+                        i64::from(record.cseq),
+                        fit(&record.user_agent, 255),
+                        fit(&record.instance, 255),
+                        record.reg_id.map(i64::from),
+                        seconds(record.updated_at),
+                    ])?;
+                }
+                // One inline transaction: one trip to the database, however many rows.
+                Ok(1)
+            });
+        }
+        match encoded.len() + deletes.len() {
+            0 => return Ok(0),
             1 => {
                 // One change: a single autocommit statement, no BEGIN/COMMIT round trips.
                 on_pool!(self, pool => {
                     if let Some((record, path)) = encoded.first() {
-                        bind_record!(sqlx::query(upsert), record, path).execute(pool).await?;
+                        bind_record!(sqlx::query(sqlx::AssertSqlSafe(upsert.as_str())), record, path).execute(pool).await?;
                     } else if let Some(key) = deletes.first() {
                         sqlx::query(DELETE_ONE)
                             .bind(&key.domain)
@@ -247,26 +283,54 @@ impl LocationRepository for Store {
                             .execute(pool)
                             .await?;
                     }
-                })
+                });
+                return Ok(1);
             }
-            _ => on_pool!(self, pool => {
-                let mut transaction = pool.begin().await?;
-                for key in deletes {
-                    sqlx::query(DELETE_ONE)
-                        .bind(&key.domain)
-                        .bind(&key.username)
-                        .bind(&key.contact)
-                        .execute(&mut *transaction)
-                        .await?;
-                }
-                for (record, path) in &encoded {
-                    bind_record!(sqlx::query(upsert), record, path)
-                        .execute(&mut *transaction)
-                        .await?;
-                }
-                transaction.commit().await?;
-            }),
+            _ => {}
         }
+        // Several changes (one REGISTER with many contacts, or the registrar's group commit of
+        // many REGISTERs): one multi-row DELETE and one multi-row upsert per chunk inside one
+        // transaction, so a batch costs a handful of database round trips, not one per row.
+        let mut statements = 0;
+        on_pool!(self, pool => {
+            let mut transaction = pool.begin().await?;
+            for chunk in deletes.chunks(ROWS_PER_STATEMENT) {
+                let mut builder = sqlx::QueryBuilder::new("DELETE FROM location WHERE ");
+                for (index, key) in chunk.iter().enumerate() {
+                    builder.push(if index == 0 { "(domain = " } else { " OR (domain = " });
+                    builder.push_bind(key.domain.clone());
+                    builder.push(" AND username = ");
+                    builder.push_bind(key.username.clone());
+                    builder.push(" AND contact = ");
+                    builder.push_bind(key.contact.clone());
+                    builder.push(")");
+                }
+                builder.build().execute(&mut *transaction).await?;
+                statements += 1;
+            }
+            for chunk in encoded.chunks(ROWS_PER_STATEMENT) {
+                let mut builder = sqlx::QueryBuilder::new(UPSERT_PREFIX);
+                builder.push_values(chunk, |mut row, (record, path)| {
+                    row.push_bind(record.domain.clone())
+                        .push_bind(record.username.clone())
+                        .push_bind(record.contact.clone())
+                        .push_bind(i64::from(record.q))
+                        .push_bind(seconds(record.expires_at))
+                        .push_bind(path.clone())
+                        .push_bind(fit(&record.received, 512))
+                        .push_bind(record.call_id.clone())
+                        .push_bind(i64::from(record.cseq))
+                        .push_bind(fit(&record.user_agent, 255))
+                        .push_bind(fit(&record.instance, 255))
+                        .push_bind(record.reg_id.map(i64::from))
+                        .push_bind(seconds(record.updated_at));
+                });
+                builder.push(self.on_conflict_clause());
+                builder.build().execute(&mut *transaction).await?;
+                statements += 1;
+            }
+            transaction.commit().await?;
+        });
         Ok(statements)
     }
 

@@ -23,6 +23,10 @@ pub struct Config {
     pub lb: LbSection,
     /// The SIP proxy and registrar (`voxide proxy`).
     pub proxy: ProxySection,
+    /// The media relay (`voxide media`).
+    pub media: MediaSection,
+    /// Mediation: acc records to CDRs (`voxide mediator`).
+    pub mediator: MediatorSection,
     /// Settings of `voxide admin` (url, user, password, ca_cert, insecure), read by the CLI;
     /// accepted here so one file serves both.
     #[serde(rename = "admin")]
@@ -37,6 +41,8 @@ impl Default for Config {
             api: ApiSection::default(),
             lb: LbSection::default(),
             proxy: ProxySection::default(),
+            media: MediaSection::default(),
+            mediator: MediatorSection::default(),
             admin_client: None,
         }
     }
@@ -208,6 +214,88 @@ pub struct ProxySection {
     /// Timer C: how long an INVITE branch may go without a provisional response
     /// (RFC 3261 §16.6 step 11: more than 3 minutes).
     pub timer_c_seconds: u64,
+    /// The ng media relay every call's SDP goes through: unset = `media.ng_listen` (the relay
+    /// of this configuration), an address like "127.0.0.1:12222" for any ng-speaking relay
+    /// (rtpengine too), or `""`/`"off"` to leave SDP untouched.
+    pub media_relay: MediaRelaySetting,
+    /// Seconds between asking the relay whether each confirmed call still exists (a call it
+    /// ended for lack of media gets a BYE to both phones).
+    pub media_check_seconds: u64,
+}
+
+/// `proxy.media_relay`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MediaRelaySetting {
+    /// The relay of `[media]`.
+    #[default]
+    Own,
+    /// SDP untouched.
+    Off,
+    /// Any ng-speaking relay.
+    Address(SocketAddr),
+}
+
+impl<'de> Deserialize<'de> for MediaRelaySetting {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        if text.is_empty() || text == "off" {
+            return Ok(Self::Off);
+        }
+        text.parse::<SocketAddr>().map(Self::Address).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "`{text}` is neither an ng address like \"127.0.0.1:12222\" nor \"off\""
+            ))
+        })
+    }
+}
+
+/// `[media]`: the rtpengine-compatible relay (ng control + RTP/RTCP data plane).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaSection {
+    /// ng control listener (UDP).
+    pub ng_listen: SocketAddr,
+    /// Address the RTP/RTCP sockets bind to.
+    pub address: IpAddr,
+    /// Address written into SDP; empty: `address` (set it behind 1:1 NAT).
+    pub advertised_address: Option<IpAddr>,
+    /// Lowest relay port.
+    pub port_min: u16,
+    /// Highest relay port.
+    pub port_max: u16,
+    /// Seconds without media (and signalling) after which a call is ended.
+    pub timeout_seconds: u64,
+    /// Seconds between `delete` and the release of a call's ports.
+    pub delete_delay_seconds: u64,
+    /// TOS byte of relayed packets (184 = DSCP EF).
+    pub tos: u8,
+    /// `batched` (recvmmsg/sendmmsg) or `simple` (one system call per packet).
+    pub io_mode: MediaIoMode,
+}
+
+/// `media.io_mode`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MediaIoMode {
+    Batched,
+    Simple,
+}
+
+impl Default for MediaSection {
+    fn default() -> Self {
+        let defaults = media::MediaConfig::default();
+        Self {
+            ng_listen: defaults.ng_address,
+            address: defaults.media_bind_address,
+            advertised_address: None,
+            port_min: defaults.port_min,
+            port_max: defaults.port_max,
+            timeout_seconds: defaults.media_timeout.as_secs(),
+            delete_delay_seconds: defaults.delete_delay.as_secs(),
+            tos: defaults.tos,
+            io_mode: MediaIoMode::Batched,
+        }
+    }
 }
 
 impl Default for ProxySection {
@@ -225,6 +313,31 @@ impl Default for ProxySection {
             auth_max_failures: 5,
             auth_failure_window_seconds: 300,
             timer_c_seconds: 181,
+            media_relay: MediaRelaySetting::Own,
+            media_check_seconds: 5,
+        }
+    }
+}
+
+/// `[mediator]`: turns the proxy's acc records into CDRs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediatorSection {
+    /// Seconds between mediation passes.
+    pub poll_interval_seconds: u64,
+    /// Seconds an answered call may go without a BYE before it becomes a `failed` CDR.
+    pub max_call_age_seconds: u64,
+    /// Calls read and committed per database transaction.
+    pub batch_size: u32,
+}
+
+impl Default for MediatorSection {
+    fn default() -> Self {
+        let defaults = mediator::MediatorConfig::default();
+        Self {
+            poll_interval_seconds: defaults.poll_interval.as_secs(),
+            max_call_age_seconds: defaults.max_call_age.as_secs(),
+            batch_size: defaults.batch_size,
         }
     }
 }
@@ -310,6 +423,40 @@ impl Config {
         }
         if proxy.trusted_lb.is_empty() {
             anyhow::bail!("proxy.trusted_lb: empty; the proxy would refuse every LB");
+        }
+        if proxy.media_check_seconds == 0 {
+            anyhow::bail!("proxy.media_check_seconds: must be at least 1");
+        }
+        let media = &self.media;
+        if media.port_min == 0 || media.port_min >= media.port_max {
+            anyhow::bail!(
+                "media.port_min: {} must be above 0 and below media.port_max {}",
+                media.port_min,
+                media.port_max
+            );
+        }
+        if media.timeout_seconds == 0 {
+            anyhow::bail!("media.timeout_seconds: must be at least 1");
+        }
+        if media.delete_delay_seconds > 86_400 {
+            anyhow::bail!("media.delete_delay_seconds: at most 86400 (a day)");
+        }
+        let advertised = media.advertised_address.unwrap_or(media.address);
+        if advertised.is_unspecified() {
+            anyhow::bail!(
+                "media.advertised_address: media.address is a wildcard; name the address phones \
+                 send media to"
+            );
+        }
+        let mediator = &self.mediator;
+        if mediator.poll_interval_seconds == 0 {
+            anyhow::bail!("mediator.poll_interval_seconds: must be at least 1");
+        }
+        if mediator.max_call_age_seconds == 0 {
+            anyhow::bail!("mediator.max_call_age_seconds: must be at least 1");
+        }
+        if !(1..=10_000).contains(&mediator.batch_size) {
+            anyhow::bail!("mediator.batch_size: must be 1 to 10000");
         }
         Ok(())
     }
@@ -406,7 +553,59 @@ impl Config {
         }
         config.authentication.max_failures = section.auth_max_failures;
         config.authentication.failure_window_seconds = section.auth_failure_window_seconds;
+        config.media_relay = self
+            .media_relay_address()
+            .map(proxy::media::MediaRelayConfig::new);
+        config.media_check_interval = std::time::Duration::from_secs(section.media_check_seconds);
         config
+    }
+
+    /// The ng address the proxy sends to; `None` when switched off.
+    pub fn media_relay_address(&self) -> Option<SocketAddr> {
+        match self.proxy.media_relay {
+            MediaRelaySetting::Off => None,
+            MediaRelaySetting::Address(address) => Some(address),
+            MediaRelaySetting::Own => {
+                let listen = self.media.ng_listen;
+                // A wildcard listener is reached on loopback from the same host.
+                Some(if listen.ip().is_unspecified() {
+                    SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), listen.port())
+                } else {
+                    listen
+                })
+            }
+        }
+    }
+
+    /// The media relay's settings.
+    pub fn media_config(&self) -> media::MediaConfig {
+        let section = &self.media;
+        media::MediaConfig {
+            ng_address: section.ng_listen,
+            media_bind_address: section.address,
+            advertised_address: section.advertised_address.unwrap_or(section.address),
+            port_min: section.port_min,
+            port_max: section.port_max,
+            media_timeout: std::time::Duration::from_secs(section.timeout_seconds),
+            delete_delay: std::time::Duration::from_secs(section.delete_delay_seconds),
+            tos: section.tos,
+            io_mode: match section.io_mode {
+                MediaIoMode::Batched => media::IoMode::Batched,
+                MediaIoMode::Simple => media::IoMode::Simple,
+            },
+            ..media::MediaConfig::default()
+        }
+    }
+}
+
+impl Config {
+    /// The mediator's settings.
+    pub fn mediator_config(&self) -> mediator::MediatorConfig {
+        mediator::MediatorConfig {
+            poll_interval: std::time::Duration::from_secs(self.mediator.poll_interval_seconds),
+            max_call_age: std::time::Duration::from_secs(self.mediator.max_call_age_seconds),
+            batch_size: self.mediator.batch_size,
+        }
     }
 }
 
@@ -435,6 +634,31 @@ fn digest_algorithms(names: &[String]) -> anyhow::Result<Vec<DigestAlgorithm>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mediator_section_defaults_and_checks() {
+        let config = Config::parse("").unwrap();
+        let mediator = config.mediator_config();
+        assert_eq!(mediator.poll_interval, std::time::Duration::from_secs(5));
+        assert_eq!(
+            mediator.max_call_age,
+            std::time::Duration::from_secs(4 * 3600)
+        );
+        let config =
+            Config::parse("[mediator]\npoll_interval_seconds = 1\nmax_call_age_seconds = 60\n")
+                .unwrap();
+        assert_eq!(
+            config.mediator_config().max_call_age,
+            std::time::Duration::from_secs(60)
+        );
+        let error = Config::parse("[mediator]\npoll_interval_seconds = 0\n").unwrap_err();
+        assert!(
+            error.to_string().contains("mediator.poll_interval_seconds"),
+            "{error}"
+        );
+        let error = Config::parse("[mediator]\nintervall = 3\n").unwrap_err();
+        assert!(error.to_string().contains("intervall"), "{error}");
+    }
 
     #[test]
     fn empty_file_gives_the_defaults() {
@@ -585,6 +809,91 @@ mod tests {
             pinned.lb_config(None).advertised_address,
             Some("198.51.100.1".parse().unwrap())
         );
+    }
+
+    #[test]
+    fn the_media_settings_reach_the_relay_and_the_proxy() {
+        let defaults = Config::parse("").unwrap();
+        let relay = defaults.media_config();
+        assert_eq!(relay.ng_address, "127.0.0.1:12222".parse().unwrap());
+        assert_eq!((relay.port_min, relay.port_max), (30000, 40000));
+        assert_eq!(relay.media_timeout, std::time::Duration::from_secs(60));
+        assert_eq!(relay.tos, 184);
+        assert_eq!(relay.io_mode, media::IoMode::Batched);
+        let proxy = defaults.proxy_config();
+        assert_eq!(
+            proxy.media_relay.map(|relay| relay.address),
+            Some("127.0.0.1:12222".parse().unwrap())
+        );
+        assert_eq!(
+            proxy.media_check_interval,
+            std::time::Duration::from_secs(5)
+        );
+
+        let config = Config::parse(
+            "[media]\nng_listen = \"0.0.0.0:2223\"\naddress = \"10.0.0.5\"\n\
+             advertised_address = \"192.0.2.5\"\nport_min = 20000\nport_max = 20100\n\
+             timeout_seconds = 3\ndelete_delay_seconds = 0\ntos = 0\nio_mode = \"simple\"\n\
+             [proxy]\nmedia_check_seconds = 1\n",
+        )
+        .unwrap();
+        let relay = config.media_config();
+        assert_eq!(
+            relay.media_bind_address,
+            "10.0.0.5".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            relay.advertised_address,
+            "192.0.2.5".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(relay.media_timeout, std::time::Duration::from_secs(3));
+        assert_eq!(relay.io_mode, media::IoMode::Simple);
+        assert_eq!(
+            config.media_relay_address(),
+            Some("127.0.0.1:2223".parse().unwrap())
+        );
+        for (text, expected) in [
+            ("[proxy]\nmedia_relay = \"off\"\n", None),
+            ("[proxy]\nmedia_relay = \"\"\n", None),
+            (
+                "[proxy]\nmedia_relay = \"192.0.2.9:2222\"\n",
+                Some("192.0.2.9:2222".parse().unwrap()),
+            ),
+        ] {
+            assert_eq!(
+                Config::parse(text).unwrap().media_relay_address(),
+                expected,
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_media_values_are_named() {
+        for (text, key) in [
+            ("[media]\nng_lisen = \"127.0.0.1:1\"\n", "ng_lisen"),
+            (
+                "[media]\nport_min = 40000\nport_max = 30000\n",
+                "media.port_min",
+            ),
+            ("[media]\nport_min = 70000\n", "port_min"),
+            ("[media]\ntimeout_seconds = 0\n", "media.timeout_seconds"),
+            ("[media]\ntos = 300\n", "tos"),
+            ("[media]\nio_mode = \"fast\"\n", "io_mode"),
+            (
+                "[media]\naddress = \"0.0.0.0\"\n",
+                "media.advertised_address",
+            ),
+            ("[proxy]\nmedia_relay = \"relay.local\"\n", "media_relay"),
+            (
+                "[proxy]\nmedia_check_seconds = 0\n",
+                "proxy.media_check_seconds",
+            ),
+        ] {
+            let error = Config::parse(text).unwrap_err();
+            let message = format!("{error:#}");
+            assert!(message.contains(key), "{text:?} gave {message}");
+        }
     }
 
     #[test]

@@ -31,6 +31,12 @@ enum Command {
     Lb(ConfigArgs),
     /// Run the SIP proxy and registrar alone (`[proxy]`, `[database]`).
     Proxy(ConfigArgs),
+    /// Run the media relay alone (`[media]`): ng control and the RTP/RTCP relay.
+    Media(ConfigArgs),
+    /// Run the mediator alone (`[mediator]`): acc records to CDRs.
+    Mediator(ConfigArgs),
+    /// Call detail records: `voxide cdr export --since … --out DIR`.
+    Cdr(CdrArgs),
     /// Operator commands against the provisioning API.
     Admin(Box<admin_cli::AdminArgs>),
 }
@@ -61,6 +67,15 @@ fn main() -> ExitCode {
         Command::Provisioning(args) => run(&runtime, args, Components::API),
         Command::Lb(args) => run(&runtime, args, Components::LB),
         Command::Proxy(args) => run(&runtime, args, Components::PROXY),
+        Command::Media(args) => run(&runtime, args, Components::MEDIA),
+        Command::Mediator(args) => run(&runtime, args, Components::MEDIATOR),
+        Command::Cdr(args) => match runtime.block_on(cdr_command(args)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("error: {error:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 
@@ -70,6 +85,8 @@ struct Components {
     api: bool,
     lb: bool,
     proxy: bool,
+    media: bool,
+    mediator: bool,
 }
 
 impl Components {
@@ -77,25 +94,47 @@ impl Components {
         api: true,
         lb: true,
         proxy: true,
+        media: true,
+        mediator: true,
     };
     const API: Self = Self {
         api: true,
         lb: false,
         proxy: false,
+        media: false,
+        mediator: false,
     };
     const LB: Self = Self {
         api: false,
         lb: true,
         proxy: false,
+        media: false,
+        mediator: false,
     };
     const PROXY: Self = Self {
         api: false,
         lb: false,
         proxy: true,
+        media: false,
+        mediator: false,
+    };
+    const MEDIA: Self = Self {
+        api: false,
+        lb: false,
+        proxy: false,
+        media: true,
+        mediator: false,
+    };
+    const MEDIATOR: Self = Self {
+        api: false,
+        lb: false,
+        proxy: false,
+        media: false,
+        mediator: true,
     };
 
     fn needs_store(self) -> bool {
-        self.api || self.proxy
+        self.api || self.proxy || self.mediator
     }
 }
 
@@ -149,13 +188,34 @@ async fn run_node(args: ConfigArgs, components: Components) -> anyhow::Result<()
         api = Some(start_api(&config, store).await?);
     }
 
+    // The relay first, so the proxy's first offer finds it.
+    let mut relay = None;
+    if components.media {
+        relay = Some(start_media(&config).await?);
+    }
+
     let mut proxy = None;
     if let (true, Some(store)) = (components.proxy, &store) {
         let handle = proxy::start(config.proxy_config(), store.clone())
             .await
             .context("proxy.listen: starting the proxy")?;
         eprintln!("proxy:        udp {} (internal)", handle.local_addr());
+        match config.media_relay_address() {
+            Some(address) => eprintln!("proxy:        media relay ng {address}"),
+            None => eprintln!("proxy:        media relay off (SDP passes untouched)"),
+        }
         proxy = Some(handle);
+    }
+
+    let mut mediation = None;
+    if let (true, Some(store)) = (components.mediator, &store) {
+        let mediator_config = config.mediator_config();
+        eprintln!(
+            "mediator:     every {}s, answered calls without BYE closed after {}s",
+            mediator_config.poll_interval.as_secs(),
+            mediator_config.max_call_age.as_secs()
+        );
+        mediation = Some(mediator::spawn(store.clone(), mediator_config));
     }
 
     let mut lb = None;
@@ -195,6 +255,12 @@ async fn run_node(args: ConfigArgs, components: Components) -> anyhow::Result<()
     if let Some(proxy) = proxy {
         proxy.shutdown().await;
     }
+    if let Some(relay) = relay {
+        relay.shutdown().await;
+    }
+    if let Some(mediation) = mediation {
+        mediation.shutdown().await;
+    }
     if let Some(api) = api {
         api.shutdown();
         api.wait().await.context("provisioning API")?;
@@ -202,6 +268,63 @@ async fn run_node(args: ConfigArgs, components: Components) -> anyhow::Result<()
     if let Some(store) = store {
         store.close().await;
     }
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+struct CdrArgs {
+    #[command(subcommand)]
+    command: CdrCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum CdrCommand {
+    /// Write not-yet-exported CDRs as CSV files (docs/cdr-export.md) and mark them exported.
+    Export {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Only CDRs that started at or after this UTC time: `2026-11-25`,
+        /// `2026-11-25 10:00:00` or RFC 3339. Default: all.
+        #[arg(long)]
+        since: Option<String>,
+        /// Directory for the files (created when missing).
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+async fn cdr_command(args: CdrArgs) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let CdrCommand::Export { config, since, out } = args.command;
+    let since_ms = match since.as_deref() {
+        Some(text) => mediator::export::parse_time(text)
+            .map_err(|reason| anyhow::anyhow!("--since: {reason}"))?,
+        None => 0,
+    };
+    let config = Config::load(config.config.as_deref())?;
+    let database_url = config.database_url();
+    let store = store::Store::connect(&database_url)
+        .await
+        .with_context(|| {
+            format!(
+                "database.url: connecting to {}",
+                without_password(&database_url)
+            )
+        })?;
+    let report = mediator::export(&store, since_ms, &out)
+        .await
+        .context("cdr export")?;
+    store.close().await;
+    let mut stdout = std::io::stdout().lock();
+    for file in &report.files {
+        writeln!(stdout, "{}", file.display())?;
+    }
+    writeln!(
+        stdout,
+        "exported {} CDRs into {} files",
+        report.rows,
+        report.files.len()
+    )?;
     Ok(())
 }
 
@@ -217,6 +340,32 @@ fn without_password(url: &str) -> String {
         }
         _ => url.to_owned(),
     }
+}
+
+/// Start the media relay and print where it listens. Its timeout notices are only logged:
+/// the proxy learns of ended calls over ng (`query`), as it would from any rtpengine.
+async fn start_media(config: &Config) -> anyhow::Result<media::MediaRelay> {
+    let media_config = config.media_config();
+    let (address, advertised) = (
+        media_config.media_bind_address,
+        media_config.advertised_address,
+    );
+    let (port_min, port_max) = (media_config.port_min, media_config.port_max);
+    let mut relay = media::MediaRelay::start(media_config)
+        .await
+        .context("media: starting the relay")?;
+    if let Some(mut events) = relay.take_events() {
+        tokio::spawn(async move {
+            while let Some(event) = events.recv().await {
+                tracing::debug!(?event, "media relay event");
+            }
+        });
+    }
+    eprintln!("media:        ng udp {}", relay.ng_addr());
+    eprintln!(
+        "media:        rtp {address} ports {port_min}-{port_max}, advertised as {advertised}"
+    );
+    Ok(relay)
 }
 
 /// Bind the LB's listeners and print them.

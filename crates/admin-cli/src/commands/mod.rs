@@ -10,6 +10,7 @@ use crate::error::CliError;
 use crate::output::OutputMode;
 
 mod callforward;
+mod calls;
 mod peering;
 mod preference;
 mod tenancy;
@@ -29,6 +30,7 @@ pub(crate) async fn execute(
         AdminCommand::CallForward(command) => callforward::run(client, command, mode, out).await,
         AdminCommand::Peer(command) => peering::peer(client, command, mode, out).await,
         AdminCommand::Rewrite(command) => peering::rewrite(client, command, mode, out).await,
+        AdminCommand::Calls(command) => calls::run(client, command, mode, out).await,
     }
 }
 

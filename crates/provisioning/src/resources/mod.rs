@@ -149,6 +149,7 @@ macro_rules! crud_handlers {
 }
 
 pub mod callforwards;
+pub mod calls;
 pub mod customers;
 pub mod domains;
 pub mod numbers;
@@ -217,6 +218,7 @@ pub fn router(state: AppState) -> Router {
         .merge(numbers::routes())
         .merge(preferences::routes())
         .merge(callforwards::routes())
+        .merge(calls::routes())
         .merge(peering::groups::routes())
         .merge(peering::servers::routes())
         .merge(peering::rules::routes())
@@ -273,6 +275,7 @@ const COLLECTIONS: &[&str] = &[
     "peeringgroups",
     "peeringservers",
     "peeringrules",
+    "calls",
 ];
 
 async fn redirect_to_slash(uri: Uri) -> Response {

@@ -1,0 +1,194 @@
+//! Synchronous point reads on the embedded SQLite file, for the proxy's per-request lookups.
+//!
+//! Why hand-written next to sqlx: sqlx runs every SQLite connection on a worker thread and hands
+//! each query and each row across channels. On the REGISTER path those hand-offs (futex wake-ups
+//! of the worker and of the waiting task) cost more CPU than the indexed read itself — a perf
+//! profile of the proxy under load put a third of its time there. An indexed read takes a few
+//! microseconds, so it runs inline on the calling task through rusqlite, on a small pool of
+//! read-only connections to the same file. Nothing is cached: every call reads the database
+//! (ARCHITECTURE.md invariant 7). MariaDB and in-memory SQLite keep using sqlx.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+
+use crate::{StoreError, StoreResult};
+
+/// Idle connections kept for reuse; more concurrent readers open (and then drop) their own.
+const IDLE_CONNECTIONS: usize = 8;
+/// How long a read waits for a lock (only WAL recovery or a checkpoint can hold readers up).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Read-only rusqlite connections to one SQLite file, and one writer connection.
+#[derive(Debug)]
+pub(crate) struct DirectReader {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+    /// Opened on first use; SQLite admits one writer at a time anyway.
+    writer: Mutex<Option<Connection>>,
+}
+
+fn database_error(error: rusqlite::Error) -> StoreError {
+    // The direct reader shares StoreError's server-fault variant with sqlx.
+    StoreError::Database(sqlx::Error::Protocol(format!("sqlite read: {error}")))
+}
+
+impl DirectReader {
+    pub(crate) fn new(path: PathBuf) -> Self {
+        Self {
+            path,
+            idle: Mutex::new(Vec::new()),
+            writer: Mutex::new(None),
+        }
+    }
+
+    /// Runs `write` inside one transaction on the writer connection (committed when `write`
+    /// returns `Ok`, rolled back otherwise). The location service's bindings are written here:
+    /// a REGISTER's commit then costs no thread hand-off either.
+    pub(crate) fn write<T>(
+        &self,
+        write: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>,
+    ) -> StoreResult<T> {
+        let mut writer = self
+            .writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if writer.is_none() {
+            let connection = Connection::open_with_flags(
+                &self.path,
+                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .map_err(database_error)?;
+            connection
+                .busy_timeout(BUSY_TIMEOUT)
+                .map_err(database_error)?;
+            // The same settings sqlx's connections use (lib.rs): WAL is a property of the file;
+            // synchronous and foreign keys are per connection.
+            connection
+                .execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
+                .map_err(database_error)?;
+            *writer = Some(connection);
+        }
+        let connection = writer.as_mut().expect("opened above");
+        let result = (|| {
+            let transaction =
+                connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let value = write(&transaction)?;
+            transaction.commit()?;
+            Ok(value)
+        })();
+        if result.is_err() {
+            // A broken connection is reopened on the next write.
+            *writer = None;
+        }
+        result.map_err(database_error)
+    }
+
+    fn open(&self) -> rusqlite::Result<Connection> {
+        let connection = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        connection.busy_timeout(BUSY_TIMEOUT)?;
+        Ok(connection)
+    }
+
+    /// Runs `read` on an idle connection (or a new one) and returns the connection to the pool.
+    pub(crate) fn read<T>(
+        &self,
+        read: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> StoreResult<T> {
+        let pooled = self
+            .idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop();
+        let connection = match pooled {
+            Some(connection) => connection,
+            None => self.open().map_err(database_error)?,
+        };
+        let result = read(&connection).map_err(database_error);
+        let mut idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if idle.len() < IDLE_CONNECTIONS {
+            idle.push(connection);
+        }
+        result
+    }
+}
+
+/// What authenticating a SIP request needs of a subscriber.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SipSubscriber {
+    /// Row id.
+    pub id: i64,
+    /// Public uuid.
+    pub uuid: String,
+    /// The customer the subscriber belongs to.
+    pub customer_id: i64,
+    /// HA1 for MD5 digests (realm = the subscriber's domain).
+    pub ha1_md5: String,
+    /// HA1 for SHA-256 digests.
+    pub ha1_sha256: String,
+    /// `active`, `locked` or `terminated`.
+    pub status: String,
+}
+
+const SIP_SUBSCRIBER: &str = "SELECT s.id, s.uuid, s.customer_id, s.ha1_md5, s.ha1_sha256, \
+     s.status FROM subscribers s JOIN domains d ON d.id = s.domain_id \
+     WHERE s.username = ? AND d.domain = ?";
+
+type SipSubscriberRow = (i64, String, i64, String, String, String);
+
+impl crate::Store {
+    /// The inline reader, for SQLite files only.
+    pub(crate) fn direct_reader(&self) -> Option<&DirectReader> {
+        self.direct.as_deref()
+    }
+
+    /// The subscriber `username@domain` as authentication needs it, or `None`.
+    pub async fn find_sip_subscriber(
+        &self,
+        username: &str,
+        domain: &str,
+    ) -> StoreResult<Option<SipSubscriber>> {
+        let row: Option<SipSubscriberRow> = match self.direct_reader() {
+            Some(reader) => reader.read(|connection| {
+                connection
+                    .prepare_cached(SIP_SUBSCRIBER)?
+                    .query_row((username, domain), |row| {
+                        Ok((
+                            row.get(0)?,
+                            row.get(1)?,
+                            row.get(2)?,
+                            row.get(3)?,
+                            row.get(4)?,
+                            row.get(5)?,
+                        ))
+                    })
+                    .optional()
+            })?,
+            None => crate::on_pool!(self, pool => {
+                sqlx::query_as(SIP_SUBSCRIBER)
+                    .bind(username)
+                    .bind(domain)
+                    .fetch_optional(pool)
+                    .await?
+            }),
+        };
+        Ok(row.map(
+            |(id, uuid, customer_id, ha1_md5, ha1_sha256, status)| SipSubscriber {
+                id,
+                uuid,
+                customer_id,
+                ha1_md5,
+                ha1_sha256,
+                status,
+            },
+        ))
+    }
+}
