@@ -319,6 +319,7 @@ impl MainLoop {
                         let _ = work.send(Work::Respond {
                             transaction,
                             response: Box::new(response),
+                            parties: routing::CallParties::default(),
                         });
                     });
                 } else {

@@ -112,6 +112,9 @@ pub enum Work {
         transaction: TransactionId,
         /// Boxed: a message is large and the other variant is small.
         response: Box<Message>,
+        /// Who is known by now (the caller once authenticated, the callee once found), so a
+        /// call the proxy refuses itself is still accounted with the subscribers' ids.
+        parties: CallParties,
     },
     /// Fork the request of `transaction` to `targets`.
     Fork {
@@ -427,13 +430,14 @@ impl Router {
             Work::Respond {
                 transaction,
                 response,
+                parties,
             } => {
-                if self
-                    .servers
-                    .get(&transaction)
-                    .is_some_and(|context| context.final_sent)
-                {
-                    return;
+                match self.servers.get_mut(&transaction) {
+                    Some(context) if context.final_sent => return,
+                    Some(context) if parties != CallParties::default() => {
+                        context.parties = parties;
+                    }
+                    _ => {}
                 }
                 self.respond(endpoint, transaction, *response).await;
             }
@@ -1288,10 +1292,12 @@ async fn decide(
     source: SocketAddr,
     transaction: TransactionId,
 ) -> Work {
-    let respond = |status: u16, reason: &str| Work::Respond {
+    let refuse = |status: u16, reason: &str, parties: CallParties| Work::Respond {
         transaction,
         response: Box::new(local_response(request, status, reason).build()),
+        parties,
     };
+    let respond = |status: u16, reason: &str| refuse(status, reason, CallParties::default());
     let Ok(from) = request.from() else {
         return respond(400, "Bad From");
     };
@@ -1313,9 +1319,16 @@ async fn decide(
             return Work::Respond {
                 transaction,
                 response: Box::new(response),
+                parties: CallParties::default(),
             };
         }
     };
+    let caller_known = CallParties {
+        caller_uuid: Some(caller.uuid.clone()),
+        callee_uuid: None,
+    };
+    // From here on a refusal is accounted with the caller's id (and the callee's once known).
+    let respond = |status: u16, reason: &str| refuse(status, reason, caller_known.clone());
     // No call hijacking: the From identity must be the subscriber who proved it.
     if caller.username != from_aor.user || caller.domain != from_aor.domain {
         return respond(403, "Forbidden - From Identity Mismatch");
@@ -1337,6 +1350,11 @@ async fn decide(
         Ok(None) => return respond(404, "Not Found"),
         Err(()) => return respond(500, "Server Internal Error"),
     };
+    let both_known = CallParties {
+        caller_uuid: Some(caller.uuid.clone()),
+        callee_uuid: Some(callee.uuid.clone()),
+    };
+    let respond = |status: u16, reason: &str| refuse(status, reason, both_known.clone());
     if callee.status != SubscriberStatus::Active {
         return respond(480, "Temporarily Unavailable");
     }
@@ -1380,6 +1398,7 @@ async fn decide(
                 return Work::Respond {
                     transaction,
                     response: Box::new(media_failure_response(request, &error)),
+                    parties: both_known,
                 };
             }
         }
