@@ -249,14 +249,19 @@ impl Plane {
             // One clock read per round: last-packet times only feed the media timeout.
             self.round += 1;
             self.round_ms = elapsed_ms(self.epoch);
+            // Commands first: a packet reported in the same round may have been sent after its
+            // sender saw the ng reply that queued them (a re-INVITE's new endpoint, say), and
+            // the eventfd was written before that reply went out.
+            if events[..ready].iter().any(|event| event.u64 == WAKER_TOKEN) {
+                self.waker.clear();
+                if !self.apply_commands(receiver) {
+                    return Ok(());
+                }
+            }
             let mut relayed = false;
             for event in &events[..ready] {
                 let token = event.u64;
                 if token == WAKER_TOKEN {
-                    self.waker.clear();
-                    if !self.apply_commands(receiver) {
-                        return Ok(());
-                    }
                     continue;
                 }
                 relayed = true;

@@ -2,6 +2,7 @@
 //! here; each component's crate owns its behaviour.
 
 mod config;
+mod sip_thread;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -194,10 +195,17 @@ async fn run_node(args: ConfigArgs, components: Components) -> anyhow::Result<()
         relay = Some(start_media(&config).await?);
     }
 
+    let sip_thread = if components.lb || components.proxy {
+        Some(sip_thread::SipThread::spawn()?)
+    } else {
+        None
+    };
+
     let mut proxy = None;
-    if let (true, Some(store)) = (components.proxy, &store) {
-        let handle = proxy::start(config.proxy_config(), store.clone())
-            .await
+    if let (true, Some(store), Some(sip_thread)) = (components.proxy, &store, &sip_thread) {
+        let handle = sip_thread
+            .run(proxy::start(config.proxy_config(), store.clone()))
+            .await?
             .context("proxy.listen: starting the proxy")?;
         eprintln!("proxy:        udp {} (internal)", handle.local_addr());
         match config.media_relay_address() {
@@ -228,7 +236,8 @@ async fn run_node(args: ConfigArgs, components: Components) -> anyhow::Result<()
                 .context("lb: reading the domains")?,
             _ => config.lb.domains.clone(),
         };
-        let handle = start_lb(&config, initial_domains).await?;
+        let sip_thread = sip_thread.as_ref().expect("started for the LB");
+        let handle = start_lb(&config, initial_domains, sip_thread).await?;
         if lb_reads_domains && let Some(store) = &store {
             domain_refresher = Some(spawn_domain_refresher(
                 store.clone(),
@@ -255,6 +264,7 @@ async fn run_node(args: ConfigArgs, components: Components) -> anyhow::Result<()
     if let Some(proxy) = proxy {
         proxy.shutdown().await;
     }
+    drop(sip_thread);
     if let Some(relay) = relay {
         relay.shutdown().await;
     }
@@ -369,7 +379,11 @@ async fn start_media(config: &Config) -> anyhow::Result<media::MediaRelay> {
 }
 
 /// Bind the LB's listeners and print them.
-async fn start_lb(config: &Config, domains: Vec<String>) -> anyhow::Result<Arc<lb::LbHandle>> {
+async fn start_lb(
+    config: &Config,
+    domains: Vec<String>,
+    sip_thread: &sip_thread::SipThread,
+) -> anyhow::Result<Arc<lb::LbHandle>> {
     let advertised = if config.lb_needs_advertised_address() {
         Some(outbound_interface_address().context(
             "lb.public_address: a listener is bound to 0.0.0.0 and no interface address was \
@@ -380,8 +394,9 @@ async fn start_lb(config: &Config, domains: Vec<String>) -> anyhow::Result<Arc<l
     };
     let mut lb_config = config.lb_config(advertised);
     lb_config.domains = domains;
-    let handle = lb::start(lb_config)
-        .await
+    let handle = sip_thread
+        .run(lb::start(lb_config))
+        .await?
         .context("lb: starting the load-balancer")?;
     let shown = |address: Option<SocketAddr>| address.map(|address| address.to_string());
     for (transport, address) in [
