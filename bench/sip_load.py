@@ -161,6 +161,7 @@ class Voxide:
         self.api_port = free_port("127.0.0.1", socket.SOCK_STREAM)
         self.proxy_port = free_port("127.0.0.1")
         self.internal_port = free_port("127.0.0.1")
+        self.ng_port = free_port("127.0.0.1")
         self.password = os.environ.get("VOXIDE_ADMIN_PASSWORD", "bench-admin-secret")
         self.process = None
 
@@ -176,6 +177,10 @@ class Voxide:
             f'domains = ["{d}"]\nmax_expires = 43200\n'
             # SIPp 3.6 answers only the first challenge and knows only MD5.
             f'digest_algorithms = ["MD5"]\n'
+            # The Kamailio anchor relays no media: by default neither does voxide here
+            # (--media relay puts voxide's relay in the path of every call).
+            + ('media_relay = "off"\n' if self.args.media == "off" else "")
+            + f'\n[media]\nng_listen = "127.0.0.1:{self.ng_port}"\n'
         )
 
     def start(self, ip, port):
@@ -517,6 +522,9 @@ def main():
                     help="private loopback address for the server's public UDP and SIPp")
     ap.add_argument("--port", type=int, default=0, help="server SIP port (0: a free one)")
     ap.add_argument("--domain", default="bench.local")
+    ap.add_argument("--media", choices=["off", "relay"], default=os.environ.get("MEDIA", "off"),
+                    help="voxide only: put its media relay in the path of calls (default off, "
+                         "like the Kamailio anchor config)")
     ap.add_argument("--users", type=int, default=int(os.environ.get("N_USERS", "200")))
     ap.add_argument("--scenarios", default=os.environ.get("SCENARIOS", "reg,call"))
     ap.add_argument("--reg-rates", default=os.environ.get("REG_RATES", "1000,2000,4000,8000,12000,17000"))

@@ -36,7 +36,7 @@ use bytes::Bytes;
 use sip_core::transaction::{Event, TransactionId};
 use sip_message::{HeaderName, Message, Method, NameAddr, Unescaped, Uri};
 use sip_net::{Destination, Flow, SipEndpoint, TransportProtocol};
-use store::{DomainRepository, NewAccRecord, Store, SubscriberRepository, SubscriberStatus};
+use store::{DomainRepository, NewAccRecord, Store, SubscriberStatus};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -1355,7 +1355,7 @@ async fn decide(
         callee_uuid: Some(callee.uuid.clone()),
     };
     let respond = |status: u16, reason: &str| refuse(status, reason, both_known.clone());
-    if callee.status != SubscriberStatus::Active {
+    if callee.status != SubscriberStatus::Active.as_str() {
         return respond(480, "Temporarily Unavailable");
     }
     let aor = AddressOfRecord::new(callee.username.clone(), &callee.domain);
@@ -1528,23 +1528,20 @@ async fn is_served(
 }
 
 /// The callee by username@domain, else by E.164 number (a leading `+` dropped).
-async fn find_callee(
-    store: &Store,
-    aor: &AddressOfRecord,
-) -> Result<Option<store::Subscriber>, ()> {
+async fn find_callee(store: &Store, aor: &AddressOfRecord) -> Result<Option<store::SipCallee>, ()> {
     let log = |error: store::StoreError| tracing::error!(%error, "callee lookup failed");
-    if let Some(subscriber) = store
-        .find_subscriber(&aor.user, &aor.domain)
+    if let Some(callee) = store
+        .find_sip_callee(&aor.user, &aor.domain)
         .await
         .map_err(log)?
     {
-        return Ok(Some(subscriber));
+        return Ok(Some(callee));
     }
     let digits = aor.user.strip_prefix('+').unwrap_or(&aor.user);
     if digits.is_empty() || !digits.bytes().all(|byte| byte.is_ascii_digit()) {
         return Ok(None);
     }
-    store.find_subscriber_by_number(digits).await.map_err(log)
+    store.find_sip_callee_by_number(digits).await.map_err(log)
 }
 
 /// Sends a final response; a transaction that has ended meanwhile is only logged.

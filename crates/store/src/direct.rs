@@ -138,6 +138,41 @@ pub struct SipSubscriber {
     pub status: String,
 }
 
+/// What routing a call to a subscriber needs of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SipCallee {
+    /// Row id.
+    pub id: i64,
+    /// Public uuid.
+    pub uuid: String,
+    /// SIP username.
+    pub username: String,
+    /// The subscriber's domain, lower case.
+    pub domain: String,
+    /// `active`, `locked` or `terminated`.
+    pub status: String,
+}
+
+const CALLEE_BY_NAME: &str = "SELECT s.id, s.uuid, s.username, d.domain, s.status \
+     FROM subscribers s JOIN domains d ON d.id = s.domain_id \
+     WHERE s.username = ? AND d.domain = ?";
+
+const CALLEE_BY_NUMBER: &str = "SELECT s.id, s.uuid, s.username, d.domain, s.status \
+     FROM numbers n JOIN subscribers s ON s.id = n.subscriber_id \
+     JOIN domains d ON d.id = s.domain_id WHERE n.e164 = ?";
+
+type SipCalleeRow = (i64, String, String, String, String);
+
+fn callee_from_row((id, uuid, username, domain, status): SipCalleeRow) -> SipCallee {
+    SipCallee {
+        id,
+        uuid,
+        username,
+        domain,
+        status,
+    }
+}
+
 const SIP_SUBSCRIBER: &str = "SELECT s.id, s.uuid, s.customer_id, s.ha1_md5, s.ha1_sha256, \
      s.status FROM subscribers s JOIN domains d ON d.id = s.domain_id \
      WHERE s.username = ? AND d.domain = ?";
@@ -190,5 +225,68 @@ impl crate::Store {
                 status,
             },
         ))
+    }
+
+    /// The subscriber `username@domain` as call routing needs it (domain compared in lower
+    /// case), or `None`.
+    pub async fn find_sip_callee(
+        &self,
+        username: &str,
+        domain: &str,
+    ) -> StoreResult<Option<SipCallee>> {
+        let domain = domain.trim().to_ascii_lowercase();
+        let row: Option<SipCalleeRow> = match self.direct_reader() {
+            Some(reader) => reader.read(|connection| {
+                connection
+                    .prepare_cached(CALLEE_BY_NAME)?
+                    .query_row((username, domain.as_str()), |row| {
+                        Ok((
+                            row.get(0)?,
+                            row.get(1)?,
+                            row.get(2)?,
+                            row.get(3)?,
+                            row.get(4)?,
+                        ))
+                    })
+                    .optional()
+            })?,
+            None => crate::on_pool!(self, pool => {
+                sqlx::query_as(CALLEE_BY_NAME)
+                    .bind(username)
+                    .bind(&domain)
+                    .fetch_optional(pool)
+                    .await?
+            }),
+        };
+        Ok(row.map(callee_from_row))
+    }
+
+    /// The subscriber owning E.164 number `e164` (primary or alias; a leading `+` ignored) as
+    /// call routing needs it, or `None`.
+    pub async fn find_sip_callee_by_number(&self, e164: &str) -> StoreResult<Option<SipCallee>> {
+        let e164 = e164.trim_start_matches('+');
+        let row: Option<SipCalleeRow> = match self.direct_reader() {
+            Some(reader) => reader.read(|connection| {
+                connection
+                    .prepare_cached(CALLEE_BY_NUMBER)?
+                    .query_row([e164], |row| {
+                        Ok((
+                            row.get(0)?,
+                            row.get(1)?,
+                            row.get(2)?,
+                            row.get(3)?,
+                            row.get(4)?,
+                        ))
+                    })
+                    .optional()
+            })?,
+            None => crate::on_pool!(self, pool => {
+                sqlx::query_as(CALLEE_BY_NUMBER)
+                    .bind(e164)
+                    .fetch_optional(pool)
+                    .await?
+            }),
+        };
+        Ok(row.map(callee_from_row))
     }
 }

@@ -1793,6 +1793,50 @@ on_both_backends!(writes_are_visible_to_other_connections_at_once, |db| {
     assert_eq!(sip.status, "active");
     assert_eq!(sip.ha1_md5.len(), 32);
     assert_eq!(sip.ha1_sha256.len(), 64);
+    // …and the call-routing lookups, by name (domain case-insensitive) and by E.164 number.
+    let callee = reader
+        .find_sip_callee("alice", "FRESH.example")
+        .await
+        .unwrap()
+        .expect("callee by name");
+    assert_eq!(
+        (
+            callee.id,
+            callee.username.as_str(),
+            callee.domain.as_str(),
+            callee.status.as_str()
+        ),
+        (s.id, "alice", "fresh.example", "active")
+    );
+    assert_eq!(callee.uuid, s.uuid);
+    let number = s
+        .primary_number
+        .as_ref()
+        .expect("primary number")
+        .e164
+        .clone();
+    assert_eq!(
+        reader
+            .find_sip_callee_by_number(&format!("+{number}"))
+            .await
+            .unwrap()
+            .map(|callee| callee.id),
+        Some(s.id)
+    );
+    assert!(
+        reader
+            .find_sip_callee_by_number("999")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        reader
+            .find_sip_callee("bob", "fresh.example")
+            .await
+            .unwrap()
+            .is_none()
+    );
     writer
         .set_preference(
             PreferenceLevel::Subscriber,
