@@ -93,7 +93,7 @@ pub trait AccRepository {
 }
 
 /// `value` cut to at most `width` bytes without splitting a character.
-fn clip(value: &str, width: usize) -> &str {
+pub(crate) fn clip(value: &str, width: usize) -> &str {
     if value.len() <= width {
         return value;
     }

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::acc::clip;
 use crate::{AccRecord, Page, Paged, Store, StoreError, StoreResult, on_pool, text_enum};
 
 text_enum!(
@@ -354,18 +355,6 @@ pub fn parse_time(text: &str) -> Result<i64, String> {
     Err(format!(
         "'{text}' is not a time like 2026-11-25, 2026-11-25 10:00:00 or 2026-11-25T10:00:00Z"
     ))
-}
-
-/// `value` cut to at most `width` bytes without splitting a character.
-fn clip(value: &str, width: usize) -> &str {
-    if value.len() <= width {
-        return value;
-    }
-    let mut end = width;
-    while !value.is_char_boundary(end) {
-        end -= 1;
-    }
-    &value[..end]
 }
 
 fn count(value: i64) -> u64 {

@@ -235,41 +235,27 @@ impl crate::Store {
         domain: &str,
     ) -> StoreResult<Option<SipCallee>> {
         let domain = domain.trim().to_ascii_lowercase();
-        let row: Option<SipCalleeRow> = match self.direct_reader() {
-            Some(reader) => reader.read(|connection| {
-                connection
-                    .prepare_cached(CALLEE_BY_NAME)?
-                    .query_row((username, domain.as_str()), |row| {
-                        Ok((
-                            row.get(0)?,
-                            row.get(1)?,
-                            row.get(2)?,
-                            row.get(3)?,
-                            row.get(4)?,
-                        ))
-                    })
-                    .optional()
-            })?,
-            None => crate::on_pool!(self, pool => {
-                sqlx::query_as(CALLEE_BY_NAME)
-                    .bind(username)
-                    .bind(&domain)
-                    .fetch_optional(pool)
-                    .await?
-            }),
-        };
-        Ok(row.map(callee_from_row))
+        self.find_callee_where(CALLEE_BY_NAME, &[username, &domain])
+            .await
     }
 
     /// The subscriber owning E.164 number `e164` (primary or alias; a leading `+` ignored) as
     /// call routing needs it, or `None`.
     pub async fn find_sip_callee_by_number(&self, e164: &str) -> StoreResult<Option<SipCallee>> {
-        let e164 = e164.trim_start_matches('+');
+        self.find_callee_where(CALLEE_BY_NUMBER, &[e164.trim_start_matches('+')])
+            .await
+    }
+
+    async fn find_callee_where(
+        &self,
+        sql: &'static str,
+        values: &[&str],
+    ) -> StoreResult<Option<SipCallee>> {
         let row: Option<SipCalleeRow> = match self.direct_reader() {
             Some(reader) => reader.read(|connection| {
                 connection
-                    .prepare_cached(CALLEE_BY_NUMBER)?
-                    .query_row([e164], |row| {
+                    .prepare_cached(sql)?
+                    .query_row(rusqlite::params_from_iter(values), |row| {
                         Ok((
                             row.get(0)?,
                             row.get(1)?,
@@ -281,10 +267,11 @@ impl crate::Store {
                     .optional()
             })?,
             None => crate::on_pool!(self, pool => {
-                sqlx::query_as(CALLEE_BY_NUMBER)
-                    .bind(e164)
-                    .fetch_optional(pool)
-                    .await?
+                let mut query = sqlx::query_as(sql);
+                for value in values {
+                    query = query.bind(*value);
+                }
+                query.fetch_optional(pool).await?
             }),
         };
         Ok(row.map(callee_from_row))
