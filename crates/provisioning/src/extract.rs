@@ -225,7 +225,23 @@ where
             .await
             .map(|axum::extract::Query(value)| QueryParams(value))
             .map_err(|rejection| {
-                ApiError::bad_request(format!("Invalid query string: {}", rejection.body_text()))
+                let text = rejection.body_text();
+                let error = ApiError::bad_request(format!("Invalid query string: {text}"));
+                // axum names the parameter at fault ("…: call_status: unknown variant …").
+                let field = text
+                    .strip_prefix("Failed to deserialize query string: ")
+                    .and_then(|rest| rest.split_once(": "))
+                    .map(|(path, _)| path)
+                    .filter(|path| {
+                        !path.is_empty()
+                            && path
+                                .bytes()
+                                .all(|byte| byte.is_ascii_alphanumeric() || byte == b'_')
+                    });
+                match field {
+                    Some(field) => error.with_field(field.to_owned()),
+                    None => error,
+                }
             })
     }
 }

@@ -69,7 +69,7 @@ use sip_message::Message;
 
 pub use client_invite::{ClientInviteState, ClientInviteTransaction};
 pub use client_non_invite::{ClientNonInviteState, ClientNonInviteTransaction};
-pub use key::{ClientKey, KeyError, MAGIC_COOKIE, SentBy, ServerKey};
+pub use key::{ClientKey, KeyError, MAGIC_COOKIE, Rfc2543Key, SentBy, ServerKey};
 pub use layer::{Incoming, LayerConfig, TransactionId, TransactionLayer, TransactionState};
 pub use messages::{
     make_ack_for_non_2xx, make_cancel, make_response, make_timeout_response, new_branch, new_tag,
@@ -177,12 +177,23 @@ impl Outputs {
         self.events.push_back(event);
     }
 
+    // Once drained, a queue gives its buffer back: a transaction spends most of its life idle
+    // under a timer, and an event holds a whole message, so capacity kept from the last burst
+    // would be retained per transaction for up to 64·T1.
     pub(crate) fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.transmits.pop_front()
+        let transmit = self.transmits.pop_front();
+        if transmit.is_none() {
+            self.transmits = std::collections::VecDeque::new();
+        }
+        transmit
     }
 
     pub(crate) fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        let event = self.events.pop_front();
+        if event.is_none() {
+            self.events = std::collections::VecDeque::new();
+        }
+        event
     }
 }
 

@@ -83,16 +83,69 @@ fn retransmitted_request_is_absorbed_and_answered_with_the_last_response() {
         .unwrap();
     assert!(matches!(again, Incoming::Absorbed(absorbed) if absorbed == id));
     assert!(transmitted(&mut server).is_empty());
+    assert_eq!(
+        server.request(id).and_then(|kept| kept.call_id().ok()),
+        register.call_id().ok(),
+        "until the final response the TU can still read the request"
+    );
     server
         .send_response(now, id, answer(&register, 200))
         .unwrap();
     assert_eq!(statuses(&transmitted(&mut server)), [Some(200)]);
+    assert!(
+        server.request(id).is_none(),
+        "Completed keeps only the key and the response bytes"
+    );
     let again = server
         .handle_incoming(now, register, client_address(), UDP)
         .unwrap();
     assert!(matches!(again, Incoming::Absorbed(absorbed) if absorbed == id));
     assert_eq!(statuses(&transmitted(&mut server)), [Some(200)]);
     assert_eq!(server.len(), 1);
+}
+
+#[test]
+fn timer_j_follows_the_rfc_unless_configured_shorter() {
+    use sip_core::transaction::LayerConfig;
+    let now = Instant::now();
+    for (config, wait) in [
+        (LayerConfig::default(), Duration::from_secs(32)),
+        (
+            LayerConfig {
+                timer_j: Some(Duration::from_secs(5)),
+                ..LayerConfig::default()
+            },
+            Duration::from_secs(5),
+        ),
+    ] {
+        let mut server = TransactionLayer::new(config);
+        let register = request("REGISTER", "z9hG4bKregj", 1, None);
+        let id = new_request(
+            server
+                .handle_incoming(now, register.clone(), client_address(), UDP)
+                .unwrap(),
+        );
+        server
+            .send_response(now, id, answer(&register, 200))
+            .unwrap();
+        transmitted(&mut server);
+        assert_eq!(server.poll_timeout(), Some(now + wait));
+        // Just before Timer J a retransmission still gets the 200 again.
+        let before = now + wait - Duration::from_millis(1);
+        server.handle_timeout(before);
+        let again = server
+            .handle_incoming(before, register.clone(), client_address(), UDP)
+            .unwrap();
+        assert!(matches!(again, Incoming::Absorbed(absorbed) if absorbed == id));
+        assert_eq!(statuses(&transmitted(&mut server)), [Some(200)]);
+        server.handle_timeout(now + wait);
+        assert!(server.is_empty(), "Timer J ended the transaction");
+        // Afterwards the same request is new to the layer.
+        let late = server
+            .handle_incoming(now + wait, register, client_address(), UDP)
+            .unwrap();
+        assert!(matches!(late, Incoming::NewRequest { .. }));
+    }
 }
 
 #[test]
@@ -443,6 +496,7 @@ fn extreme_timer_settings_neither_panic_nor_spin() {
             t4: Duration::MAX,
         },
         send_trying: true,
+        timer_j: None,
     };
     let mut layer = TransactionLayer::new(huge);
     let invite = request("INVITE", "z9hG4bKhuge", 1, None);
@@ -463,6 +517,7 @@ fn extreme_timer_settings_neither_panic_nor_spin() {
             t4: Duration::ZERO,
         },
         send_trying: true,
+        timer_j: None,
     };
     let mut layer = TransactionLayer::new(zero);
     let options = request("OPTIONS", "z9hG4bKzero", 1, None);

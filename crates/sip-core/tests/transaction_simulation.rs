@@ -245,6 +245,7 @@ impl Simulation {
                 t4: T4,
             },
             send_trying: true,
+            timer_j: None,
         };
         Self {
             base,
@@ -666,9 +667,14 @@ Content-Length: 0\r
     }
 
     /// RFC 3261 §13.2.2.4: the UAC core acknowledges every 2xx itself, in a new transaction-less
-    /// request with its own branch.
+    /// request with its own branch. It builds the ACK from its own copy of the INVITE: the
+    /// transaction drops the request once a final response arrived.
     fn send_ack_for_success(&mut self, invite_id: TransactionId, response: &Message) {
-        let Some(invite) = self.client.request(invite_id).cloned() else {
+        let Some(invite) = self
+            .client_records
+            .get(&invite_id)
+            .and_then(|record| record.request.clone())
+        else {
             return;
         };
         let branch = String::from_utf8(new_branch(&mut self.rng).to_vec()).unwrap();

@@ -550,6 +550,11 @@ impl Driver {
                         .map(|route| (route.layer_destination, route.clone()))
                         .collect();
                 }
+                // After a load peak, give the table's memory back (halving once it is less
+                // than a quarter full keeps the cost amortised over the removals).
+                if self.routes.capacity() > 1024 && self.routes.len() < self.routes.capacity() / 4 {
+                    self.routes.shrink_to(self.routes.len() * 2);
+                }
             }
             self.deliver(EndpointEvent::Transaction { transaction, event })
                 .await;

@@ -119,6 +119,43 @@ impl From<Cdr> for CallView {
     }
 }
 
+/// A call's status, as the `call_status` filter names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CallStatusValue {
+    /// Answered (200).
+    Ok,
+    /// 486.
+    Busy,
+    /// 480.
+    Noanswer,
+    /// 487.
+    Cancel,
+    /// 404.
+    Offline,
+    /// 408.
+    Timeout,
+    /// Any other final code.
+    Other,
+    /// Answered, but its BYE never came.
+    Failed,
+}
+
+impl CallStatusValue {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Busy => "busy",
+            Self::Noanswer => "noanswer",
+            Self::Cancel => "cancel",
+            Self::Offline => "offline",
+            Self::Timeout => "timeout",
+            Self::Other => "other",
+            Self::Failed => "failed",
+        }
+    }
+}
+
 /// Query parameters of `GET /api/calls/`.
 #[derive(Debug, Clone, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -134,13 +171,16 @@ pub struct CallQuery {
     pub subscriber_id: Option<i64>,
     /// Calls with this customer on either side.
     pub customer_id: Option<i64>,
-    /// `ok`, `busy`, `noanswer`, `cancel`, `offline`, `timeout`, `other` or `failed`.
-    pub call_status: Option<String>,
+    /// Calls that ended with this status.
+    pub call_status: Option<CallStatusValue>,
     /// Exact SIP Call-ID.
     pub call_id: Option<String>,
-    /// Start time at or after (UTC): `2026-11-25`, `2026-11-25 10:00:00` or RFC 3339.
+    /// Start time at or after: RFC 3339 (`2026-11-25T10:00:00Z`; `2026-11-25` and
+    /// `2026-11-25 10:00:00`, taken as UTC, are accepted too).
+    #[param(format = DateTime)]
     pub start_ge: Option<String>,
-    /// Start time at or before (UTC), same formats.
+    /// Start time at or before, same formats.
+    #[param(format = DateTime)]
     pub start_le: Option<String>,
 }
 
@@ -173,7 +213,7 @@ async fn list_calls(
     let paging = Paging::from_query(query.page, query.rows)?;
     let call_status = query
         .call_status
-        .as_deref()
+        .map(|value| value.as_str())
         .map(|text| {
             text.parse::<CallStatus>().map_err(|error| {
                 ApiError::bad_request(format!("Invalid 'call_status': {error}."))
@@ -213,4 +253,20 @@ async fn list_calls(
 async fn get_call(State(state): State<AppState>, ItemId(id): ItemId) -> ApiResult<Response> {
     let cdr = state.store.get_cdr(id).await.map_err(store_error)?;
     Ok(hal::hal_response(&CallView::from(cdr)))
+}
+
+#[cfg(test)]
+mod status_filter_tests {
+    use super::*;
+
+    #[test]
+    fn every_store_status_is_a_filter_value_and_back() {
+        for status in CallStatus::ALL {
+            let value: CallStatusValue =
+                serde_json::from_value(serde_json::json!(status.as_str())).expect("a filter value");
+            assert_eq!(value.as_str(), status.as_str());
+            assert_eq!(value.as_str().parse::<CallStatus>().ok(), Some(*status));
+        }
+        assert!(serde_json::from_value::<CallStatusValue>(serde_json::json!("")).is_err());
+    }
 }

@@ -34,7 +34,11 @@ pub enum ClientInviteState {
 #[derive(Debug)]
 pub struct ClientInviteTransaction {
     state: ClientInviteState,
-    request: Message,
+    // Boxed: the parsed request is over a kilobyte; inline it would size every entry of the
+    // layer's transaction table, whatever its kind. `None`, and `request_bytes` empty, once a
+    // final response arrived: nothing is retransmitted or built from them after that, and the
+    // transaction may live on for 64·T1.
+    request: Option<Box<Message>>,
     request_bytes: Bytes,
     ack_bytes: Option<Bytes>,
     destination: SocketAddr,
@@ -58,7 +62,7 @@ impl ClientInviteTransaction {
         let request_bytes = request.to_bytes();
         let mut transaction = Self {
             state: ClientInviteState::Calling,
-            request,
+            request: Some(Box::new(request)),
             request_bytes: request_bytes.clone(),
             ack_bytes: None,
             destination,
@@ -85,9 +89,10 @@ impl ClientInviteTransaction {
         self.state
     }
 
-    /// The INVITE this transaction sends.
-    pub fn request(&self) -> &Message {
-        &self.request
+    /// The INVITE this transaction sends, until a final response arrived (then the transaction
+    /// no longer keeps it).
+    pub fn request(&self) -> Option<&Message> {
+        self.request.as_deref()
     }
 
     /// The transport the INVITE goes over.
@@ -119,6 +124,7 @@ impl ClientInviteTransaction {
                 }
                 200..=299 => {
                     self.timers.stop_all();
+                    self.release_request();
                     self.state = ClientInviteState::Accepted;
                     self.timers
                         .start_after(Timer::M, now, self.config.transaction_timeout());
@@ -126,9 +132,12 @@ impl ClientInviteTransaction {
                 }
                 _ => {
                     self.timers.stop_all();
-                    let ack = make_ack_for_non_2xx(&self.request, &response).to_bytes();
-                    self.outputs.transmit(self.destination, ack.clone());
-                    self.ack_bytes = Some(ack);
+                    if let Some(request) = &self.request {
+                        let ack = make_ack_for_non_2xx(request, &response).to_bytes();
+                        self.outputs.transmit(self.destination, ack.clone());
+                        self.ack_bytes = Some(ack);
+                    }
+                    self.release_request();
                     self.state = ClientInviteState::Completed;
                     self.outputs.event(Event::Response(response));
                     if self.reliability.is_reliable() {
@@ -222,8 +231,14 @@ impl ClientInviteTransaction {
         self.outputs.poll_event()
     }
 
+    fn release_request(&mut self) {
+        self.request = None;
+        self.request_bytes = Bytes::new();
+    }
+
     fn terminate(&mut self) {
         self.timers.stop_all();
+        self.release_request();
         self.state = ClientInviteState::Terminated;
         self.outputs.event(Event::Terminated);
     }

@@ -29,7 +29,11 @@ pub enum ClientNonInviteState {
 #[derive(Debug)]
 pub struct ClientNonInviteTransaction {
     state: ClientNonInviteState,
-    request: Message,
+    // Boxed: the parsed request is over a kilobyte; inline it would size every entry of the
+    // layer's transaction table, whatever its kind. `None`, and `request_bytes` empty, once a
+    // final response arrived: nothing is retransmitted or built from them after that, and the
+    // transaction may live on for 64·T1.
+    request: Option<Box<Message>>,
     request_bytes: Bytes,
     destination: SocketAddr,
     reliability: Reliability,
@@ -66,7 +70,7 @@ impl ClientNonInviteTransaction {
         let request_bytes = request.to_bytes();
         Self {
             state: ClientNonInviteState::Trying,
-            request,
+            request: Some(Box::new(request)),
             request_bytes,
             destination,
             reliability,
@@ -111,9 +115,10 @@ impl ClientNonInviteTransaction {
         self.state
     }
 
-    /// The request this transaction sends.
-    pub fn request(&self) -> &Message {
-        &self.request
+    /// The request this transaction sends, until a final response arrived (then the
+    /// transaction no longer keeps it).
+    pub fn request(&self) -> Option<&Message> {
+        self.request.as_deref()
     }
 
     /// Where the request goes.
@@ -136,6 +141,7 @@ impl ClientNonInviteTransaction {
                 } else {
                     self.timers.stop_all();
                     self.state = ClientNonInviteState::Completed;
+                    self.release_request();
                     self.outputs.event(Event::Response(response));
                     if self.reliability.is_reliable() {
                         self.terminate();
@@ -202,7 +208,13 @@ impl ClientNonInviteTransaction {
         self.outputs.poll_event()
     }
 
+    fn release_request(&mut self) {
+        self.request = None;
+        self.request_bytes = Bytes::new();
+    }
+
     fn terminate(&mut self) {
+        self.release_request();
         self.timers.stop_all();
         self.state = ClientNonInviteState::Terminated;
         self.outputs.event(Event::Terminated);

@@ -1,6 +1,6 @@
 //! Matching keys for transactions (RFC 3261 §17.1.3 and §17.2.3).
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 use sip_message::{Message, Method};
 
 /// The branch prefix that marks an RFC 3261 branch, unique across space and time (RFC 3261
@@ -45,6 +45,15 @@ impl ClientKey {
             method: cseq.method.clone(),
         })
     }
+
+    /// The same key holding no part of the message it was built from (see
+    /// [`ServerKey::detached`]).
+    pub(crate) fn detached(&self) -> Self {
+        Self {
+            branch: Bytes::copy_from_slice(&self.branch),
+            method: detached_method(&self.method),
+        }
+    }
 }
 
 /// The sent-by of a Via (RFC 3261 §18.2.1): host compared case-insensitively (kept lowercased
@@ -70,26 +79,31 @@ pub enum ServerKey {
         /// The request method, INVITE for ACK.
         method: Method,
     },
-    /// RFC 2543 fallback (RFC 3261 §17.2.3, second half): Request-URI, To tag, From tag,
-    /// Call-ID, CSeq number and method, top Via — all compared as raw bytes, since a
-    /// retransmission repeats them byte for byte.
-    Rfc2543 {
-        /// The Request-URI.
-        request_uri: Bytes,
-        /// The To tag of the request, if any. For an ACK it is looked up both as given and as
-        /// absent (the INVITE had none; the ACK carries the tag of our response).
-        to_tag: Option<Bytes>,
-        /// The From tag, if any.
-        from_tag: Option<Bytes>,
-        /// Call-ID.
-        call_id: Bytes,
-        /// CSeq number.
-        cseq_number: u32,
-        /// The request method, INVITE for ACK.
-        method: Method,
-        /// The whole top Via value.
-        top_via: Bytes,
-    },
+    /// RFC 2543 fallback (RFC 3261 §17.2.3, second half). Boxed: it is rare, and inline it
+    /// would double the size of every key the layer stores.
+    Rfc2543(Box<Rfc2543Key>),
+}
+
+/// The RFC 2543 key (RFC 3261 §17.2.3, second half): Request-URI, To tag, From tag, Call-ID,
+/// CSeq number and method, top Via — all compared as raw bytes, since a retransmission repeats
+/// them byte for byte.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Rfc2543Key {
+    /// The Request-URI.
+    pub request_uri: Bytes,
+    /// The To tag of the request, if any. For an ACK it is looked up both as given and as
+    /// absent (the INVITE had none; the ACK carries the tag of our response).
+    pub to_tag: Option<Bytes>,
+    /// The From tag, if any.
+    pub from_tag: Option<Bytes>,
+    /// Call-ID.
+    pub call_id: Bytes,
+    /// CSeq number.
+    pub cseq_number: u32,
+    /// The request method, INVITE for ACK.
+    pub method: Method,
+    /// The whole top Via value.
+    pub top_via: Bytes,
 }
 
 impl ServerKey {
@@ -123,7 +137,7 @@ impl ServerKey {
         let from = request.from().map_err(|_| KeyError::Header("From"))?;
         let call_id = request.call_id().map_err(|_| KeyError::Header("Call-ID"))?;
         let top_via = share(request, via.raw);
-        Ok(ServerKey::Rfc2543 {
+        Ok(ServerKey::Rfc2543(Box::new(Rfc2543Key {
             request_uri,
             to_tag: to.tag().map(|tag| share(request, tag)),
             from_tag: from.tag().map(|tag| share(request, tag)),
@@ -131,7 +145,7 @@ impl ServerKey {
             cseq_number: cseq.number,
             method,
             top_via,
-        })
+        })))
     }
 
     /// The same key with another method: a CANCEL's key with INVITE names the INVITE
@@ -139,9 +153,8 @@ impl ServerKey {
     pub fn with_method(&self, method: Method) -> Self {
         let mut key = self.clone();
         match &mut key {
-            ServerKey::Branch { method: m, .. } | ServerKey::Rfc2543 { method: m, .. } => {
-                *m = method;
-            }
+            ServerKey::Branch { method: m, .. } => *m = method,
+            ServerKey::Rfc2543(key) => key.method = method,
         }
         key
     }
@@ -150,14 +163,10 @@ impl ServerKey {
     /// that already has no To tag.
     pub(crate) fn without_to_tag(&self) -> Option<Self> {
         match self {
-            ServerKey::Rfc2543 {
-                to_tag: Some(_), ..
-            } => {
-                let mut key = self.clone();
-                if let ServerKey::Rfc2543 { to_tag, .. } = &mut key {
-                    *to_tag = None;
-                }
-                Some(key)
+            ServerKey::Rfc2543(key) if key.to_tag.is_some() => {
+                let mut key = key.clone();
+                key.to_tag = None;
+                Some(ServerKey::Rfc2543(key))
             }
             _ => None,
         }
@@ -166,7 +175,7 @@ impl ServerKey {
     /// The To tag of an RFC 2543 key.
     pub(crate) fn to_tag(&self) -> Option<&Bytes> {
         match self {
-            ServerKey::Rfc2543 { to_tag, .. } => to_tag.as_ref(),
+            ServerKey::Rfc2543(key) => key.to_tag.as_ref(),
             ServerKey::Branch { .. } => None,
         }
     }
@@ -174,8 +183,89 @@ impl ServerKey {
     /// The method the key matches.
     pub fn method(&self) -> &Method {
         match self {
-            ServerKey::Branch { method, .. } | ServerKey::Rfc2543 { method, .. } => method,
+            ServerKey::Branch { method, .. } => method,
+            ServerKey::Rfc2543(key) => &key.method,
         }
+    }
+
+    /// The same key with every byte field copied into one small buffer of its own. Keys built
+    /// from a request share its datagram (no allocation per lookup); a key stored for the life
+    /// of a transaction is detached so the datagram can be freed with the request.
+    pub(crate) fn detached(&self) -> Self {
+        let mut packer = Packer::default();
+        match self {
+            ServerKey::Branch {
+                branch,
+                sent_by,
+                method,
+            } => {
+                packer.reserve(&[branch, &sent_by.host]);
+                ServerKey::Branch {
+                    branch: packer.pack(branch),
+                    sent_by: SentBy {
+                        host: packer.pack(&sent_by.host),
+                        port: sent_by.port,
+                    },
+                    method: detached_method(method),
+                }
+            }
+            ServerKey::Rfc2543(key) => {
+                let Rfc2543Key {
+                    request_uri,
+                    to_tag,
+                    from_tag,
+                    call_id,
+                    cseq_number,
+                    method,
+                    top_via,
+                } = key.as_ref();
+                let empty = Bytes::new();
+                packer.reserve(&[
+                    request_uri,
+                    to_tag.as_ref().unwrap_or(&empty),
+                    from_tag.as_ref().unwrap_or(&empty),
+                    call_id,
+                    top_via,
+                ]);
+                ServerKey::Rfc2543(Box::new(Rfc2543Key {
+                    request_uri: packer.pack(request_uri),
+                    to_tag: to_tag.as_ref().map(|tag| packer.pack(tag)),
+                    from_tag: from_tag.as_ref().map(|tag| packer.pack(tag)),
+                    call_id: packer.pack(call_id),
+                    cseq_number: *cseq_number,
+                    method: detached_method(method),
+                    top_via: packer.pack(top_via),
+                }))
+            }
+        }
+    }
+}
+
+/// An extension method holds a slice of the request; standard methods hold nothing.
+fn detached_method(method: &Method) -> Method {
+    match method {
+        Method::Extension(name) => Method::Extension(Bytes::copy_from_slice(name)),
+        method => method.clone(),
+    }
+}
+
+/// Copies several byte strings into one allocation and hands out slices of it.
+#[derive(Default)]
+struct Packer {
+    buffer: BytesMut,
+}
+
+impl Packer {
+    fn reserve(&mut self, parts: &[&Bytes]) {
+        self.buffer
+            .reserve(parts.iter().map(|part| part.len()).sum());
+    }
+
+    fn pack(&mut self, part: &[u8]) -> Bytes {
+        // Within the reserved capacity this never reallocates, so every slice handed out shares
+        // the one allocation.
+        self.buffer.put_slice(part);
+        self.buffer.split().freeze()
     }
 }
 
@@ -214,6 +304,48 @@ fn lowercase(message: &Message, host: &[u8]) -> Bytes {
 mod tests {
     use super::*;
     use crate::transaction::test_support::*;
+
+    #[test]
+    fn a_detached_key_equals_the_original_and_holds_no_part_of_the_request() {
+        let request = invite();
+        let rfc2543 = parse(
+            "INVITE sip:bob@biloxi.example.com SIP/2.0
+Via: SIP/2.0/UDP pc33.atlanta.example.com;branch=1234
+To: Bob <sip:bob@biloxi.example.com>;tag=totag
+From: Alice <sip:alice@atlanta.example.com>;tag=1928301774
+Call-ID: a84b4c76e66710
+CSeq: 314159 INVITE
+Content-Length: 0
+
+",
+        );
+        for request in [request, rfc2543] {
+            let key = ServerKey::from_request(&request).unwrap();
+            let detached = key.detached();
+            assert_eq!(detached, key);
+            let buffer = request.as_bytes().as_ptr_range();
+            let outside = |bytes: &Bytes| !buffer.contains(&bytes.as_ptr());
+            match &detached {
+                ServerKey::Branch {
+                    branch, sent_by, ..
+                } => assert!(outside(branch) && outside(&sent_by.host)),
+                ServerKey::Rfc2543(key) => {
+                    let Rfc2543Key {
+                        request_uri,
+                        to_tag,
+                        from_tag,
+                        call_id,
+                        top_via,
+                        ..
+                    } = key.as_ref();
+                    assert!(outside(request_uri) && outside(call_id) && outside(top_via));
+                    assert!(
+                        outside(to_tag.as_ref().unwrap()) && outside(from_tag.as_ref().unwrap())
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn client_key_of_request_and_response_agree() {
@@ -273,7 +405,10 @@ mod tests {
     fn branch_without_magic_cookie_falls_back_to_rfc_2543_matching() {
         let old = request("INVITE", "oldbranch1");
         let key = ServerKey::from_request(&old).unwrap();
-        let ServerKey::Rfc2543 {
+        let ServerKey::Rfc2543(rfc2543) = &key else {
+            panic!("expected an RFC 2543 key, got {key:?}");
+        };
+        let Rfc2543Key {
             request_uri,
             to_tag,
             from_tag,
@@ -281,10 +416,7 @@ mod tests {
             cseq_number,
             method,
             top_via,
-        } = &key
-        else {
-            panic!("expected an RFC 2543 key, got {key:?}");
-        };
+        } = rfc2543.as_ref();
         assert_eq!(&request_uri[..], b"sip:bob@biloxi.example.com");
         assert_eq!(to_tag, &None);
         assert_eq!(from_tag.as_deref(), Some(&b"1928301774"[..]));

@@ -4,7 +4,7 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use sip_message::{Message, Method};
@@ -15,6 +15,9 @@ use super::{
     ServerKey, ServerNonInviteState, ServerNonInviteTransaction, TimerConfig, TransactionError,
     Transmit, make_cancel,
 };
+
+/// Capacity an emptied output queue of the layer may keep; beyond it the buffer is freed.
+const DRAINED_QUEUE_CAPACITY: usize = 64;
 
 /// A handle on one transaction in a [`TransactionLayer`]. Ids are never reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -28,6 +31,12 @@ pub struct LayerConfig {
     /// Send 100 Trying as soon as an INVITE creates a server transaction (RFC 3261 §17.2.1).
     /// Turn off only when the TU always answers within 200 ms.
     pub send_trying: bool,
+    /// Timer J for server non-INVITE transactions over unreliable transport: how long a
+    /// Completed transaction stays to answer request retransmissions. `None` (the default) is
+    /// RFC 3261's 64·T1. Each such transaction holds its key and last response until then, so a
+    /// busy registrar may shorten it (Kamailio's tm keeps them 5 s); a retransmission arriving
+    /// later creates a new transaction and reaches the TU again.
+    pub timer_j: Option<Duration>,
 }
 
 impl Default for LayerConfig {
@@ -35,6 +44,7 @@ impl Default for LayerConfig {
         Self {
             timers: TimerConfig::default(),
             send_trying: true,
+            timer_j: None,
         }
     }
 }
@@ -118,7 +128,7 @@ impl Machine {
         }
     }
 
-    fn request(&self) -> &Message {
+    fn request(&self) -> Option<&Message> {
         match self {
             Machine::ClientInvite(t) => t.request(),
             Machine::ClientNonInvite(t) => t.request(),
@@ -213,7 +223,9 @@ struct Entry {
 pub struct TransactionLayer {
     config: LayerConfig,
     next_id: u64,
-    transactions: HashMap<TransactionId, Entry>,
+    // Boxed: an entry is several hundred bytes; inline, the map would keep that in every empty
+    // bucket too (up to as many again as live ones) and move it all on every resize.
+    transactions: HashMap<TransactionId, Box<Entry>>,
     client_index: HashMap<ClientKey, TransactionId>,
     server_index: HashMap<ServerKey, TransactionId>,
     // Min-heap of (deadline, id); an item is live only while it equals the entry's `scheduled`,
@@ -266,11 +278,12 @@ impl TransactionLayer {
             .map(|entry| entry.machine.state())
     }
 
-    /// The request of a live transaction.
+    /// The request of a live transaction. A transaction keeps its request only until the final
+    /// response (sent or received); afterwards this is `None`.
     pub fn request(&self, id: TransactionId) -> Option<&Message> {
         self.transactions
             .get(&id)
-            .map(|entry| entry.machine.request())
+            .and_then(|entry| entry.machine.request())
     }
 
     /// Starts a client transaction for `request` (INVITE → client INVITE transaction, anything
@@ -289,7 +302,9 @@ impl TransactionLayer {
         if *method == Method::Ack {
             return Err(TransactionError::AckCreatesNoTransaction);
         }
-        let key = ClientKey::from_message(&request)?;
+        // Detached: the key outlives the request, which the transaction drops at the final
+        // response.
+        let key = ClientKey::from_message(&request)?.detached();
         if self.client_index.contains_key(&key) {
             return Err(TransactionError::DuplicateTransaction);
         }
@@ -347,8 +362,12 @@ impl TransactionLayer {
         ) {
             return Err(TransactionError::NotCancellable);
         }
-        let cancel = make_cancel(transaction.request());
-        let key = ClientKey::from_message(&cancel)?;
+        // Calling and Proceeding still hold the INVITE.
+        let invite_request = transaction
+            .request()
+            .ok_or(TransactionError::NotCancellable)?;
+        let cancel = make_cancel(invite_request);
+        let key = ClientKey::from_message(&cancel)?.detached();
         if self.client_index.contains_key(&key) {
             return Err(TransactionError::DuplicateTransaction);
         }
@@ -382,7 +401,7 @@ impl TransactionLayer {
             Machine::ServerInvite(transaction) => {
                 // Only RFC 2543 matching needs the tag of our final response (§17.2.3).
                 let to_tag = match (&entry.key, response.status()) {
-                    (Key::Server(ServerKey::Rfc2543 { .. }), Some(200..)) => response
+                    (Key::Server(ServerKey::Rfc2543(_)), Some(200..)) => response
                         .to()
                         .ok()
                         .and_then(|to| to.tag().map(Bytes::copy_from_slice)),
@@ -501,13 +520,12 @@ impl TransactionLayer {
                 self.config.send_trying,
             ))
         } else {
-            Machine::ServerNonInvite(ServerNonInviteTransaction::new(
-                now,
-                request.clone(),
-                source,
-                reliability,
-                timers,
-            ))
+            let transaction =
+                ServerNonInviteTransaction::new(now, request.clone(), source, reliability, timers);
+            Machine::ServerNonInvite(match self.config.timer_j {
+                Some(wait) => transaction.with_timer_j(wait),
+                None => transaction,
+            })
         };
         let invite = if is_cancel {
             self.server_index
@@ -516,6 +534,8 @@ impl TransactionLayer {
         } else {
             None
         };
+        // The stored key must not pin the datagram once the transaction dropped the request.
+        let key = key.detached();
         let id = self.insert(Key::Server(key.clone()), machine);
         self.server_index.insert(key, id);
         self.settle(id);
@@ -564,12 +584,21 @@ impl TransactionLayer {
 
     /// The next message to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.transmits.pop_front()
+        let transmit = self.transmits.pop_front();
+        if transmit.is_none() && self.transmits.capacity() > DRAINED_QUEUE_CAPACITY {
+            // A burst (many timers due at once) is over: give its memory back.
+            self.transmits = VecDeque::new();
+        }
+        transmit
     }
 
     /// The next event for the TU, with the transaction it concerns.
     pub fn poll_event(&mut self) -> Option<(TransactionId, Event)> {
-        self.events.pop_front()
+        let event = self.events.pop_front();
+        if event.is_none() && self.events.capacity() > DRAINED_QUEUE_CAPACITY {
+            self.events = VecDeque::new();
+        }
+        event
     }
 
     /// When [`Self::handle_timeout`] must be called next: the earliest timer of all
@@ -593,13 +622,13 @@ impl TransactionLayer {
         self.next_id += 1;
         self.transactions.insert(
             id,
-            Entry {
+            Box::new(Entry {
                 machine,
                 key,
                 scheduled: None,
                 response_to_tag: None,
                 cancel: None,
-            },
+            }),
         );
         id
     }
@@ -633,6 +662,7 @@ impl TransactionLayer {
                     }
                 }
             }
+            self.shrink_after_load();
             return;
         }
         let deadline = entry.machine.poll_timeout();
@@ -644,11 +674,28 @@ impl TransactionLayer {
         }
     }
 
+    /// Gives memory back once a load peak has passed: a table that is less than a quarter full
+    /// is halved, so the cost is amortised over the removals that emptied it.
+    fn shrink_after_load(&mut self) {
+        const FLOOR: usize = 1024;
+        fn shrink<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>) {
+            if map.capacity() > FLOOR && map.len() < map.capacity() / 4 {
+                map.shrink_to(map.len() * 2);
+            }
+        }
+        shrink(&mut self.transactions);
+        shrink(&mut self.client_index);
+        shrink(&mut self.server_index);
+        if self.timers.capacity() > FLOOR && self.timers.len() < self.timers.capacity() / 4 {
+            self.timers.shrink_to(self.timers.len() * 2);
+        }
+    }
+
     fn abandon_unsent_cancel(&mut self, cancel: TransactionId) {
         if let Some(Entry {
             machine: Machine::ClientNonInvite(transaction),
             ..
-        }) = self.transactions.get_mut(&cancel)
+        }) = self.transactions.get_mut(&cancel).map(Box::as_mut)
         {
             transaction.abandon();
             self.settle(cancel);
@@ -658,7 +705,7 @@ impl TransactionLayer {
     /// Sends a waiting CANCEL once its INVITE is Proceeding, or drops it once the INVITE got a
     /// final response or ended (RFC 3261 §9.1).
     fn advance_cancel(&mut self, now: Instant, invite: TransactionId) {
-        let (cancel, invite_state) = match self.transactions.get(&invite) {
+        let (cancel, invite_state) = match self.transactions.get(&invite).map(Box::as_ref) {
             Some(Entry {
                 machine: Machine::ClientInvite(transaction),
                 cancel: Some(cancel),
@@ -670,7 +717,7 @@ impl TransactionLayer {
         let Some(Entry {
             machine: Machine::ClientNonInvite(cancel_transaction),
             ..
-        }) = self.transactions.get_mut(&cancel)
+        }) = self.transactions.get_mut(&cancel).map(Box::as_mut)
         else {
             return;
         };
@@ -683,7 +730,7 @@ impl TransactionLayer {
                 if let Some(Entry {
                     machine: Machine::ClientInvite(transaction),
                     ..
-                }) = self.transactions.get_mut(&invite)
+                }) = self.transactions.get_mut(&invite).map(Box::as_mut)
                 {
                     transaction.cancel_sent(now);
                 }
@@ -693,5 +740,44 @@ impl TransactionLayer {
             _ => cancel_transaction.abandon(),
         }
         self.settle(cancel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transaction::make_response;
+    use crate::transaction::test_support::*;
+
+    #[test]
+    fn tables_and_queues_give_their_memory_back_after_a_load_peak() {
+        let base = start();
+        let mut layer = TransactionLayer::default();
+        for n in 0..5000 {
+            let register = request("REGISTER", &format!("z9hG4bKpeak{n}"));
+            let Ok(Incoming::NewRequest { id, request }) =
+                layer.handle_incoming(base, register, peer(), Reliability::Unreliable)
+            else {
+                panic!("a new request");
+            };
+            let ok = make_response(&request, 200, "OK", Some(b"t"));
+            layer.send_response(base, id, ok).unwrap();
+        }
+        assert_eq!(layer.len(), 5000);
+        assert!(layer.transactions.capacity() >= 5000);
+        // Every Timer J fires at once: 5000 Terminated events and no transaction left.
+        layer.handle_timeout(base + Duration::from_secs(32));
+        assert!(layer.is_empty());
+        while layer.poll_transmit().is_some() {}
+        let mut terminated = 0;
+        while let Some((_, event)) = layer.poll_event() {
+            terminated += usize::from(matches!(event, Event::Terminated));
+        }
+        assert_eq!(terminated, 5000);
+        assert!(layer.transactions.capacity() <= 2048);
+        assert!(layer.server_index.capacity() <= 2048);
+        assert!(layer.timers.capacity() <= 2048);
+        assert!(layer.events.capacity() <= DRAINED_QUEUE_CAPACITY);
+        assert!(layer.transmits.capacity() <= DRAINED_QUEUE_CAPACITY);
     }
 }

@@ -42,10 +42,15 @@ impl ServerInviteState {
 /// The server INVITE transaction: answers INVITE retransmissions with the last response,
 /// retransmits non-2xx final responses on Timer G until the ACK, and — RFC 6026 — stays in
 /// Accepted after a 2xx so that INVITE retransmissions are absorbed and ACKs reach the TU.
+///
+/// It keeps the INVITE only while Proceeding, where the TU may still need it to build its final
+/// response; afterwards retransmissions need only the response bytes, and CANCEL and ACK are
+/// matched by the layer's keys.
 #[derive(Debug)]
 pub struct ServerInviteTransaction {
     state: ServerInviteState,
-    request: Message,
+    /// `None` once the final response was sent.
+    request: Option<Box<Message>>,
     source: SocketAddr,
     reliability: Reliability,
     config: TimerConfig,
@@ -66,9 +71,10 @@ impl ServerInviteTransaction {
         config: TimerConfig,
         send_trying: bool,
     ) -> Self {
+        let trying = send_trying.then(|| make_response(&request, 100, "Trying", None).to_bytes());
         let mut transaction = Self {
             state: ServerInviteState::Proceeding,
-            request,
+            request: Some(Box::new(request)),
             source,
             reliability,
             config,
@@ -77,8 +83,7 @@ impl ServerInviteTransaction {
             timers: TimerSet::default(),
             outputs: Outputs::default(),
         };
-        if send_trying {
-            let trying = make_response(&transaction.request, 100, "Trying", None).to_bytes();
+        if let Some(trying) = trying {
             transaction.outputs.transmit(source, trying.clone());
             transaction.last_response = Some(trying);
         }
@@ -90,9 +95,10 @@ impl ServerInviteTransaction {
         self.state
     }
 
-    /// The INVITE that created the transaction.
-    pub fn request(&self) -> &Message {
-        &self.request
+    /// The INVITE that created the transaction, while Proceeding (after the final response the
+    /// transaction no longer keeps it).
+    pub fn request(&self) -> Option<&Message> {
+        self.request.as_deref()
     }
 
     /// Where the INVITE came from and responses go.
@@ -161,6 +167,7 @@ impl ServerInviteTransaction {
                 self.outputs.transmit(self.source, bytes.clone());
                 self.last_response = Some(bytes);
                 self.state = ServerInviteState::Accepted;
+                self.request = None;
                 self.timers
                     .start_after(Timer::L, now, self.config.transaction_timeout());
             }
@@ -169,6 +176,7 @@ impl ServerInviteTransaction {
                 self.outputs.transmit(self.source, bytes.clone());
                 self.last_response = Some(bytes);
                 self.state = ServerInviteState::Completed;
+                self.request = None;
                 if !self.reliability.is_reliable() {
                     self.timers
                         .start_after(Timer::G, now, self.config.first_retransmit_interval());
@@ -246,6 +254,7 @@ impl ServerInviteTransaction {
 
     fn terminate(&mut self) {
         self.timers.stop_all();
+        self.request = None;
         self.state = ServerInviteState::Terminated;
         self.outputs.event(Event::Terminated);
     }
@@ -348,6 +357,10 @@ mod tests {
             .send_response(base, response(&invite(), 404))
             .unwrap();
         drain_transmits(&mut transaction);
+        assert!(
+            transaction.request().is_none(),
+            "dropped with the final response"
+        );
         transaction.handle_message(base + ms(100), ack()).unwrap();
         assert_eq!(transaction.state(), ServerInviteState::Confirmed);
         assert_eq!(
@@ -401,8 +414,13 @@ mod tests {
     fn accepted_absorbs_invites_passes_acks_up_and_sends_tu_retransmissions() {
         let (base, mut transaction) = created(Reliability::Unreliable);
         let ok = response(&invite(), 200);
+        assert!(transaction.request().is_some(), "kept while Proceeding");
         transaction.send_response(base, ok.clone()).unwrap();
         assert_eq!(transaction.state(), ServerInviteState::Accepted);
+        assert!(
+            transaction.request().is_none(),
+            "dropped with the final response"
+        );
         assert_eq!(drain_transmits(&mut transaction).len(), 1);
         // Timer L = 64·T1; no Timer G for a 2xx.
         assert_eq!(

@@ -1,7 +1,7 @@
 //! The server non-INVITE transaction (RFC 3261 §17.2.2, Figure 8).
 
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use sip_message::Message;
@@ -37,13 +37,20 @@ impl ServerNonInviteState {
 
 /// The server non-INVITE transaction: absorbs request retransmissions, answering each with the
 /// last response sent (RFC 3261 §17.2.2).
+///
+/// It keeps the request only until the final response: in Completed a retransmission needs
+/// nothing but the response bytes, and Timer J keeps the transaction for 64·T1, so holding the
+/// parsed request (and through it the whole datagram) that long would multiply the memory of a
+/// busy server.
 #[derive(Debug)]
 pub struct ServerNonInviteTransaction {
     state: ServerNonInviteState,
-    request: Message,
+    /// `None` once the final response was sent.
+    request: Option<Box<Message>>,
     source: SocketAddr,
     reliability: Reliability,
-    config: TimerConfig,
+    /// How long Completed lasts over unreliable transport: 64·T1 unless overridden.
+    timer_j: Duration,
     last_response: Option<Bytes>,
     timers: TimerSet,
     outputs: Outputs,
@@ -60,14 +67,22 @@ impl ServerNonInviteTransaction {
     ) -> Self {
         Self {
             state: ServerNonInviteState::Trying,
-            request,
+            request: Some(Box::new(request)),
             source,
             reliability,
-            config,
+            timer_j: config.transaction_timeout(),
             last_response: None,
             timers: TimerSet::default(),
             outputs: Outputs::default(),
         }
+    }
+
+    /// Overrides Timer J, the time a Completed transaction over unreliable transport waits for
+    /// request retransmissions (RFC 3261 §17.2.2: 64·T1, the default). A shorter wait keeps less
+    /// state on a busy server; a retransmission arriving after it creates a new transaction.
+    pub fn with_timer_j(mut self, wait: Duration) -> Self {
+        self.timer_j = wait;
+        self
     }
 
     /// The current state.
@@ -75,9 +90,10 @@ impl ServerNonInviteTransaction {
         self.state
     }
 
-    /// The request that created the transaction.
-    pub fn request(&self) -> &Message {
-        &self.request
+    /// The request that created the transaction, until the final response was sent (then the
+    /// transaction no longer keeps it).
+    pub fn request(&self) -> Option<&Message> {
+        self.request.as_deref()
     }
 
     /// Where the request came from and responses go.
@@ -124,11 +140,11 @@ impl ServerNonInviteTransaction {
                     self.state = ServerNonInviteState::Proceeding;
                 } else {
                     self.state = ServerNonInviteState::Completed;
+                    self.request = None;
                     if self.reliability.is_reliable() {
                         self.terminate();
                     } else {
-                        self.timers
-                            .start_after(Timer::J, now, self.config.transaction_timeout());
+                        self.timers.start_after(Timer::J, now, self.timer_j);
                     }
                 }
                 Ok(())
@@ -174,6 +190,7 @@ impl ServerNonInviteTransaction {
 
     fn terminate(&mut self) {
         self.timers.stop_all();
+        self.request = None;
         self.state = ServerNonInviteState::Terminated;
         self.outputs.event(Event::Terminated);
     }
@@ -183,7 +200,6 @@ impl ServerNonInviteTransaction {
 mod tests {
     use super::*;
     use crate::transaction::test_support::*;
-    use std::time::Duration;
 
     fn register() -> Message {
         request("REGISTER", "z9hG4bKregister1")
@@ -236,8 +252,13 @@ mod tests {
     fn completed_answers_retransmissions_until_timer_j() {
         let (base, mut transaction) = created(Reliability::Unreliable);
         let ok = response(&register(), 200);
+        assert!(transaction.request().is_some());
         transaction.send_response(base, ok.clone()).unwrap();
         assert_eq!(transaction.state(), ServerNonInviteState::Completed);
+        assert!(
+            transaction.request().is_none(),
+            "Completed keeps only the response bytes"
+        );
         drain_transmits(&mut transaction);
         assert_eq!(
             transaction.poll_timeout(),
@@ -250,6 +271,32 @@ mod tests {
         transaction.handle_timeout(base + Duration::from_secs(32));
         assert_eq!(transaction.state(), ServerNonInviteState::Terminated);
         assert!(matches!(transaction.poll_event(), Some(Event::Terminated)));
+    }
+
+    #[test]
+    fn timer_j_can_be_shortened() {
+        let base = start();
+        let mut transaction = ServerNonInviteTransaction::new(
+            base,
+            register(),
+            peer(),
+            Reliability::Unreliable,
+            TimerConfig::default(),
+        )
+        .with_timer_j(Duration::from_secs(5));
+        let ok = response(&register(), 200);
+        transaction.send_response(base, ok.clone()).unwrap();
+        drain_transmits(&mut transaction);
+        assert_eq!(
+            transaction.poll_timeout(),
+            Some(base + Duration::from_secs(5))
+        );
+        transaction
+            .handle_message(base + Duration::from_secs(4), register())
+            .unwrap();
+        assert_eq!(drain_transmits(&mut transaction)[0].payload, ok.to_bytes());
+        transaction.handle_timeout(base + Duration::from_secs(5));
+        assert_eq!(transaction.state(), ServerNonInviteState::Terminated);
     }
 
     #[test]
