@@ -114,42 +114,6 @@ impl AccRepository for Store {
         if records.is_empty() {
             return Ok(());
         }
-        if let Some(direct) = self.direct_reader() {
-            // The proxy's accounting writer: inline on SQLite files (see direct.rs).
-            return direct.write(|transaction| {
-                let mut insert = transaction.prepare_cached(INSERT_ACC)?;
-                for record in records {
-                    insert.execute(rusqlite::params![
-                        clip(&record.method, METHOD_WIDTH),
-                        clip(&record.from_tag, TAG_WIDTH),
-                        clip(&record.to_tag, TAG_WIDTH),
-                        clip(&record.call_id, CALL_ID_WIDTH),
-                        i64::from(record.sip_code),
-                        clip(&record.sip_reason, REASON_WIDTH),
-                        record
-                            .source_user_id
-                            .as_deref()
-                            .map(|id| clip(id, UUID_WIDTH)),
-                        record
-                            .destination_user_id
-                            .as_deref()
-                            .map(|id| clip(id, UUID_WIDTH)),
-                        clip(&record.source_ip, SOURCE_IP_WIDTH),
-                        clip(&record.destination_user, DESTINATION_WIDTH),
-                        clip(&record.destination_domain, DESTINATION_WIDTH),
-                        record.time_ms,
-                        clip(&record.source_user, DESTINATION_WIDTH),
-                        clip(&record.source_domain, DESTINATION_WIDTH),
-                        clip(&record.source_cli, DESTINATION_WIDTH),
-                        match record.call_type.as_str() {
-                            "" => "call",
-                            other => clip(other, CALL_TYPE_WIDTH),
-                        },
-                    ])?;
-                }
-                Ok(())
-            });
-        }
         on_pool!(self, pool => {
             let mut transaction = pool.begin().await?;
             for record in records {

@@ -7,6 +7,10 @@
 //! microseconds, so it runs inline on the calling task through rusqlite, on a small pool of
 //! read-only connections to the same file. Nothing is cached: every call reads the database
 //! (ARCHITECTURE.md invariant 7). MariaDB and in-memory SQLite keep using sqlx.
+//!
+//! Writes stay on sqlx on purpose: in WAL mode a reader never waits for a writer, but a writer
+//! waits for the write lock (the mediator's or the API's transactions), and that wait must not
+//! stall the SIP thread a read runs on.
 
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -21,13 +25,11 @@ const IDLE_CONNECTIONS: usize = 8;
 /// How long a read waits for a lock (only WAL recovery or a checkpoint can hold readers up).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Read-only rusqlite connections to one SQLite file, and one writer connection.
+/// Read-only rusqlite connections to one SQLite file.
 #[derive(Debug)]
 pub(crate) struct DirectReader {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
-    /// Opened on first use; SQLite admits one writer at a time anyway.
-    writer: Mutex<Option<Connection>>,
 }
 
 fn database_error(error: rusqlite::Error) -> StoreError {
@@ -40,50 +42,7 @@ impl DirectReader {
         Self {
             path,
             idle: Mutex::new(Vec::new()),
-            writer: Mutex::new(None),
         }
-    }
-
-    /// Runs `write` inside one transaction on the writer connection (committed when `write`
-    /// returns `Ok`, rolled back otherwise). The location service's bindings are written here:
-    /// a REGISTER's commit then costs no thread hand-off either.
-    pub(crate) fn write<T>(
-        &self,
-        write: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>,
-    ) -> StoreResult<T> {
-        let mut writer = self
-            .writer
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if writer.is_none() {
-            let connection = Connection::open_with_flags(
-                &self.path,
-                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            )
-            .map_err(database_error)?;
-            connection
-                .busy_timeout(BUSY_TIMEOUT)
-                .map_err(database_error)?;
-            // The same settings sqlx's connections use (lib.rs): WAL is a property of the file;
-            // synchronous and foreign keys are per connection.
-            connection
-                .execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
-                .map_err(database_error)?;
-            *writer = Some(connection);
-        }
-        let connection = writer.as_mut().expect("opened above");
-        let result = (|| {
-            let transaction =
-                connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let value = write(&transaction)?;
-            transaction.commit()?;
-            Ok(value)
-        })();
-        if result.is_err() {
-            // A broken connection is reopened on the next write.
-            *writer = None;
-        }
-        result.map_err(database_error)
     }
 
     fn open(&self) -> rusqlite::Result<Connection> {

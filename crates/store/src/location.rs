@@ -54,9 +54,8 @@ pub struct LocationKey {
 /// Queries on the location table.
 pub trait LocationRepository {
     /// Writes `upserts` (insert or replace by key) and `deletes` in one transaction; a single
-    /// upsert or delete runs as one statement. Returns the number of round trips to the
-    /// database: statements sent through sqlx (multi-row, so a batch takes a few), or one for
-    /// the inline transaction on a SQLite file.
+    /// upsert or delete runs as one statement. Returns the number of statements sent (rows go
+    /// in multi-row statements, so a batch takes a few).
     fn apply_location_changes(
         &self,
         upserts: &[LocationRecord],
@@ -237,37 +236,6 @@ impl LocationRepository for Store {
             encoded.push((record, path));
         }
         let upsert = format!("{UPSERT_PREFIX}{ONE_ROW}{}", self.on_conflict_clause());
-        if let Some(direct) = self.direct_reader() {
-            if encoded.is_empty() && deletes.is_empty() {
-                return Ok(0);
-            }
-            return direct.write(|transaction| {
-                let mut delete = transaction.prepare_cached(DELETE_ONE)?;
-                for key in deletes {
-                    delete.execute((&key.domain, &key.username, &key.contact))?;
-                }
-                let mut statement = transaction.prepare_cached(&upsert)?;
-                for (record, path) in &encoded {
-                    statement.execute(rusqlite::params![
-                        record.domain,
-                        record.username,
-                        record.contact,
-                        i64::from(record.q),
-                        seconds(record.expires_at),
-                        path,
-                        fit(&record.received, 512),
-                        record.call_id,
-                        i64::from(record.cseq),
-                        fit(&record.user_agent, 255),
-                        fit(&record.instance, 255),
-                        record.reg_id.map(i64::from),
-                        seconds(record.updated_at),
-                    ])?;
-                }
-                // One inline transaction: one trip to the database, however many rows.
-                Ok(1)
-            });
-        }
         match encoded.len() + deletes.len() {
             0 => return Ok(0),
             1 => {

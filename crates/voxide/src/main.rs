@@ -195,15 +195,22 @@ async fn run_node(args: ConfigArgs, components: Components) -> anyhow::Result<()
         relay = Some(start_media(&config).await?);
     }
 
-    let sip_thread = if components.lb || components.proxy {
-        Some(sip_thread::SipThread::spawn()?)
+    // The LB and the proxy each get a thread of their own: hops inside a component stay on
+    // one thread, and the two can use two cores.
+    let lb_thread = if components.lb {
+        Some(sip_thread::SipThread::spawn("voxide-lb")?)
+    } else {
+        None
+    };
+    let proxy_thread = if components.proxy {
+        Some(sip_thread::SipThread::spawn("voxide-proxy")?)
     } else {
         None
     };
 
     let mut proxy = None;
-    if let (true, Some(store), Some(sip_thread)) = (components.proxy, &store, &sip_thread) {
-        let handle = sip_thread
+    if let (true, Some(store), Some(proxy_thread)) = (components.proxy, &store, &proxy_thread) {
+        let handle = proxy_thread
             .run(proxy::start(config.proxy_config(), store.clone()))
             .await?
             .context("proxy.listen: starting the proxy")?;
@@ -236,8 +243,8 @@ async fn run_node(args: ConfigArgs, components: Components) -> anyhow::Result<()
                 .context("lb: reading the domains")?,
             _ => config.lb.domains.clone(),
         };
-        let sip_thread = sip_thread.as_ref().expect("started for the LB");
-        let handle = start_lb(&config, initial_domains, sip_thread).await?;
+        let lb_thread = lb_thread.as_ref().expect("started for the LB");
+        let handle = start_lb(&config, initial_domains, lb_thread).await?;
         if lb_reads_domains && let Some(store) = &store {
             domain_refresher = Some(spawn_domain_refresher(
                 store.clone(),
@@ -264,7 +271,8 @@ async fn run_node(args: ConfigArgs, components: Components) -> anyhow::Result<()
     if let Some(proxy) = proxy {
         proxy.shutdown().await;
     }
-    drop(sip_thread);
+    drop(proxy_thread);
+    drop(lb_thread);
     if let Some(relay) = relay {
         relay.shutdown().await;
     }

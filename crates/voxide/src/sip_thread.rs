@@ -1,11 +1,11 @@
-//! The thread the SIP components (LB and proxy) run on.
+//! The threads the SIP components (LB and proxy) run on, one each.
 //!
 //! Why a thread of its own with a single-threaded runtime: a SIP message crosses several tasks
 //! (socket reader → transaction layer → router → writer). On the shared multi-threaded runtime
 //! each hop could wake a parked worker thread, and perf showed those futex wake-ups and context
 //! switches costing more CPU than the SIP work itself. On one thread a hop is a queue push, and
-//! the thread sleeps only in epoll. The LB and the proxy still talk to each other over UDP
-//! sockets, exactly as they do when split over hosts. The provisioning API, the media relay's
+//! the thread sleeps only in epoll. The LB and the proxy, each on its own thread, talk to each
+//! other over UDP sockets, exactly as they do when split over hosts. The provisioning API, the media relay's
 //! control and the mediator stay on the main runtime.
 
 use std::future::Future;
@@ -22,16 +22,16 @@ pub struct SipThread {
 }
 
 impl SipThread {
-    pub fn spawn() -> anyhow::Result<Self> {
+    pub fn spawn(name: &str) -> anyhow::Result<Self> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
-            .thread_name("voxide-sip")
+            .thread_name(name)
             .build()
             .context("starting the SIP runtime")?;
         let handle = runtime.handle().clone();
         let (stop, stopped) = oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
-            .name("voxide-sip".into())
+            .name(name.to_owned())
             .spawn(move || {
                 runtime.block_on(async {
                     let _ = stopped.await;
