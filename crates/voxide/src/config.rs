@@ -214,6 +214,10 @@ pub struct ProxySection {
     /// Timer C: how long an INVITE branch may go without a provisional response
     /// (RFC 3261 §16.6 step 11: more than 3 minutes).
     pub timer_c_seconds: u64,
+    /// Timer J: how long a completed non-INVITE transaction over UDP keeps answering
+    /// retransmissions of its request. Unset: RFC 3261's 64·T1 (32 s). A busy registrar may
+    /// shorten it to hold less memory (Kamailio's tm keeps 5 s).
+    pub timer_j_seconds: Option<u64>,
     /// The ng media relay every call's SDP goes through: unset = `media.ng_listen` (the relay
     /// of this configuration), an address like "127.0.0.1:12222" for any ng-speaking relay
     /// (rtpengine too), or `""`/`"off"` to leave SDP untouched.
@@ -313,6 +317,7 @@ impl Default for ProxySection {
             auth_max_failures: 5,
             auth_failure_window_seconds: 300,
             timer_c_seconds: 181,
+            timer_j_seconds: None,
             media_relay: MediaRelaySetting::Own,
             media_check_seconds: 5,
         }
@@ -411,6 +416,11 @@ impl Config {
         }
         if proxy.timer_c_seconds == 0 {
             anyhow::bail!("proxy.timer_c_seconds: must be at least 1");
+        }
+        if let Some(seconds) = proxy.timer_j_seconds
+            && !(1..=32).contains(&seconds)
+        {
+            anyhow::bail!("proxy.timer_j_seconds: must be 1 to 32 (RFC 3261's 64*T1)");
         }
         if self.lb.domain_refresh_seconds == 0 {
             anyhow::bail!("lb.domain_refresh_seconds: must be at least 1");
@@ -542,6 +552,7 @@ impl Config {
             timer_c: std::time::Duration::from_secs(section.timer_c_seconds),
             ..proxy::ProxyConfig::default()
         };
+        config.transactions.timer_j = section.timer_j_seconds.map(std::time::Duration::from_secs);
         config.registrar.min_expires = section.min_expires;
         config.registrar.max_expires = section.max_expires;
         config.registrar.default_expires = section.default_expires;
@@ -741,6 +752,8 @@ mod tests {
             ("[proxy]\ntrusted_lb = [\"lb.internal\"]\n", "trusted_lb"),
             ("[proxy]\ntrusted_lb = []\n", "proxy.trusted_lb"),
             ("[proxy]\nregistrar = 1\n", "registrar"),
+            ("[proxy]\ntimer_j_seconds = 0\n", "proxy.timer_j_seconds"),
+            ("[proxy]\ntimer_j_seconds = 60\n", "proxy.timer_j_seconds"),
             (
                 "[proxy]\ndigest_algorithms = [\"SHA-1\"]\n",
                 "proxy.digest_algorithms",
@@ -768,7 +781,8 @@ mod tests {
     fn the_proxy_settings_reach_the_proxy() {
         let config = Config::parse(
             "[proxy]\nmin_expires = 30\nmax_expires = 600\ndefault_expires = 120\n\
-             max_contacts = 2\ndigest_algorithms = [\"MD5\"]\ntimer_c_seconds = 200\n",
+             max_contacts = 2\ndigest_algorithms = [\"MD5\"]\ntimer_c_seconds = 200\n\
+             timer_j_seconds = 5\n",
         )
         .unwrap();
         let proxy = config.proxy_config();
@@ -783,7 +797,12 @@ mod tests {
             vec![DigestAlgorithm::Md5]
         );
         assert_eq!(proxy.timer_c, std::time::Duration::from_secs(200));
+        assert_eq!(
+            proxy.transactions.timer_j,
+            Some(std::time::Duration::from_secs(5))
+        );
         let defaults = Config::parse("").unwrap().proxy_config();
+        assert_eq!(defaults.transactions.timer_j, None, "RFC 64*T1 unless set");
         assert_eq!(
             defaults.authentication.digest.offered_algorithms,
             vec![DigestAlgorithm::Sha256, DigestAlgorithm::Md5]
