@@ -210,39 +210,30 @@ async fn run_committer(
                 Err(_) => break,
             }
         }
-        if batch.len() == 1 {
-            let request = batch.pop().expect("one request");
-            let result = store
-                .apply_location_changes(&request.upserts, &request.deletes)
-                .await;
-            finish(&statements, request.done, result);
-            continue;
-        }
-        let upserts: Vec<LocationRecord> = batch
-            .iter()
-            .flat_map(|request| request.upserts.iter().cloned())
-            .collect();
-        let deletes: Vec<LocationKey> = batch
-            .iter()
-            .flat_map(|request| request.deletes.iter().cloned())
-            .collect();
-        match store.apply_location_changes(&upserts, &deletes).await {
-            Ok(count) => {
+        if batch.len() > 1 {
+            let upserts: Vec<LocationRecord> = batch
+                .iter()
+                .flat_map(|request| request.upserts.iter().cloned())
+                .collect();
+            let deletes: Vec<LocationKey> = batch
+                .iter()
+                .flat_map(|request| request.deletes.iter().cloned())
+                .collect();
+            if let Ok(count) = store.apply_location_changes(&upserts, &deletes).await {
                 statements.fetch_add(count as u64, Ordering::Relaxed);
                 for request in batch.drain(..) {
                     let _ = request.done.send(Ok(()));
                 }
+                continue;
             }
-            Err(_) => {
-                // One bad row must not fail its neighbours: write each request on its own so
-                // every caller gets its own verdict.
-                for request in batch.drain(..) {
-                    let result = store
-                        .apply_location_changes(&request.upserts, &request.deletes)
-                        .await;
-                    finish(&statements, request.done, result);
-                }
-            }
+        }
+        // A lone request, or a batch the database refused: each request on its own, so one bad
+        // row does not fail its neighbours and every caller gets its own verdict.
+        for request in batch.drain(..) {
+            let result = store
+                .apply_location_changes(&request.upserts, &request.deletes)
+                .await;
+            finish(&statements, request.done, result);
         }
     }
 }

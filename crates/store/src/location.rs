@@ -83,21 +83,44 @@ pub trait LocationRepository {
     fn purge_expired_locations(&self, now: u64) -> impl Future<Output = StoreResult<u64>> + Send;
 }
 
-const UPSERT_PREFIX: &str = "INSERT INTO location \
-    (domain, username, contact, q, expires_at, path, received, call_id, cseq, user_agent, \
-     instance, reg_id, updated_at) ";
-const ONE_ROW: &str = "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ";
-
-const SQLITE_ON_CONFLICT: &str = " ON CONFLICT (domain, username, contact) DO UPDATE SET \
-    q = excluded.q, expires_at = excluded.expires_at, path = excluded.path, \
-    received = excluded.received, call_id = excluded.call_id, cseq = excluded.cseq, \
-    user_agent = excluded.user_agent, instance = excluded.instance, reg_id = excluded.reg_id, \
-    updated_at = excluded.updated_at";
-
-const MYSQL_ON_CONFLICT: &str = " ON DUPLICATE KEY UPDATE q = VALUES(q), \
-    expires_at = VALUES(expires_at), path = VALUES(path), received = VALUES(received), \
-    call_id = VALUES(call_id), cseq = VALUES(cseq), user_agent = VALUES(user_agent), \
-    instance = VALUES(instance), reg_id = VALUES(reg_id), updated_at = VALUES(updated_at)";
+/// The column list of an upsert, as a literal so the statements below stay static text.
+macro_rules! upsert_prefix {
+    () => {
+        "INSERT INTO location \
+         (domain, username, contact, q, expires_at, path, received, call_id, cseq, user_agent, \
+         instance, reg_id, updated_at) "
+    };
+}
+macro_rules! sqlite_on_conflict {
+    () => {
+        " ON CONFLICT (domain, username, contact) DO UPDATE SET \
+         q = excluded.q, expires_at = excluded.expires_at, path = excluded.path, \
+         received = excluded.received, call_id = excluded.call_id, cseq = excluded.cseq, \
+         user_agent = excluded.user_agent, instance = excluded.instance, \
+         reg_id = excluded.reg_id, updated_at = excluded.updated_at"
+    };
+}
+macro_rules! mysql_on_conflict {
+    () => {
+        " ON DUPLICATE KEY UPDATE q = VALUES(q), \
+         expires_at = VALUES(expires_at), path = VALUES(path), received = VALUES(received), \
+         call_id = VALUES(call_id), cseq = VALUES(cseq), user_agent = VALUES(user_agent), \
+         instance = VALUES(instance), reg_id = VALUES(reg_id), updated_at = VALUES(updated_at)"
+    };
+}
+const UPSERT_PREFIX: &str = upsert_prefix!();
+const SQLITE_ON_CONFLICT: &str = sqlite_on_conflict!();
+const MYSQL_ON_CONFLICT: &str = mysql_on_conflict!();
+const SQLITE_UPSERT_ONE: &str = concat!(
+    upsert_prefix!(),
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    sqlite_on_conflict!()
+);
+const MYSQL_UPSERT_ONE: &str = concat!(
+    upsert_prefix!(),
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    mysql_on_conflict!()
+);
 
 /// Rows per multi-row statement: 13 placeholders a row stays far below SQLite's 32,766 and
 /// MySQL's 65,535 placeholder limits.
@@ -214,6 +237,13 @@ macro_rules! bind_record {
 }
 
 impl Store {
+    fn upsert_one_statement(&self) -> &'static str {
+        match self.backend() {
+            Backend::Sqlite(_) => SQLITE_UPSERT_ONE,
+            Backend::MySql(_) => MYSQL_UPSERT_ONE,
+        }
+    }
+
     fn on_conflict_clause(&self) -> &'static str {
         match self.backend() {
             Backend::Sqlite(_) => SQLITE_ON_CONFLICT,
@@ -235,14 +265,14 @@ impl LocationRepository for Store {
                 .map_err(|error| StoreError::invalid("path", error.to_string()))?;
             encoded.push((record, path));
         }
-        let upsert = format!("{UPSERT_PREFIX}{ONE_ROW}{}", self.on_conflict_clause());
+        let upsert = self.upsert_one_statement();
         match encoded.len() + deletes.len() {
             0 => return Ok(0),
             1 => {
                 // One change: a single autocommit statement, no BEGIN/COMMIT round trips.
                 on_pool!(self, pool => {
                     if let Some((record, path)) = encoded.first() {
-                        bind_record!(sqlx::query(sqlx::AssertSqlSafe(upsert.as_str())), record, path).execute(pool).await?;
+                        bind_record!(sqlx::query(upsert), record, path).execute(pool).await?;
                     } else if let Some(key) = deletes.first() {
                         sqlx::query(DELETE_ONE)
                             .bind(&key.domain)
