@@ -23,7 +23,7 @@ use sip_core::auth::{
     Verification,
 };
 use sip_message::{HeaderName, Message, MessageBuilder, Method};
-use store::Store;
+use store::{Store, SubscriberRepository};
 
 /// How authentication behaves beyond the digest rules.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,7 +152,7 @@ impl Authenticator {
         }
         let row = match self
             .store
-            .find_sip_subscriber(&credentials.username, &realm)
+            .find_sip_credentials(&credentials.username, &realm)
             .await
         {
             Ok(row) => row,
@@ -165,8 +165,8 @@ impl Authenticator {
                 );
             }
         };
-        let Some(store::SipSubscriber {
-            id,
+        let Some(store::SipCredentials {
+            subscriber_id: id,
             uuid,
             customer_id,
             ha1_md5,
@@ -210,7 +210,7 @@ impl Authenticator {
         match verification {
             Verification::Verified => {
                 self.forget_failures(source.ip(), &credentials.username, &realm);
-                if status != "active" {
+                if status != store::SubscriberStatus::Active {
                     tracing::info!(username = %credentials.username, %realm, %status, "refused: subscriber not active");
                     return AuthOutcome::Rejected(
                         local_response(request, 403, "Forbidden").build(),

@@ -80,23 +80,6 @@ impl DirectReader {
     }
 }
 
-/// What authenticating a SIP request needs of a subscriber.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SipSubscriber {
-    /// Row id.
-    pub id: i64,
-    /// Public uuid.
-    pub uuid: String,
-    /// The customer the subscriber belongs to.
-    pub customer_id: i64,
-    /// HA1 for MD5 digests (realm = the subscriber's domain).
-    pub ha1_md5: String,
-    /// HA1 for SHA-256 digests.
-    pub ha1_sha256: String,
-    /// `active`, `locked` or `terminated`.
-    pub status: String,
-}
-
 /// What routing a call to a subscriber needs of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SipCallee {
@@ -132,58 +115,10 @@ fn callee_from_row((id, uuid, username, domain, status): SipCalleeRow) -> SipCal
     }
 }
 
-const SIP_SUBSCRIBER: &str = "SELECT s.id, s.uuid, s.customer_id, s.ha1_md5, s.ha1_sha256, \
-     s.status FROM subscribers s JOIN domains d ON d.id = s.domain_id \
-     WHERE s.username = ? AND d.domain = ?";
-
-type SipSubscriberRow = (i64, String, i64, String, String, String);
-
 impl crate::Store {
     /// The inline reader, for SQLite files only.
     pub(crate) fn direct_reader(&self) -> Option<&DirectReader> {
         self.direct.as_deref()
-    }
-
-    /// The subscriber `username@domain` as authentication needs it, or `None`.
-    pub async fn find_sip_subscriber(
-        &self,
-        username: &str,
-        domain: &str,
-    ) -> StoreResult<Option<SipSubscriber>> {
-        let row: Option<SipSubscriberRow> = match self.direct_reader() {
-            Some(reader) => reader.read(|connection| {
-                connection
-                    .prepare_cached(SIP_SUBSCRIBER)?
-                    .query_row((username, domain), |row| {
-                        Ok((
-                            row.get(0)?,
-                            row.get(1)?,
-                            row.get(2)?,
-                            row.get(3)?,
-                            row.get(4)?,
-                            row.get(5)?,
-                        ))
-                    })
-                    .optional()
-            })?,
-            None => crate::on_pool!(self, pool => {
-                sqlx::query_as(SIP_SUBSCRIBER)
-                    .bind(username)
-                    .bind(domain)
-                    .fetch_optional(pool)
-                    .await?
-            }),
-        };
-        Ok(row.map(
-            |(id, uuid, customer_id, ha1_md5, ha1_sha256, status)| SipSubscriber {
-                id,
-                uuid,
-                customer_id,
-                ha1_md5,
-                ha1_sha256,
-                status,
-            },
-        ))
     }
 
     /// The subscriber `username@domain` as call routing needs it (domain compared in lower

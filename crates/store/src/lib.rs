@@ -68,7 +68,7 @@ pub use credentials::{
     verify_password_blocking,
 };
 pub use customer::{Customer, CustomerFilter, CustomerRepository, CustomerStatus, NewCustomer};
-pub use direct::{SipCallee, SipSubscriber};
+pub use direct::SipCallee;
 pub use domain::{Domain, DomainFilter, DomainRepository, NewDomain};
 pub use error::{StoreError, StoreResult};
 pub use location::{LocationKey, LocationRecord, LocationRepository};

@@ -241,6 +241,10 @@ pub struct SubscriberUpdate {
 pub struct SipCredentials {
     /// Subscriber id.
     pub subscriber_id: i64,
+    /// The subscriber's public uuid (accounting names subscribers by it).
+    pub uuid: String,
+    /// The customer the subscriber belongs to.
+    pub customer_id: i64,
     /// `MD5(username:realm:password)` hex.
     pub ha1_md5: String,
     /// `SHA-256(username:realm:password)` hex.
@@ -249,6 +253,10 @@ pub struct SipCredentials {
     #[sqlx(try_from = "String")]
     pub status: SubscriberStatus,
 }
+
+const SIP_CREDENTIALS: &str = "SELECT s.id AS subscriber_id, s.uuid, s.customer_id, s.ha1_md5, \
+     s.ha1_sha256, s.status FROM subscribers s JOIN domains d ON d.id = s.domain_id \
+     WHERE s.username = ? AND d.domain = ?";
 
 /// Filters for [`SubscriberRepository::list_subscribers`]; all given filters must match.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -947,16 +955,46 @@ impl SubscriberRepository for Store {
         domain: &str,
     ) -> StoreResult<Option<SipCredentials>> {
         let domain = domain.trim().to_ascii_lowercase();
+        if let Some(reader) = self.direct_reader() {
+            // Per-request lookup of the proxy: inline on SQLite files (see direct.rs).
+            let row: Option<(i64, String, i64, String, String, String)> =
+                reader.read(|connection| {
+                    use rusqlite::OptionalExtension;
+                    connection
+                        .prepare_cached(SIP_CREDENTIALS)?
+                        .query_row((username, domain.as_str()), |row| {
+                            Ok((
+                                row.get(0)?,
+                                row.get(1)?,
+                                row.get(2)?,
+                                row.get(3)?,
+                                row.get(4)?,
+                                row.get(5)?,
+                            ))
+                        })
+                        .optional()
+                })?;
+            return row
+                .map(
+                    |(subscriber_id, uuid, customer_id, ha1_md5, ha1_sha256, status)| {
+                        Ok(SipCredentials {
+                            subscriber_id,
+                            uuid,
+                            customer_id,
+                            ha1_md5,
+                            ha1_sha256,
+                            status: status.parse()?,
+                        })
+                    },
+                )
+                .transpose();
+        }
         Ok(on_pool!(self, pool => {
-            sqlx::query_as::<_, SipCredentials>(
-                "SELECT s.id AS subscriber_id, s.ha1_md5, s.ha1_sha256, s.status \
-                 FROM subscribers s JOIN domains d ON d.id = s.domain_id \
-                 WHERE s.username = ? AND d.domain = ?",
-            )
-            .bind(username)
-            .bind(&domain)
-            .fetch_optional(pool)
-            .await?
+            sqlx::query_as::<_, SipCredentials>(SIP_CREDENTIALS)
+                .bind(username)
+                .bind(&domain)
+                .fetch_optional(pool)
+                .await?
         }))
     }
 

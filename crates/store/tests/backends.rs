@@ -1782,15 +1782,18 @@ on_both_backends!(writes_are_visible_to_other_connections_at_once, |db| {
             .unwrap()
             .is_some()
     );
-    // The proxy's inline read path (rusqlite on SQLite files) sees the write at once too.
+    // The proxy's lookup (inline rusqlite on SQLite files) names the subscriber fully.
     let sip = reader
-        .find_sip_subscriber("alice", "fresh.example")
+        .find_sip_credentials("alice", "fresh.example")
         .await
         .unwrap()
         .expect("subscriber visible to the authentication lookup");
-    assert_eq!((sip.id, sip.uuid.as_str()), (s.id, s.uuid.as_str()));
+    assert_eq!(
+        (sip.subscriber_id, sip.uuid.as_str()),
+        (s.id, s.uuid.as_str())
+    );
     assert_eq!(sip.customer_id, c.id);
-    assert_eq!(sip.status, "active");
+    assert_eq!(sip.status, SubscriberStatus::Active);
     assert_eq!(sip.ha1_md5.len(), 32);
     assert_eq!(sip.ha1_sha256.len(), 64);
     // …and the call-routing lookups, by name (domain case-insensitive) and by E.164 number.
@@ -1864,14 +1867,7 @@ on_both_backends!(writes_are_visible_to_other_connections_at_once, |db| {
     );
     assert!(
         reader
-            .find_sip_subscriber("alice", "fresh.example")
-            .await
-            .unwrap()
-            .is_none()
-    );
-    assert!(
-        reader
-            .find_sip_subscriber("' OR '1'='1", "fresh.example")
+            .find_sip_credentials("' OR '1'='1", "fresh.example")
             .await
             .unwrap()
             .is_none()
