@@ -110,6 +110,8 @@ def relay_command(kind, ip, ng_port, args):
                "--port-min", "12000", "--port-max", "32767", "--delete-delay", "0"]
     if kind == "voxide-simple":
         command.append("--simple")
+    elif kind == "voxide-batched":
+        command.append("--batched")
     elif kind == "voxide-nc":
         command += ["--coalesce-us", "0"]
     elif kind.startswith("voxide-c"):
@@ -175,6 +177,13 @@ def run_step(kind, streams, args, workdir):
         with open(streams_file, "w") as out:
             out.writelines(lines)
         time.sleep(0.5)
+        perf = None
+        if args.perf:
+            perf = subprocess.Popen(
+                ["perf", "record", "-q", "-g", "-p", str(relay.pid), "-o",
+                 os.path.join(workdir, "perf-%s-%d.data" % (kind, streams)),
+                 "--", "sleep", str(args.secs)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         cpu_before, wall_before = process_cpu_seconds(relay.pid), time.monotonic()
         load = subprocess.run(
             [os.path.join(args.build_dir, "rtpload"), "-a", "%s:%d" % (ip, a_port),
@@ -182,6 +191,8 @@ def run_step(kind, streams, args, workdir):
              "-s", str(args.size), "-t", str(args.secs)],
             capture_output=True, text=True, timeout=args.secs + 30, check=True)
         cpu = process_cpu_seconds(relay.pid) - cpu_before
+        if perf is not None:
+            perf.wait()
         wall = time.monotonic() - wall_before
         figures = dict(item.split("=") for item in load.stdout.split())
         for call in range(calls):
@@ -223,6 +234,8 @@ def main():
                         default=os.path.join(ROOT, "target/release/examples/media_relay"))
     parser.add_argument("--baseline-relay", help="media_relay binary for `voxide-base`")
     parser.add_argument("--voxide-args", default="", help="extra media_relay flags")
+    parser.add_argument("--perf", action="store_true",
+                        help="perf record -g each relay during its load (perf-<relay>-<streams>.data in the build dir; inflates its CPU)")
     parser.add_argument("--build-dir", default="/tmp/voxide-bench-rtp")
     parser.add_argument("--jsonl", default="/tmp/voxide-bench-rtp/results.jsonl")
     args = parser.parse_args()

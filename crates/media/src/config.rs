@@ -31,7 +31,8 @@ pub struct MediaConfig {
     pub cookie_cache_capacity: usize,
     /// TOS byte on every relayed packet.
     pub tos: u8,
-    /// Data-plane I/O: batched fast path or the simple reference path.
+    /// Data-plane I/O: steered receive (BPF, falls back to batched), batched per socket, or the
+    /// simple reference path.
     pub io_mode: IoMode,
     /// Pause of the data plane after a busy round so the next epoll_wait gathers many ready
     /// sockets (at most this much added latency; zero = wake for every packet).
@@ -51,7 +52,7 @@ impl Default for MediaConfig {
             cookie_cache_ttl: Duration::from_secs(30),
             cookie_cache_capacity: 100_000,
             tos: TOS_EXPEDITED_FORWARDING,
-            io_mode: IoMode::Batched,
+            io_mode: IoMode::Steered,
             poll_coalesce: Duration::from_micros(500),
         }
     }

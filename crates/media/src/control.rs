@@ -246,6 +246,11 @@ impl Controller {
             config.poll_coalesce,
             epoch,
             ports.released_ports(),
+            crate::dataplane::SteeredRange {
+                address: config.media_bind_address,
+                port_min: config.port_min,
+                port_max: config.port_max,
+            },
         )?;
         Ok(Controller {
             config,

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -19,14 +19,20 @@ use std::time::{Duration, Instant};
 
 use crate::fastpath::{BATCH, Batch, Epoll, EventFd, PACKET_CAPACITY};
 use crate::ports::ReleasedPorts;
+use crate::steering::Steering;
 
 /// How the data plane moves packets: the seam between the fast path and the reference path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum IoMode {
+    /// Every relay port's datagrams steered into one socket by a BPF `sk_lookup` program and
+    /// read with `recvmmsg` of up to 64 packets across all streams; sent with `sendto` from
+    /// the port's own socket. Needs CAP_BPF + CAP_NET_ADMIN; falls back to
+    /// [`IoMode::Batched`] (with a warning) when the program cannot be attached.
+    #[default]
+    Steered,
     /// One `recvmsg` and one `sendto` for a socket holding one packet (the common case with
     /// many 50 pps streams), `recvmmsg`/`sendmmsg` of up to 32 packets for a socket that was
     /// busy in the previous round too.
-    #[default]
     Batched,
     /// One `recvfrom` and one `sendto` per packet: the classic design, kept to measure against.
     Simple,
@@ -36,6 +42,7 @@ pub enum IoMode {
 pub const THREAD_NAME: &str = "voxide-rtp";
 
 const WAKER_TOKEN: u64 = u64::MAX;
+const STEERED_TOKEN: u64 = u64::MAX - 1;
 
 /// Ready sockets taken per `epoll_wait`.
 const EVENTS: usize = 4096;
@@ -139,6 +146,8 @@ struct Leg {
     destination: Option<SocketAddr>,
     shared: Arc<LegShared>,
     release_port: Option<u16>,
+    /// The local port, when its datagrams are steered to the shared socket.
+    steered_port: Option<u16>,
 }
 
 impl Leg {
@@ -165,10 +174,25 @@ impl DataPlane {
         coalesce: Duration,
         epoch: Instant,
         released: ReleasedPorts,
+        range: SteeredRange,
     ) -> io::Result<Self> {
         let poll = Epoll::new()?;
         let waker = Arc::new(EventFd::new()?);
         poll.add(waker.raw(), WAKER_TOKEN)?;
+        let (mode, steered) = match mode {
+            IoMode::Steered => match SteeredSocket::attach(range) {
+                Ok(steered) => {
+                    poll.add(steered.socket.as_raw_fd(), STEERED_TOKEN)?;
+                    tracing::info!(address = %range.address, "media: receive steering attached (one socket for all relay ports)");
+                    (IoMode::Steered, Some(steered))
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "media: cannot attach receive steering (needs CAP_BPF and CAP_NET_ADMIN); one socket per port");
+                    (IoMode::Batched, None)
+                }
+            },
+            other => (other, None),
+        };
         let plane_waker = Arc::clone(&waker);
         let (sender, receiver) = mpsc::channel();
         let thread = std::thread::Builder::new()
@@ -177,13 +201,14 @@ impl DataPlane {
                 let mut plane = Plane {
                     poll,
                     waker: plane_waker,
-                    legs: HashMap::new(),
+                    legs: HashMap::default(),
                     batch: Batch::new(),
                     accepted: Vec::with_capacity(BATCH),
                     epoch,
                     mode,
                     coalesce,
                     released,
+                    steered,
                     round: 0,
                     round_ms: 0,
                 };
@@ -217,6 +242,103 @@ impl Drop for DataPlane {
     }
 }
 
+/// Hashes leg ids (small integers handed out in sequence) with one multiplication: SipHash's
+/// flood resistance buys nothing for keys the relay picks itself, and the map is read twice per
+/// relayed packet.
+type LegIdHasher = std::hash::BuildHasherDefault<MultiplyHasher>;
+
+#[derive(Debug, Default)]
+struct MultiplyHasher(u64);
+
+impl std::hash::Hasher for MultiplyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(byte)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_usize(&mut self, value: usize) {
+        // The high bits select hashbrown's buckets and control bytes: a Fibonacci multiply
+        // spreads sequential ids over both.
+        self.0 = (value as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+/// The relay ports' address and range, for receive steering.
+#[derive(Debug, Clone, Copy)]
+pub struct SteeredRange {
+    pub address: IpAddr,
+    pub port_min: u16,
+    pub port_max: u16,
+}
+
+/// Receive buffer of the shared socket: it queues every stream's packets, so it needs room for
+/// a burst of thousands of streams while the thread is busy sending.
+const STEERED_RECEIVE_BUFFER: usize = 16 * 1024 * 1024;
+
+/// The shared receive socket and the program that fills it.
+struct SteeredSocket {
+    socket: UdpSocket,
+    steering: Steering,
+    /// Which leg owns each steered port, indexed by port − `port_min` (a dense table stays in
+    /// cache; a hash map lookup per packet was a cache miss).
+    legs_by_port: Vec<Option<usize>>,
+    port_min: u16,
+}
+
+impl SteeredSocket {
+    fn slot(&mut self, port: u16) -> Option<&mut Option<usize>> {
+        self.legs_by_port
+            .get_mut(usize::from(port.checked_sub(self.port_min)?))
+    }
+
+    fn leg(&self, port: u16) -> Option<usize> {
+        *self
+            .legs_by_port
+            .get(usize::from(port.checked_sub(self.port_min)?))?
+    }
+}
+
+impl SteeredSocket {
+    fn attach(range: SteeredRange) -> io::Result<Self> {
+        use socket2::{Domain, Protocol, Socket, Type};
+        let address = SocketAddr::new(range.address, 0);
+        let socket = Socket::new(
+            Domain::for_address(address),
+            Type::DGRAM,
+            Some(Protocol::UDP),
+        )?;
+        if address.is_ipv6() {
+            // A wildcard IPv6 relay also takes IPv4; its per-port sockets are dual-stack too.
+            socket.set_only_v6(false)?;
+        }
+        socket.set_nonblocking(true)?;
+        crate::fastpath::set_receive_original_destination(&socket, address.is_ipv6())?;
+        crate::fastpath::force_receive_buffer(&socket, STEERED_RECEIVE_BUFFER);
+        socket.bind(&address.into())?;
+        let socket: UdpSocket = socket.into();
+        let steering = Steering::attach(
+            socket.as_raw_fd(),
+            range.address,
+            range.port_min,
+            range.port_max,
+        )?;
+        Ok(SteeredSocket {
+            socket,
+            steering,
+            legs_by_port: vec![
+                None;
+                usize::from(range.port_max.saturating_sub(range.port_min)) + 1
+            ],
+            port_min: range.port_min,
+        })
+    }
+}
+
 fn elapsed_ms(epoch: Instant) -> u64 {
     u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
@@ -224,13 +346,14 @@ fn elapsed_ms(epoch: Instant) -> u64 {
 struct Plane {
     poll: Epoll,
     waker: Arc<EventFd>,
-    legs: HashMap<usize, Leg>,
+    legs: HashMap<usize, Leg, LegIdHasher>,
     batch: Batch,
     accepted: Vec<usize>,
     epoch: Instant,
     mode: IoMode,
     coalesce: Duration,
     released: ReleasedPorts,
+    steered: Option<SteeredSocket>,
     /// Poll rounds so far.
     round: u64,
     /// Milliseconds since the epoch when the current poll round began.
@@ -265,6 +388,10 @@ impl Plane {
                     continue;
                 }
                 relayed = true;
+                if token == STEERED_TOKEN {
+                    self.relay_steered();
+                    continue;
+                }
                 // Tokens are leg ids (usize); a removed leg's stale event finds no leg.
                 self.relay(usize::try_from(token).unwrap_or(usize::MAX));
             }
@@ -286,8 +413,22 @@ impl Plane {
         loop {
             match receiver.try_recv() {
                 Ok(DataCommand::Add(registrations)) => {
+                    let ids: Vec<usize> = registrations.iter().map(|r| r.id).collect();
                     for registration in registrations {
                         self.add(registration);
+                    }
+                    // Packets that reached a steered leg's own socket before its port was
+                    // steered (the port was bound when the offer was answered): relay them now,
+                    // with every partner of the batch in place; later ones arrive on the shared
+                    // socket.
+                    for id in ids {
+                        if self
+                            .legs
+                            .get(&id)
+                            .is_some_and(|leg| leg.steered_port.is_some())
+                        {
+                            self.relay_batched(id);
+                        }
                     }
                 }
                 Ok(DataCommand::SetDestination { id, destination }) => {
@@ -306,7 +447,16 @@ impl Plane {
                     let mut closed = Vec::new();
                     for id in ids {
                         if let Some(leg) = self.legs.remove(&id) {
-                            let _ = self.poll.delete(leg.socket.as_raw_fd());
+                            if let (Some(port), Some(steered)) =
+                                (leg.steered_port, self.steered.as_mut())
+                            {
+                                let _ = steered.steering.steer(port, false);
+                                if let Some(slot) = steered.slot(port) {
+                                    *slot = None;
+                                }
+                            } else {
+                                let _ = self.poll.delete(leg.socket.as_raw_fd());
+                            }
                             closed.extend(leg.release_port);
                         }
                     }
@@ -324,17 +474,24 @@ impl Plane {
 
     fn add(&mut self, registration: LegRegistration) {
         let socket = registration.socket;
-        let token = u64::try_from(registration.id).unwrap_or(WAKER_TOKEN);
+        let id = registration.id;
+        let token = u64::try_from(id).unwrap_or(WAKER_TOKEN);
         if token == WAKER_TOKEN {
-            tracing::error!(id = registration.id, "leg id out of range");
+            tracing::error!(id, "leg id out of range");
             return;
         }
-        if let Err(error) = self.poll.add(socket.as_raw_fd(), token) {
+        let steered_port = self.steer(id, &socket);
+        // A steered leg's own socket only sends: kept out of epoll, because a watched socket
+        // makes every send walk its wait queue (sock_wfree → write-space wake-up; 8 % of the
+        // relay's CPU in a profile). Otherwise the socket is watched as usual.
+        if steered_port.is_none()
+            && let Err(error) = self.poll.add(socket.as_raw_fd(), token)
+        {
             tracing::error!(%error, "cannot register relay socket");
             return;
         }
         self.legs.insert(
-            registration.id,
+            id,
             Leg {
                 socket,
                 partner: registration.partner,
@@ -343,13 +500,31 @@ impl Plane {
                 destination: registration.destination,
                 shared: registration.shared,
                 release_port: registration.release_port,
+                steered_port,
             },
         );
     }
 
+    /// Steers `socket`'s port to the shared socket; the port, when it is steered.
+    fn steer(&mut self, id: usize, socket: &UdpSocket) -> Option<u16> {
+        let steered = self.steered.as_mut()?;
+        let port = socket.local_addr().ok()?.port();
+        *steered.slot(port)? = Some(id);
+        match steered.steering.steer(port, true) {
+            Ok(()) => Some(port),
+            Err(error) => {
+                if let Some(slot) = steered.slot(port) {
+                    *slot = None;
+                }
+                tracing::debug!(%error, port, "media: port not steered");
+                None
+            }
+        }
+    }
+
     fn relay(&mut self, id: usize) {
         match self.mode {
-            IoMode::Batched => self.relay_batched(id),
+            IoMode::Batched | IoMode::Steered => self.relay_batched(id),
             IoMode::Simple => self.relay_simple(id),
         }
     }
@@ -437,6 +612,64 @@ impl Plane {
             }
             if !busy || received < BATCH {
                 // Level-triggered: what is left is reported by the next wait.
+                return;
+            }
+        }
+    }
+
+    /// Relays what the shared socket holds: up to [`BATCH`] datagrams of any streams per
+    /// `recvmmsg`, each checked against its leg (found by destination port) and sent from the
+    /// partner leg's socket.
+    fn relay_steered(&mut self) {
+        let Some(steered) = self.steered.as_ref() else {
+            return;
+        };
+        let fd = steered.socket.as_raw_fd();
+        loop {
+            let received = match self.batch.receive_steered(fd) {
+                Ok(received) => received,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                // WouldBlock, or an error the socket reported: the next wait tells again.
+                Err(_) => return,
+            };
+            for index in 0..received {
+                let Some(id) = self
+                    .batch
+                    .destination_port(index)
+                    .and_then(|port| steered.leg(port))
+                else {
+                    // A port released between the kernel's steering and this read.
+                    continue;
+                };
+                let Some(leg) = self.legs.get_mut(&id) else {
+                    continue;
+                };
+                let admitted = !self.batch.is_truncated(index)
+                    && self
+                        .batch
+                        .source(index)
+                        .is_some_and(|source| Self::admit(leg, source));
+                if !admitted {
+                    leg.shared.record(0, 0, 1, 0);
+                    continue;
+                }
+                let length = self.batch.packet(index).len() as u64;
+                leg.shared.record(1, length, 0, self.round_ms);
+                let partner = leg.partner;
+                let target = self
+                    .legs
+                    .get(&partner)
+                    .and_then(|p| p.target().map(|t| (p.socket.as_raw_fd(), t)));
+                let sent = target.is_some_and(|(fd, destination)| {
+                    self.batch
+                        .send(fd, destination, &[index])
+                        .is_ok_and(|n| n == 1)
+                });
+                if !sent && let Some(leg) = self.legs.get(&id) {
+                    leg.shared.record(0, 0, 1, 0);
+                }
+            }
+            if received < BATCH {
                 return;
             }
         }

@@ -164,7 +164,7 @@ impl EventFd {
 }
 
 /// Datagrams moved per system call.
-pub const BATCH: usize = 32;
+pub const BATCH: usize = 64;
 
 /// Largest datagram relayed; bigger ones arrive truncated and are dropped as errors.
 pub const PACKET_CAPACITY: usize = 2048;
@@ -176,8 +176,15 @@ pub struct Batch {
     lengths: [usize; BATCH],
     truncated: [bool; BATCH],
     sources: Box<[libc::sockaddr_storage; BATCH]>,
+    /// Control messages of a steered receive (the datagram's original destination).
+    control: Box<[[u64; CONTROL_WORDS]; BATCH]>,
+    destination_ports: [Option<u16>; BATCH],
     count: usize,
 }
+
+/// Room for one `IP_ORIGDSTADDR` or `IPV6_ORIGDSTADDR` control message (u64 words keep it
+/// aligned for cmsghdr).
+const CONTROL_WORDS: usize = 8;
 
 impl std::fmt::Debug for Batch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -202,6 +209,8 @@ impl Batch {
             // SAFETY: sockaddr_storage is a plain C struct of integers and byte arrays; all
             // zero bytes is a valid value (family AF_UNSPEC).
             sources: Box::new(unsafe { zeroed() }),
+            control: Box::new([[0; CONTROL_WORDS]; BATCH]),
+            destination_ports: [None; BATCH],
             count: 0,
         }
     }
@@ -224,11 +233,31 @@ impl Batch {
         from_storage(&self.sources[index])
     }
 
+    /// Destination port of datagram `index` of the last [`Batch::receive_steered`].
+    #[must_use]
+    pub fn destination_port(&self, index: usize) -> Option<u16> {
+        self.destination_ports[index]
+    }
+
+    /// Reads up to [`BATCH`] datagrams without blocking from a socket with
+    /// `IP_RECVORIGDSTADDR` (and `IPV6_RECVORIGDSTADDR`) set, recording each datagram's
+    /// original destination port: the steered socket receives for many ports.
+    ///
+    /// # Errors
+    /// The socket error; `WouldBlock` when nothing is queued.
+    pub fn receive_steered(&mut self, fd: RawFd) -> io::Result<usize> {
+        self.receive_into(fd, true)
+    }
+
     /// Reads up to [`BATCH`] datagrams without blocking.
     ///
     /// # Errors
     /// The socket error; `WouldBlock` when nothing is queued.
     pub fn receive(&mut self, fd: RawFd) -> io::Result<usize> {
+        self.receive_into(fd, false)
+    }
+
+    fn receive_into(&mut self, fd: RawFd, with_destination: bool) -> io::Result<usize> {
         // SAFETY: iovec and mmsghdr are plain C structs; zero (null pointers, zero lengths) is
         // valid, and every field the kernel reads is set below.
         let mut iovecs: [libc::iovec; BATCH] = unsafe { zeroed() };
@@ -241,6 +270,10 @@ impl Batch {
             header.msg_hdr.msg_namelen = socklen(size_of::<libc::sockaddr_storage>());
             header.msg_hdr.msg_iov = std::ptr::from_mut(iovec);
             header.msg_hdr.msg_iovlen = 1;
+            if with_destination {
+                header.msg_hdr.msg_control = self.control[index].as_mut_ptr().cast();
+                header.msg_hdr.msg_controllen = size_of::<[u64; CONTROL_WORDS]>() as _;
+            }
         }
         // SAFETY: `headers` holds BATCH valid mmsghdr whose msg_name/msg_iov point into
         // `self.sources`, `self.buffers` and `iovecs`, all alive and not otherwise borrowed for
@@ -263,6 +296,9 @@ impl Batch {
         for (index, header) in headers.iter().enumerate().take(received) {
             self.lengths[index] = (header.msg_len as usize).min(PACKET_CAPACITY);
             self.truncated[index] = header.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
+            if with_destination {
+                self.destination_ports[index] = original_destination_port(&header.msg_hdr);
+            }
         }
         self.count = received;
         Ok(received)
@@ -425,6 +461,81 @@ pub fn receive_with_tos(
         from_storage(&source),
         tos,
     ))
+}
+
+/// The port of an `IP_ORIGDSTADDR`/`IPV6_ORIGDSTADDR` control message in a received header.
+fn original_destination_port(header: &libc::msghdr) -> Option<u16> {
+    // SAFETY: `header` was filled by the kernel, so msg_control/msg_controllen describe valid
+    // control messages (or none: a null msg_control gives a null first header);
+    // CMSG_FIRSTHDR/CMSG_NXTHDR stay within that length and return null at the end.
+    let mut message = unsafe { libc::CMSG_FIRSTHDR(header) };
+    while !message.is_null() {
+        // SAFETY: non-null pointers from CMSG_FIRSTHDR/NXTHDR point at a complete cmsghdr.
+        let cmsg = unsafe { &*message };
+        let original = (cmsg.cmsg_level == libc::IPPROTO_IP
+            && cmsg.cmsg_type == libc::IP_ORIGDSTADDR)
+            || (cmsg.cmsg_level == libc::IPPROTO_IPV6 && cmsg.cmsg_type == libc::IPV6_ORIGDSTADDR);
+        // Both carry a sockaddr_in(6), whose port sits at bytes 2..4 in network order.
+        // SAFETY: CMSG_LEN(0) is the header size; the data is read only when the message is
+        // long enough to hold the port.
+        if original && cmsg.cmsg_len as usize >= unsafe { libc::CMSG_LEN(4) } as usize {
+            // SAFETY: the data holds at least 4 bytes (checked above).
+            let data = unsafe { std::slice::from_raw_parts(libc::CMSG_DATA(message), 4) };
+            return Some(u16::from_be_bytes([data[2], data[3]]));
+        }
+        // SAFETY: as for CMSG_FIRSTHDR.
+        message = unsafe { libc::CMSG_NXTHDR(header, message) };
+    }
+    None
+}
+
+/// Asks for each datagram's original destination address (`IP_ORIGDSTADDR`, and
+/// `IPV6_ORIGDSTADDR` on an IPv6 socket) as a control message.
+///
+/// # Errors
+/// `setsockopt`'s error.
+pub fn set_receive_original_destination(socket: &socket2::Socket, ipv6: bool) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    let mut options = vec![(libc::IPPROTO_IP, libc::IP_RECVORIGDSTADDR)];
+    if ipv6 {
+        options.push((libc::IPPROTO_IPV6, libc::IPV6_RECVORIGDSTADDR));
+    }
+    for (level, name) in options {
+        // SAFETY: passes a live c_int and its size; the socket descriptor is valid while
+        // `socket` is borrowed.
+        let result = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                level,
+                name,
+                std::ptr::from_ref(&on).cast(),
+                socklen(size_of::<libc::c_int>()),
+            )
+        };
+        if result < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Sets the receive buffer to `bytes`, above `net.core.rmem_max` where the process may
+/// (`SO_RCVBUFFORCE` needs CAP_NET_ADMIN), else as large as the limit allows.
+pub fn force_receive_buffer(socket: &socket2::Socket, bytes: usize) {
+    let size = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    // SAFETY: passes a live c_int and its size on a valid descriptor.
+    let result = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            std::ptr::from_ref(&size).cast(),
+            socklen(size_of::<libc::c_int>()),
+        )
+    };
+    if result < 0 {
+        let _ = socket.set_recv_buffer_size(bytes);
+    }
 }
 
 fn socklen(len: usize) -> libc::socklen_t {

@@ -12,6 +12,7 @@ mod dataplane;
 mod fastpath;
 mod ports;
 mod server;
+mod steering;
 
 use std::io;
 use std::net::SocketAddr;

@@ -273,7 +273,9 @@ pub struct MediaSection {
     pub delete_delay_seconds: u64,
     /// TOS byte of relayed packets (184 = DSCP EF).
     pub tos: u8,
-    /// `batched` (recvmmsg/sendmmsg) or `simple` (one system call per packet).
+    /// `steered` (one BPF-steered receive socket for all ports; falls back to `batched`
+    /// without CAP_BPF), `batched` (recvmmsg/sendmmsg per port socket) or `simple` (one system
+    /// call per packet).
     pub io_mode: MediaIoMode,
 }
 
@@ -281,6 +283,7 @@ pub struct MediaSection {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum MediaIoMode {
+    Steered,
     Batched,
     Simple,
 }
@@ -297,7 +300,7 @@ impl Default for MediaSection {
             timeout_seconds: defaults.media_timeout.as_secs(),
             delete_delay_seconds: defaults.delete_delay.as_secs(),
             tos: defaults.tos,
-            io_mode: MediaIoMode::Batched,
+            io_mode: MediaIoMode::Steered,
         }
     }
 }
@@ -601,6 +604,7 @@ impl Config {
             delete_delay: std::time::Duration::from_secs(section.delete_delay_seconds),
             tos: section.tos,
             io_mode: match section.io_mode {
+                MediaIoMode::Steered => media::IoMode::Steered,
                 MediaIoMode::Batched => media::IoMode::Batched,
                 MediaIoMode::Simple => media::IoMode::Simple,
             },
@@ -838,7 +842,7 @@ mod tests {
         assert_eq!((relay.port_min, relay.port_max), (30000, 40000));
         assert_eq!(relay.media_timeout, std::time::Duration::from_secs(60));
         assert_eq!(relay.tos, 184);
-        assert_eq!(relay.io_mode, media::IoMode::Batched);
+        assert_eq!(relay.io_mode, media::IoMode::Steered);
         let proxy = defaults.proxy_config();
         assert_eq!(
             proxy.media_relay.map(|relay| relay.address),
