@@ -13,7 +13,7 @@ goes to --jsonl, a median table to stdout.
 Relays (--relays): `rtpengine` = Debian's rtpengine-daemon with --table=-1 (userspace only) and
 --num-threads 2; `voxide` = the media relay alone (`cargo build --release -p media --example
 media_relay`), default I/O mode; `voxide-simple` = its one-syscall-per-packet mode; `voxide-nc` =
-batched without the coalescing pause; `voxide-c<N>` = a coalescing pause of N µs; `voxide-base` = another build of the relay
+batched without the coalescing pause; `voxide-user` = the relay with kernel forwarding off; `direct` = no relay at all (the endpoints' own cost, for box-level figures); `voxide-c<N>` = a coalescing pause of N µs; `voxide-base` = another build of the relay
 (--baseline-relay, e.g. before a change), default mode. Loopback addresses only; every process this script starts
 is stopped by its pid.
 """
@@ -111,7 +111,9 @@ def relay_command(kind, ip, ng_port, args):
     if kind == "voxide-simple":
         command.append("--simple")
     elif kind == "voxide-batched":
-        command.append("--batched")
+        command += ["--batched", "--no-kernel"]
+    elif kind == "voxide-user":
+        command.append("--no-kernel")
     elif kind == "voxide-nc":
         command += ["--coalesce-us", "0"]
     elif kind.startswith("voxide-c"):
@@ -137,6 +139,16 @@ def process_cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def box_busy_seconds():
+    """CPU time the whole box spent busy (all CPUs: user, system, interrupts, softirq), from
+    /proc/stat. Work the kernel does outside the relay process (softirq delivery, in-kernel
+    forwarding) shows up here and not in the relay's own CPU time."""
+    with open("/proc/stat") as stat:
+        fields = [int(x) for x in stat.readline().split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 def sdp(ip, port, session):
     return ("v=0\r\no=- %d 1 IN IP4 %s\r\ns=bench\r\nc=IN IP4 %s\r\nt=0 0\r\n"
             "m=audio %d RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=ptime:20\r\n" % (session, ip, ip, port))
@@ -150,6 +162,8 @@ def media_port(reply):
 
 def run_step(kind, streams, args, workdir):
     ip = args.ip
+    if kind == "direct":
+        return run_direct(streams, args, workdir)
     ng_port = free_port(ip)
     log = open(os.path.join(workdir, "%s-%d.log" % (kind, streams)), "w")
     relay = subprocess.Popen(relay_command(kind, ip, ng_port, args), stdout=log, stderr=log)
@@ -185,11 +199,9 @@ def run_step(kind, streams, args, workdir):
                  "--", "sleep", str(args.secs)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         cpu_before, wall_before = process_cpu_seconds(relay.pid), time.monotonic()
-        load = subprocess.run(
-            [os.path.join(args.build_dir, "rtpload"), "-a", "%s:%d" % (ip, a_port),
-             "-b", "%s:%d" % (ip, b_port), "-f", streams_file, "-r", str(args.pps),
-             "-s", str(args.size), "-t", str(args.secs)],
-            capture_output=True, text=True, timeout=args.secs + 30, check=True)
+        box_before = box_busy_seconds()
+        load = run_load(a_port, b_port, streams_file, args)
+        box = box_busy_seconds() - box_before
         cpu = process_cpu_seconds(relay.pid) - cpu_before
         if perf is not None:
             perf.wait()
@@ -205,6 +217,35 @@ def run_step(kind, streams, args, workdir):
             relay.kill()
             relay.wait()
         log.close()
+    return step_figures(kind, streams, figures, cpu, wall, box)
+
+
+def run_load(a_port, b_port, streams_file, args):
+    return subprocess.run(
+        [os.path.join(args.build_dir, "rtpload"), "-a", "%s:%d" % (args.ip, a_port),
+         "-b", "%s:%d" % (args.ip, b_port), "-f", streams_file, "-r", str(args.pps),
+         "-s", str(args.size), "-t", str(args.secs)],
+        capture_output=True, text=True, timeout=args.secs + 30, check=True)
+
+
+def run_direct(streams, args, workdir):
+    """The same load with no relay: side a sends straight to side b's socket and back. Its
+    box CPU per packet is what the endpoints cost; a relay's box figure minus this one is
+    what relaying costs, wherever in the kernel or user space it is spent."""
+    a_port, b_port = free_port(args.ip), free_port(args.ip)
+    streams_file = os.path.join(workdir, "streams-direct-%d.txt" % streams)
+    with open(streams_file, "w") as out:
+        for _ in range(streams // 2):
+            out.write("a %s:%d\nb %s:%d\n" % (args.ip, b_port, args.ip, a_port))
+    wall_before, box_before = time.monotonic(), box_busy_seconds()
+    load = run_load(a_port, b_port, streams_file, args)
+    box = box_busy_seconds() - box_before
+    wall = time.monotonic() - wall_before
+    figures = dict(item.split("=") for item in load.stdout.split())
+    return step_figures("direct", streams, figures, 0.0, wall, box)
+
+
+def step_figures(kind, streams, figures, cpu, wall, box):
     received = int(figures["received"])
     step = {
         "relay": kind, "streams": streams, "offered_pps": float(figures["offered_pps"]),
@@ -213,6 +254,8 @@ def run_step(kind, streams, args, workdir):
         "lat_p50_us": int(figures["lat_p50_us"]), "lat_p99_us": int(figures["lat_p99_us"]),
         "relay_cores": cpu / wall, "cpu_us_per_packet": 1e6 * cpu / received if received else None,
         "generator_cores": float(figures["generator_cores"]),
+        "box_cores": box / wall,
+        "box_us_per_packet": 1e6 * box / received if received else None,
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     step["ok"] = (step["loss_percent"] < 0.1
@@ -254,23 +297,36 @@ def main():
                     jsonl.write(json.dumps(step) + "\n")
                     jsonl.flush()
                     print("%-14s %6d streams  %8.0f pps  loss %.3f %%  p99 %6d us  %.2f cores  "
-                          "%.2f us/pkt  gen %.2f  %s" % (
+                          "%.2f us/pkt  gen %.2f  box %.2f us/pkt  %s" % (
                               kind, streams, step["received_pps"], step["loss_percent"],
                               step["lat_p99_us"], step["relay_cores"],
                               step["cpu_us_per_packet"] or 0, step["generator_cores"],
+                              step["box_us_per_packet"] or 0,
                               "ok" if step["ok"] else "NO"), flush=True)
-    print("\nmedians over %d rounds (µs CPU per relayed packet, loss %%)" % args.rounds)
-    reference = args.relays.split(",")[0]
+    print("\nmedians over %d rounds (µs CPU per relayed packet: the relay process; the box; "
+          "the box minus the direct run = the cost of relaying; loss %%)" % args.rounds)
+    kinds = args.relays.split(",")
+    reference = next(k for k in kinds if k != "direct")
     for streams in [int(s) for s in args.streams.split(",")]:
-        medians = {}
-        for kind in args.relays.split(","):
+        medians, boxes = {}, {}
+        for kind in kinds:
             steps = [r for r in results if r["relay"] == kind and r["streams"] == streams]
             medians[kind] = statistics.median(r["cpu_us_per_packet"] for r in steps)
+            boxes[kind] = statistics.median(r["box_us_per_packet"] for r in steps)
+        floor = boxes.get("direct")
+        for kind in kinds:
+            steps = [r for r in results if r["relay"] == kind and r["streams"] == streams]
             loss = statistics.median(r["loss_percent"] for r in steps)
             ok = sum(r["ok"] for r in steps)
-            print("%-14s %6d streams  %.2f us/pkt  loss %.3f %%  ok %d/%d  ratio to %s %.2f" % (
-                kind, streams, medians[kind], loss, ok, len(steps), reference,
-                medians[kind] / medians[reference]))
+            line = "%-14s %6d streams  relay %.2f  box %.2f" % (kind, streams, medians[kind], boxes[kind])
+            if floor is not None and kind != "direct":
+                relaying = boxes[kind] - floor
+                reference_relaying = boxes[reference] - floor
+                line += "  relaying %.2f (%.2f of %s)" % (
+                    relaying, relaying / reference_relaying if reference_relaying else 0, reference)
+            if kind != "direct" and medians[reference]:
+                line += "  relay ratio %.2f" % (medians[kind] / medians[reference])
+            print(line + "  loss %.3f %%  ok %d/%d" % (loss, ok, len(steps)), flush=True)
 
 
 if __name__ == "__main__":

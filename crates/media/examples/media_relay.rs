@@ -2,7 +2,7 @@
 //! tests with `rtpengine-ng-client`, until Ctrl-C or SIGTERM.
 //!
 //! `cargo run --release -p media --example media_relay -- --ng 127.0.0.1:2223 --ip 127.0.0.1
-//!  --port-min 12000 --port-max 32767 [--simple | --batched] [--coalesce-us N] [--timeout SECS]
+//!  --port-min 12000 --port-max 32767 [--simple | --batched] [--no-kernel] [--coalesce-us N] [--timeout SECS]
 //!  [--delete-delay SECS]`
 
 use std::net::{IpAddr, SocketAddr};
@@ -46,6 +46,7 @@ fn parse_args() -> Result<MediaConfig, String> {
             }
             "--simple" => config.io_mode = IoMode::Simple,
             "--batched" => config.io_mode = IoMode::Batched,
+            "--no-kernel" => config.kernel_forwarding = false,
             "--coalesce-us" => {
                 config.poll_coalesce = Duration::from_micros(
                     value()?

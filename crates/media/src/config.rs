@@ -37,6 +37,9 @@ pub struct MediaConfig {
     /// Pause of the data plane after a busy round so the next epoll_wait gathers many ready
     /// sockets (at most this much added latency; zero = wake for every packet).
     pub poll_coalesce: Duration,
+    /// Relay latched IPv4 streams in the kernel (a tc BPF program, like rtpengine's kernel
+    /// module); falls back to user space where it cannot be attached.
+    pub kernel_forwarding: bool,
 }
 
 impl Default for MediaConfig {
@@ -54,6 +57,7 @@ impl Default for MediaConfig {
             tos: TOS_EXPEDITED_FORWARDING,
             io_mode: IoMode::Steered,
             poll_coalesce: Duration::from_micros(500),
+            kernel_forwarding: true,
         }
     }
 }

@@ -250,6 +250,8 @@ impl Controller {
                 address: config.media_bind_address,
                 port_min: config.port_min,
                 port_max: config.port_max,
+                tos: config.tos,
+                kernel_forwarding: config.kernel_forwarding,
             },
         )?;
         Ok(Controller {
@@ -471,6 +473,7 @@ impl Controller {
                     advertised_endpoint: advertised,
                     last_packet: leg.shared.last_packet_ms().map_or(0, |ms| self.unix_of(ms)),
                     is_rtcp,
+                    kernelized: leg.shared.kernelized(),
                     stats: leg.shared.counters(),
                 };
             let medias = party

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -18,6 +18,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::fastpath::{BATCH, Batch, Epoll, EventFd, PACKET_CAPACITY};
+use crate::forwarding::{ForwardingTable, KernelForwarding, Route};
 use crate::ports::ReleasedPorts;
 use crate::steering::Steering;
 
@@ -44,6 +45,10 @@ pub const THREAD_NAME: &str = "voxide-rtp";
 const WAKER_TOKEN: u64 = u64::MAX;
 const STEERED_TOKEN: u64 = u64::MAX - 1;
 
+/// How often (ms) kernel route counters are turned into last-packet times for the media
+/// timeout; `query` reads the counters live.
+const KERNEL_SYNC_MS: u64 = 200;
+
 /// Ready sockets taken per `epoll_wait`.
 const EVENTS: usize = 4096;
 
@@ -59,15 +64,49 @@ pub struct LegShared {
     /// The source the leg latched onto (first packet); afterwards only it is accepted. Written
     /// only when a leg latches or re-learns, so the lock is never contended on the hot path.
     latched: Mutex<Option<SocketAddr>>,
+    /// The relay port whose kernel route carries this leg's packets, with the table holding
+    /// its counters (added to the ones above until the route is removed and folded in).
+    kernel: Mutex<Option<(Arc<ForwardingTable>, u16)>>,
 }
 
 impl LegShared {
     /// Packets, bytes and errors received on this leg.
     pub fn counters(&self) -> ng_protocol::Counters {
+        let kernel = self.kernel_guard();
+        let (kernel_packets, kernel_bytes) = kernel
+            .as_ref()
+            .map_or((0, 0), |(table, port)| table.counters(*port));
         ng_protocol::Counters {
-            packets: self.packets.load(Ordering::Relaxed),
-            bytes: self.bytes.load(Ordering::Relaxed),
+            packets: self.packets.load(Ordering::Relaxed) + kernel_packets,
+            bytes: self.bytes.load(Ordering::Relaxed) + kernel_bytes,
             errors: self.errors.load(Ordering::Relaxed),
+        }
+    }
+
+    fn kernel_guard(&self) -> std::sync::MutexGuard<'_, Option<(Arc<ForwardingTable>, u16)>> {
+        match self.kernel.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Whether the kernel relays this leg's packets now.
+    pub fn kernelized(&self) -> bool {
+        self.kernel_guard().is_some()
+    }
+
+    /// The kernel now relays this leg's packets arriving at `port`.
+    fn set_kernel(&self, table: Arc<ForwardingTable>, port: u16) {
+        *self.kernel_guard() = Some((table, port));
+    }
+
+    /// The kernel route is gone: its counts become the leg's own.
+    fn fold_kernel(&self) {
+        let mut kernel = self.kernel_guard();
+        if let Some((table, port)) = kernel.take() {
+            let (packets, bytes) = table.counters(port);
+            self.add(&self.packets, packets);
+            self.add(&self.bytes, bytes);
         }
     }
 
@@ -148,6 +187,10 @@ struct Leg {
     release_port: Option<u16>,
     /// The local port, when its datagrams are steered to the shared socket.
     steered_port: Option<u16>,
+    /// The socket's own IPv4 address, when kernel forwarding can use it.
+    local: Option<SocketAddrV4>,
+    /// The kernel route carrying this leg's packets, and its packet count at the last sync.
+    offloaded: Option<(Route, u64)>,
 }
 
 impl Leg {
@@ -193,6 +236,23 @@ impl DataPlane {
             },
             other => (other, None),
         };
+        let forwarding = match (range.kernel_forwarding, mode, range.address) {
+            (true, IoMode::Steered | IoMode::Batched, IpAddr::V4(address))
+                if !address.is_unspecified() =>
+            {
+                match KernelForwarding::attach(address, range.port_min, range.port_max, range.tos) {
+                    Ok(forwarding) => {
+                        tracing::info!(%address, "media: kernel forwarding attached (latched streams relayed in the kernel)");
+                        Some(forwarding)
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "media: cannot attach kernel forwarding (needs CAP_BPF, CAP_NET_ADMIN and Linux 6.6+); relaying in user space");
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
         let plane_waker = Arc::clone(&waker);
         let (sender, receiver) = mpsc::channel();
         let thread = std::thread::Builder::new()
@@ -209,6 +269,8 @@ impl DataPlane {
                     coalesce,
                     released,
                     steered,
+                    forwarding,
+                    last_sync_ms: 0,
                     round: 0,
                     round_ms: 0,
                 };
@@ -268,12 +330,16 @@ impl std::hash::Hasher for MultiplyHasher {
     }
 }
 
-/// The relay ports' address and range, for receive steering.
+/// The relay ports' address and range, for receive steering and kernel forwarding.
 #[derive(Debug, Clone, Copy)]
 pub struct SteeredRange {
     pub address: IpAddr,
     pub port_min: u16,
     pub port_max: u16,
+    /// TOS byte of packets the kernel relays.
+    pub tos: u8,
+    /// Hand latched streams to the in-kernel forwarder ([`crate::forwarding`]).
+    pub kernel_forwarding: bool,
 }
 
 /// Receive buffer of the shared socket: it queues every stream's packets, so it needs room for
@@ -354,6 +420,9 @@ struct Plane {
     coalesce: Duration,
     released: ReleasedPorts,
     steered: Option<SteeredSocket>,
+    forwarding: Option<KernelForwarding>,
+    /// When kernel route counters were last turned into last-packet times.
+    last_sync_ms: u64,
     /// Poll rounds so far.
     round: u64,
     /// Milliseconds since the epoch when the current poll round began.
@@ -364,7 +433,9 @@ impl Plane {
     fn run(&mut self, receiver: &mpsc::Receiver<DataCommand>) -> io::Result<()> {
         let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; EVENTS];
         loop {
-            let ready = match self.poll.wait(&mut events, None) {
+            // With kernel routes the loop also wakes to notice their packets (media timeout).
+            let timeout = self.forwarding.as_ref().map(|_| KERNEL_SYNC_MS as i32);
+            let ready = match self.poll.wait(&mut events, timeout) {
                 Ok(ready) => ready,
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
                 Err(error) => return Err(error),
@@ -372,6 +443,9 @@ impl Plane {
             // One clock read per round: last-packet times only feed the media timeout.
             self.round += 1;
             self.round_ms = elapsed_ms(self.epoch);
+            if self.forwarding.is_some() && self.round_ms >= self.last_sync_ms + KERNEL_SYNC_MS {
+                self.sync_kernel_routes();
+            }
             // Commands first: a packet reported in the same round may have been sent after its
             // sender saw the ng reply that queued them (a re-INVITE's new endpoint, say), and
             // the eventfd was written before that reply went out.
@@ -432,6 +506,11 @@ impl Plane {
                     }
                 }
                 Ok(DataCommand::SetDestination { id, destination }) => {
+                    // Both directions are re-learnt in user space.
+                    self.forget_route(id);
+                    if let Some(partner) = self.legs.get(&id).map(|leg| leg.partner) {
+                        self.forget_route(partner);
+                    }
                     if let Some(leg) = self.legs.get_mut(&id) {
                         // A new SDP endpoint (re-INVITE: new port, new network) means the party
                         // moved: learn its source again. The first SDP endpoint keeps a latch
@@ -446,6 +525,7 @@ impl Plane {
                 Ok(DataCommand::Remove(ids)) => {
                     let mut closed = Vec::new();
                     for id in ids {
+                        self.forget_route(id);
                         if let Some(leg) = self.legs.remove(&id) {
                             if let (Some(port), Some(steered)) =
                                 (leg.steered_port, self.steered.as_mut())
@@ -481,6 +561,10 @@ impl Plane {
             return;
         }
         let steered_port = self.steer(id, &socket);
+        let local = match socket.local_addr() {
+            Ok(SocketAddr::V4(local)) if !local.ip().is_unspecified() => Some(local),
+            _ => None,
+        };
         // A steered leg's own socket only sends: kept out of epoll, because a watched socket
         // makes every send walk its wait queue (sock_wfree → write-space wake-up; 8 % of the
         // relay's CPU in a profile). Otherwise the socket is watched as usual.
@@ -501,6 +585,8 @@ impl Plane {
                 shared: registration.shared,
                 release_port: registration.release_port,
                 steered_port,
+                local,
+                offloaded: None,
             },
         );
     }
@@ -518,6 +604,31 @@ impl Plane {
                 }
                 tracing::debug!(%error, port, "media: port not steered");
                 None
+            }
+        }
+    }
+
+    /// Takes leg `id`'s packets back from the kernel, keeping what it counted.
+    fn forget_route(&mut self, id: usize) {
+        forget(&mut self.legs, self.forwarding.as_ref(), id);
+    }
+
+    /// Kernel-relayed packets keep their legs alive: a leg whose route count grew had a packet.
+    fn sync_kernel_routes(&mut self) {
+        self.last_sync_ms = self.round_ms;
+        let Some(forwarding) = self.forwarding.as_ref() else {
+            return;
+        };
+        let table = forwarding.table();
+        for leg in self.legs.values_mut() {
+            if let (Some((_, seen)), Some(local)) = (leg.offloaded.as_mut(), leg.local) {
+                let (packets, _) = table.counters(local.port());
+                if packets != *seen {
+                    *seen = packets;
+                    leg.shared
+                        .last_packet
+                        .store(self.round_ms + 1, Ordering::Relaxed);
+                }
             }
         }
     }
@@ -608,6 +719,8 @@ impl Plane {
                     && let Some(leg) = self.legs.get(&id)
                 {
                     leg.shared.record(0, 0, failed, 0);
+                } else if failed == 0 {
+                    offload(&mut self.legs, self.forwarding.as_ref(), id);
                 }
             }
             if !busy || received < BATCH {
@@ -667,6 +780,8 @@ impl Plane {
                 });
                 if !sent && let Some(leg) = self.legs.get(&id) {
                     leg.shared.record(0, 0, 1, 0);
+                } else if sent {
+                    offload(&mut self.legs, self.forwarding.as_ref(), id);
                 }
             }
             if received < BATCH {
@@ -704,5 +819,83 @@ impl Plane {
                 leg.shared.record(0, 0, 1, 0);
             }
         }
+    }
+}
+
+/// After user space relayed a packet of leg `id`: once the leg is latched and its partner's
+/// target known (IPv4 both), the kernel takes the stream over. Also drops the partner's route
+/// when it no longer points at this leg's target (this leg just latched to a new source).
+fn offload(
+    legs: &mut HashMap<usize, Leg, LegIdHasher>,
+    forwarding: Option<&KernelForwarding>,
+    id: usize,
+) {
+    let Some(forwarding) = forwarding else {
+        return;
+    };
+    let Some(leg) = legs.get(&id) else {
+        return;
+    };
+    let partner_id = leg.partner;
+    let target = match leg.target() {
+        Some(SocketAddr::V4(target)) => Some(target),
+        _ => None,
+    };
+    let sender = match leg.latched {
+        Some(SocketAddr::V4(sender)) => Some(sender),
+        _ => None,
+    };
+    let local = leg.local;
+    let current = leg.offloaded.map(|(route, _)| route);
+    let Some(partner) = legs.get(&partner_id) else {
+        return;
+    };
+    if partner
+        .offloaded
+        .is_some_and(|(route, _)| Some(route.destination) != target)
+    {
+        forget(legs, Some(forwarding), partner_id);
+    }
+    let Some(partner) = legs.get(&partner_id) else {
+        return;
+    };
+    let destination = match partner.target() {
+        Some(SocketAddr::V4(destination)) => destination,
+        _ => return,
+    };
+    let (Some(sender), Some(local), Some(source)) = (sender, local, partner.local) else {
+        return;
+    };
+    let route = Route {
+        sender,
+        source,
+        destination,
+    };
+    if current == Some(route) {
+        return;
+    }
+    forget(legs, Some(forwarding), id);
+    let table = forwarding.table();
+    if table.install(local.port(), route)
+        && let Some(leg) = legs.get_mut(&id)
+    {
+        leg.offloaded = Some((route, 0));
+        leg.shared.set_kernel(Arc::clone(table), local.port());
+    }
+}
+
+fn forget(
+    legs: &mut HashMap<usize, Leg, LegIdHasher>,
+    forwarding: Option<&KernelForwarding>,
+    id: usize,
+) {
+    let (Some(forwarding), Some(leg)) = (forwarding, legs.get_mut(&id)) else {
+        return;
+    };
+    if leg.offloaded.take().is_some()
+        && let Some(local) = leg.local
+    {
+        forwarding.table().remove(local.port());
+        leg.shared.fold_kernel();
     }
 }

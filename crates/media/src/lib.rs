@@ -6,10 +6,12 @@
 //! with an epoll loop and `recvmmsg`/`sendmmsg` batching ([`IoMode::Batched`]), or one syscall
 //! per packet ([`IoMode::Simple`]) for comparison.
 
+mod bpf;
 mod config;
 mod control;
 mod dataplane;
 mod fastpath;
+mod forwarding;
 mod ports;
 mod server;
 mod steering;

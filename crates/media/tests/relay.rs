@@ -611,3 +611,99 @@ async fn re_offer_with_a_new_endpoint_learns_the_new_source() {
         .unwrap();
     assert_eq!(receive(&moved.0).unwrap().0, rtp_packet(4));
 }
+
+/// Whether the stream at `port` reports rtpengine's `kernelized` flag in a query.
+fn kernelized(reply: &Value<'_>, port: u16) -> bool {
+    let Some(Value::Dict(tags)) = reply.get("tags") else {
+        panic!("no tags in {reply:?}");
+    };
+    tags.iter()
+        .map(|(_, tag)| tag)
+        .flat_map(|tag| tag.get("medias").and_then(Value::as_list).unwrap_or(&[]))
+        .flat_map(|media| media.get("streams").and_then(Value::as_list).unwrap_or(&[]))
+        .filter(|stream| stream.get("local port").and_then(Value::as_int) == Some(i64::from(port)))
+        .any(|stream| {
+            stream
+                .get("flags")
+                .and_then(Value::as_list)
+                .is_some_and(|flags| flags.iter().any(|f| f.as_str() == Some("kernelized")))
+        })
+}
+
+/// Root may load BPF programs; anyone else gets the user-space relay only.
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
+        status
+            .lines()
+            .any(|line| line.starts_with("Uid:") && line.split_whitespace().nth(2) == Some("0"))
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latched_streams_move_to_the_kernel_and_keep_strict_source_and_counters() {
+    let relay = MediaRelay::start(config(21_400, 4)).await.unwrap();
+    let mut setup = set_up_call(&relay, "call-kernel");
+    let (a, b) = (&setup.a.0, &setup.b.0);
+    let to_relay_a = relay_address(setup.relay_for_a);
+    let to_relay_b = relay_address(setup.relay_for_b);
+    // One packet each way latches both legs in user space.
+    a.send_to(&rtp_packet(0), to_relay_a).unwrap();
+    assert_eq!(receive(b).unwrap().0, rtp_packet(0));
+    b.send_to(&rtp_packet(0), to_relay_b).unwrap();
+    assert_eq!(receive(a).unwrap().0, rtp_packet(0));
+    let reply = query(&mut setup.client, "call-kernel");
+    let (a_in, b_in) = (
+        kernelized(&reply, setup.relay_for_a),
+        kernelized(&reply, setup.relay_for_b),
+    );
+    if !(a_in && b_in) {
+        assert!(!is_root(), "root, yet not kernelized: {reply:?}");
+        eprintln!("skipped: kernel forwarding needs CAP_BPF + CAP_NET_ADMIN");
+        return;
+    }
+    for sequence in 1..=100 {
+        a.send_to(&rtp_packet(sequence), to_relay_a).unwrap();
+        let (packet, from) = receive(b).unwrap();
+        assert_eq!((packet, from), (rtp_packet(sequence), to_relay_b));
+        b.send_to(&rtp_packet(sequence), to_relay_b).unwrap();
+        let (packet, from) = receive(a).unwrap();
+        assert_eq!((packet, from), (rtp_packet(sequence), to_relay_a));
+    }
+    let reply = query(&mut setup.client, "call-kernel");
+    assert_eq!(totals(&reply, "RTP", "packets"), 202);
+    assert_eq!(totals(&reply, "RTP", "bytes"), 202 * 172);
+    // Another source is left to user space, which drops and counts it.
+    let intruder = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for sequence in 0..10 {
+        intruder.send_to(&rtp_packet(sequence), to_relay_a).unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while totals(&query(&mut setup.client, "call-kernel"), "RTP", "errors") < 10 {
+        assert!(Instant::now() < deadline, "intruder packets not counted");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    b.set_read_timeout(Some(SHORT)).unwrap();
+    assert!(receive(b).is_none(), "an injected packet reached B");
+    // The caller moves (re-INVITE): both directions are learnt again in user space, then
+    // handed back to the kernel, and the counts carry on.
+    let moved = endpoint();
+    client_reoffer(&mut setup.client, "call-kernel", &moved);
+    let reply = query(&mut setup.client, "call-kernel");
+    assert!(!kernelized(&reply, setup.relay_for_a) && !kernelized(&reply, setup.relay_for_b));
+    moved.0.send_to(&rtp_packet(200), to_relay_a).unwrap();
+    b.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    assert_eq!(receive(b).unwrap().0, rtp_packet(200));
+    b.send_to(&rtp_packet(201), to_relay_b).unwrap();
+    assert_eq!(receive(&moved.0).unwrap().0, rtp_packet(201));
+    a.send_to(&rtp_packet(202), to_relay_a).unwrap();
+    b.set_read_timeout(Some(SHORT)).unwrap();
+    assert!(receive(b).is_none(), "the old source is foreign now");
+    let reply = query(&mut setup.client, "call-kernel");
+    assert!(kernelized(&reply, setup.relay_for_a) && kernelized(&reply, setup.relay_for_b));
+    assert_eq!(totals(&reply, "RTP", "packets"), 204);
+}
+
+fn client_reoffer(client: &mut NgClient, call_id: &str, moved: &(UdpSocket, UdpSocket)) {
+    let reply = client.call(&offer(call_id, &sdp_for(&moved.0, &moved.1)));
+    assert_eq!(result(&reply), "ok");
+}

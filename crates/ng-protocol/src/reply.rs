@@ -43,6 +43,8 @@ pub struct StreamReport {
     /// Unix seconds of the last packet received, 0 if none.
     pub last_packet: u64,
     pub is_rtcp: bool,
+    /// Relayed in the kernel (rtpengine's `kernelized` stream flag).
+    pub kernelized: bool,
     /// Received on this socket.
     pub stats: Counters,
 }
@@ -157,14 +159,13 @@ impl StreamReport {
             ),
             ("family", Value::string(family)),
             ("last packet", int(self.last_packet)),
-            (
-                "flags",
-                Value::List(vec![Value::string(if self.is_rtcp {
-                    "RTCP"
-                } else {
-                    "RTP"
-                })]),
-            ),
+            ("flags", {
+                let mut flags = vec![Value::string(if self.is_rtcp { "RTCP" } else { "RTP" })];
+                if self.kernelized {
+                    flags.push(Value::string("kernelized"));
+                }
+                Value::List(flags)
+            }),
             ("stats", self.stats.to_value()),
         ];
         if let Some(endpoint) = self.endpoint {
@@ -348,6 +349,7 @@ mod tests {
                         advertised_endpoint: None,
                         last_packet: 0,
                         is_rtcp: false,
+                        kernelized: true,
                         stats: Counters {
                             packets: 3,
                             bytes: 516,

@@ -277,6 +277,9 @@ pub struct MediaSection {
     /// without CAP_BPF), `batched` (recvmmsg/sendmmsg per port socket) or `simple` (one system
     /// call per packet).
     pub io_mode: MediaIoMode,
+    /// Relay latched IPv4 streams in the kernel (a tc BPF program on the interface holding
+    /// `address`, like rtpengine's kernel module); user space where it cannot be attached.
+    pub kernel_forwarding: bool,
 }
 
 /// `media.io_mode`
@@ -301,6 +304,7 @@ impl Default for MediaSection {
             delete_delay_seconds: defaults.delete_delay.as_secs(),
             tos: defaults.tos,
             io_mode: MediaIoMode::Steered,
+            kernel_forwarding: defaults.kernel_forwarding,
         }
     }
 }
@@ -608,6 +612,7 @@ impl Config {
                 MediaIoMode::Batched => media::IoMode::Batched,
                 MediaIoMode::Simple => media::IoMode::Simple,
             },
+            kernel_forwarding: section.kernel_forwarding,
             ..media::MediaConfig::default()
         }
     }
@@ -843,6 +848,7 @@ mod tests {
         assert_eq!(relay.media_timeout, std::time::Duration::from_secs(60));
         assert_eq!(relay.tos, 184);
         assert_eq!(relay.io_mode, media::IoMode::Steered);
+        assert!(relay.kernel_forwarding);
         let proxy = defaults.proxy_config();
         assert_eq!(
             proxy.media_relay.map(|relay| relay.address),
@@ -856,7 +862,7 @@ mod tests {
         let config = Config::parse(
             "[media]\nng_listen = \"0.0.0.0:2223\"\naddress = \"10.0.0.5\"\n\
              advertised_address = \"192.0.2.5\"\nport_min = 20000\nport_max = 20100\n\
-             timeout_seconds = 3\ndelete_delay_seconds = 0\ntos = 0\nio_mode = \"simple\"\n\
+             timeout_seconds = 3\ndelete_delay_seconds = 0\ntos = 0\nio_mode = \"simple\"\nkernel_forwarding = false\n\
              [proxy]\nmedia_check_seconds = 1\n",
         )
         .unwrap();
@@ -871,6 +877,7 @@ mod tests {
         );
         assert_eq!(relay.media_timeout, std::time::Duration::from_secs(3));
         assert_eq!(relay.io_mode, media::IoMode::Simple);
+        assert!(!relay.kernel_forwarding);
         assert_eq!(
             config.media_relay_address(),
             Some("127.0.0.1:2223".parse().unwrap())

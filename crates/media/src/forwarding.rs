@@ -1,0 +1,672 @@
+//! In-kernel forwarding: a BPF program on the tc ingress hook (tcx, Linux 6.6+) of the interface
+//! holding the relay's address relays the packets of a stream once user space has latched it,
+//! so a relayed packet costs no system call, no socket queue and no copy to user space — the job
+//! rtpengine's `xt_RTPENGINE` kernel module does, without an out-of-tree module.
+//!
+//! User space stays in charge: the first packets of every stream go through the data plane as
+//! before (latching, strict source); once a leg is latched and its partner's target is known the
+//! data plane writes a route into the [`ForwardingTable`] (a memory-mapped BPF array indexed by
+//! relay port − `port_min`). For a packet to a port with an active route *from the latched
+//! source* the program rewrites addresses, ports and TOS byte, fixes the IP and UDP checksums,
+//! counts the packet and either hands it on for local delivery (a receiver on this host, packet
+//! from loopback) or redirects it out of the egress interface through the kernel's route and
+//! neighbour tables (`bpf_redirect_neigh`: no IP forwarding needed). Anything else —
+//! another source, IPv6, fragments, a port without a route, no neighbour entry yet — passes
+//! untouched to the relay's sockets, where user space handles (and counts) it as before.
+//!
+//! Loading needs `CAP_BPF` + `CAP_NET_ADMIN`; the program is attached through BPF links owned by
+//! this process, so it goes away with the relay, even on `kill -9`.
+#![allow(
+    unsafe_code,
+    reason = "the route table is a memory-mapped BPF map shared with the kernel; every block states its invariants"
+)]
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU16, AtomicU32, AtomicU64, Ordering};
+
+use crate::bpf::{
+    ALU32_TO_BE, ALU64_ADD_K, ALU64_AND_K, ALU64_LSH_K, ALU64_MOV_K, ALU64_MOV_X, ALU64_OR_X,
+    ALU64_SUB_K, ATOMIC_DW, Attr, BPF_F_MMAPABLE, BPF_LINK_CREATE, BPF_MAP_TYPE_ARRAY, FP,
+    HELPER_CSUM_DIFF, HELPER_L3_CSUM_REPLACE, HELPER_L4_CSUM_REPLACE, HELPER_MAP_LOOKUP_ELEM,
+    HELPER_REDIRECT_NEIGH, HELPER_SKB_STORE_BYTES, Instruction, JMP_EXIT, JMP_JEQ_K, JMP_JGT_X,
+    JMP_JNE_K, JMP_JNE_X, JMP32_JGT_K, JMP32_JLT_K, JMP32_JNE_K, LDX_B, LDX_H, LDX_W, Program, R0,
+    R1, R2, R3, R4, R5, R6, R7, R8, R9, STX_W, bpf_fd, create_map,
+};
+
+const BPF_PROG_TYPE_SCHED_CLS: u32 = 3;
+const BPF_TCX_INGRESS: u32 = 46;
+
+/// `struct __sk_buff` field offsets (include/uapi/linux/bpf.h).
+const SKB_LEN: i16 = 0;
+const SKB_IFINDEX: i16 = 40;
+const SKB_DATA: i16 = 76;
+const SKB_DATA_END: i16 = 80;
+
+/// tcx verdicts: on to the next program / the stack, delivered as is, redirected.
+const TCX_NEXT: i32 = -1;
+const TCX_PASS: i32 = 0;
+
+const LOOPBACK_IFINDEX: i32 = 1;
+
+/// `bpf_l4_csum_replace` flags.
+const CSUM_PSEUDO_HEADER: i32 = 1 << 4;
+const CSUM_MANGLED_0: i32 = 1 << 5;
+
+/// Offsets in an Ethernet + IPv4 (no options) + UDP frame as tc sees it.
+const ETH_TYPE: i16 = 12;
+const IP: i16 = 14;
+const IP_FRAGMENT: i16 = IP + 6;
+const IP_PROTOCOL: i16 = IP + 9;
+const IP_CHECKSUM: i32 = IP as i32 + 10;
+const IP_SOURCE: i16 = IP + 12;
+const IP_DESTINATION: i16 = IP + 16;
+const UDP_SOURCE: i16 = IP + 20;
+const UDP_DESTINATION: i16 = IP + 22;
+const UDP_CHECKSUM: i32 = IP as i32 + 26;
+const HEADERS: i32 = IP as i32 + 28;
+
+/// One route, as the program reads it. Address and port fields hold network byte order (the
+/// bytes as they are on the wire); everything is atomic because the kernel reads it while user
+/// space writes.
+#[repr(C)]
+struct RawRoute {
+    active: AtomicU32,
+    sender_address: AtomicU32,
+    sender_port: AtomicU16,
+    tos: AtomicU8,
+    /// 1: the receiver is on this host (delivered in place); 0: out of `egress`.
+    local: AtomicU8,
+    // These four are laid out like bytes 12..24 of the IPv4 + UDP headers they replace.
+    source_address: AtomicU32,
+    destination_address: AtomicU32,
+    source_port: AtomicU16,
+    destination_port: AtomicU16,
+    egress: AtomicU32,
+    _pad: AtomicU32,
+    packets: AtomicU64,
+    bytes: AtomicU64,
+}
+
+const ROUTE_SIZE: usize = std::mem::size_of::<RawRoute>();
+const _: () = assert!(ROUTE_SIZE == 48);
+const ROUTE_ACTIVE: i16 = 0;
+const ROUTE_SENDER_ADDRESS: i16 = 4;
+const ROUTE_SENDER_PORT: i16 = 8;
+const ROUTE_TOS: i16 = 10;
+const ROUTE_LOCAL: i16 = 11;
+const ROUTE_REWRITE: i16 = 12;
+const ROUTE_SOURCE_ADDRESS: i16 = 12;
+#[cfg(test)]
+const ROUTE_DESTINATION_ADDRESS: i16 = 16;
+const ROUTE_PORTS: i16 = 20;
+#[cfg(test)]
+const ROUTE_DESTINATION_PORT: i16 = 22;
+const ROUTE_EGRESS: i16 = 24;
+const ROUTE_PACKETS: i16 = 32;
+const ROUTE_BYTES: i16 = 40;
+
+/// Where one leg's packets go once the kernel relays them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    /// The latched sender: packets from anywhere else stay with user space.
+    pub sender: SocketAddrV4,
+    /// The relay's own address and port facing the receiver (the partner leg's socket).
+    pub source: SocketAddrV4,
+    /// The receiver.
+    pub destination: SocketAddrV4,
+}
+
+fn network_u32(address: Ipv4Addr) -> u32 {
+    u32::from_ne_bytes(address.octets())
+}
+
+fn network_u16(port: u16) -> u16 {
+    u16::from_ne_bytes(port.to_be_bytes())
+}
+
+/// The routes, indexed by relay port − `port_min`, shared with the program.
+#[derive(Debug)]
+pub struct ForwardingTable {
+    _map: OwnedFd,
+    routes: *mut RawRoute,
+    mapped: usize,
+    port_min: u16,
+    count: u32,
+    /// The interface remote receivers are reached through (the first one holding the relay's
+    /// address), and that address: receivers on it or on loopback are local.
+    egress: u32,
+    address: Ipv4Addr,
+}
+
+// SAFETY: the mapping is owned by the table and lives as long as it; every access goes through
+// atomics, so sharing it between threads is sound.
+unsafe impl Send for ForwardingTable {}
+// SAFETY: as above.
+unsafe impl Sync for ForwardingTable {}
+
+impl Drop for ForwardingTable {
+    fn drop(&mut self) {
+        // SAFETY: `routes`/`mapped` are the mapping made in `new`, unmapped only here.
+        unsafe {
+            libc::munmap(self.routes.cast(), self.mapped);
+        }
+    }
+}
+
+impl ForwardingTable {
+    fn new(port_min: u16, count: u32, egress: u32, address: Ipv4Addr) -> io::Result<Self> {
+        let map = create_map(
+            BPF_MAP_TYPE_ARRAY,
+            u32::try_from(ROUTE_SIZE).map_err(io::Error::other)?,
+            count,
+            BPF_F_MMAPABLE,
+        )?;
+        let page = 4096;
+        let mapped = (count as usize * ROUTE_SIZE).div_ceil(page) * page;
+        // SAFETY: mapping a BPF array map created with BPF_F_MMAPABLE, at offset 0 and no larger
+        // than its (page-rounded) value area; the kernel zero-fills new maps.
+        let mapping = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                mapped,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                map.as_raw_fd(),
+                0,
+            )
+        };
+        if mapping == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(ForwardingTable {
+            _map: map,
+            routes: mapping.cast(),
+            mapped,
+            port_min,
+            count,
+            egress,
+            address,
+        })
+    }
+
+    fn route(&self, port: u16) -> Option<&RawRoute> {
+        let index = u32::from(port.checked_sub(self.port_min)?);
+        if index >= self.count {
+            return None;
+        }
+        // SAFETY: `index < count`, so the element lies inside the mapping, which lives as long
+        // as `self`; elements are 40 bytes (8-aligned) from a page-aligned start.
+        Some(unsafe { &*self.routes.add(index as usize) })
+    }
+
+    /// Makes the kernel relay packets arriving at relay `port`; counters start at zero. False
+    /// for a port outside the table.
+    pub fn install(&self, port: u16, route: Route) -> bool {
+        let Some(raw) = self.route(port) else {
+            return false;
+        };
+        raw.active.store(0, Ordering::Release);
+        raw.sender_address
+            .store(network_u32(*route.sender.ip()), Ordering::Relaxed);
+        raw.sender_port
+            .store(network_u16(route.sender.port()), Ordering::Relaxed);
+        raw.source_address
+            .store(network_u32(*route.source.ip()), Ordering::Relaxed);
+        raw.destination_address
+            .store(network_u32(*route.destination.ip()), Ordering::Relaxed);
+        raw.source_port
+            .store(network_u16(route.source.port()), Ordering::Relaxed);
+        raw.destination_port
+            .store(network_u16(route.destination.port()), Ordering::Relaxed);
+        let receiver = *route.destination.ip();
+        let local = receiver.is_loopback() || receiver == self.address;
+        raw.local.store(u8::from(local), Ordering::Relaxed);
+        raw.egress.store(self.egress, Ordering::Relaxed);
+        raw.packets.store(0, Ordering::Relaxed);
+        raw.bytes.store(0, Ordering::Relaxed);
+        raw.active.store(1, Ordering::Release);
+        true
+    }
+
+    /// Hands `port` back to user space.
+    pub fn remove(&self, port: u16) {
+        if let Some(raw) = self.route(port) {
+            raw.active.store(0, Ordering::Release);
+        }
+    }
+
+    /// Packets and bytes (UDP payload) the kernel relayed for `port` since its route was
+    /// installed.
+    pub fn counters(&self, port: u16) -> (u64, u64) {
+        self.route(port).map_or((0, 0), |raw| {
+            (
+                raw.packets.load(Ordering::Relaxed),
+                raw.bytes.load(Ordering::Relaxed),
+            )
+        })
+    }
+
+    fn set_tos(&self, tos: u8) {
+        for index in 0..self.count {
+            // SAFETY: `index < count`: inside the mapping (see `route`).
+            let raw = unsafe { &*self.routes.add(index as usize) };
+            raw.tos.store(tos, Ordering::Relaxed);
+        }
+    }
+}
+
+// Stack layout of the program (offsets from r10).
+const STACK_KEY: i16 = -8;
+/// Old IP source, IP destination, UDP ports: 12 bytes.
+const STACK_OLD: i16 = -24;
+const STACK_OLD_PORTS: i16 = -16;
+/// Old and new first word of the IP header (version/IHL, TOS, total length).
+const STACK_OLD_TOS_WORD: i16 = -32;
+const STACK_NEW_TOS_WORD: i16 = -28;
+/// The tc program for UDP to `address` on ports `port_min..port_min+count` with routes in
+/// `routes` (see the module documentation).
+fn assemble(address: Ipv4Addr, port_min: u16, count: u32, routes: RawFd) -> Vec<Instruction> {
+    let mut p = Program::default();
+    let next = p.label();
+    let rewrite = p.label();
+    let deliver = p.label();
+    let word = i32::from_ne_bytes(address.octets());
+
+    // r6 = skb; r2 = data, r3 = data_end; the headers must be in the linear part.
+    let packet_bounds = |p: &mut Program| {
+        p.push(LDX_W, R2, R6, SKB_DATA, 0);
+        p.push(LDX_W, R3, R6, SKB_DATA_END, 0);
+        p.push(ALU64_MOV_X, R4, R2, 0, 0);
+        p.push(ALU64_ADD_K, R4, 0, 0, HEADERS);
+        p.jump(JMP_JGT_X, R4, R3, 0, next);
+    };
+    p.push(ALU64_MOV_X, R6, R1, 0, 0);
+    packet_bounds(&mut p);
+    // IPv4 (0x0800 read little-endian), no options, UDP, not a fragment.
+    p.push(LDX_H, R4, R2, ETH_TYPE, 0);
+    p.jump(JMP_JNE_K, R4, 0, 0x0008, next);
+    p.push(LDX_B, R4, R2, IP, 0);
+    p.jump(JMP_JNE_K, R4, 0, 0x45, next);
+    p.push(LDX_B, R4, R2, IP_PROTOCOL, 0);
+    p.jump(JMP_JNE_K, R4, 0, libc::IPPROTO_UDP, next);
+    p.push(LDX_H, R4, R2, IP_FRAGMENT, 0);
+    // More-fragments flag and offset, as the little-endian load sees them.
+    p.push(ALU64_AND_K, R4, 0, 0, 0xff3f);
+    p.jump(JMP_JNE_K, R4, 0, 0, next);
+    p.push(LDX_W, R4, R2, IP_DESTINATION, 0);
+    p.jump(JMP32_JNE_K, R4, 0, word, next);
+    // Route index = destination port − port_min.
+    p.push(LDX_H, R4, R2, UDP_DESTINATION, 0);
+    p.push(ALU32_TO_BE, R4, 0, 0, 16);
+    p.jump(JMP32_JLT_K, R4, 0, i32::from(port_min), next);
+    let last = u32::from(port_min) + count - 1;
+    p.jump(
+        JMP32_JGT_K,
+        R4,
+        0,
+        i32::try_from(last).unwrap_or(i32::MAX),
+        next,
+    );
+    p.push(ALU64_SUB_K, R4, 0, 0, i32::from(port_min));
+    p.push(STX_W, FP, R4, STACK_KEY, 0);
+    p.load_map(R1, routes);
+    p.push(ALU64_MOV_X, R2, FP, 0, 0);
+    p.push(ALU64_ADD_K, R2, 0, 0, i32::from(STACK_KEY));
+    p.call(HELPER_MAP_LOOKUP_ELEM);
+    p.jump(JMP_JEQ_K, R0, 0, 0, next);
+    p.push(ALU64_MOV_X, R7, R0, 0, 0);
+    p.push(LDX_W, R4, R7, ROUTE_ACTIVE, 0);
+    p.jump(JMP_JEQ_K, R4, 0, 0, next);
+    // Helper calls clobber r1-r5: the packet pointers again.
+    packet_bounds(&mut p);
+    // Strict source: only the latched sender.
+    p.push(LDX_W, R4, R2, IP_SOURCE, 0);
+    p.push(LDX_W, R5, R7, ROUTE_SENDER_ADDRESS, 0);
+    p.jump(JMP_JNE_X, R4, R5, 0, next);
+    p.push(LDX_H, R4, R2, UDP_SOURCE, 0);
+    p.push(LDX_H, R5, R7, ROUTE_SENDER_PORT, 0);
+    p.jump(JMP_JNE_X, R4, R5, 0, next);
+    // The header bytes about to change, for the checksum updates.
+    p.push(LDX_W, R4, R2, IP_SOURCE, 0);
+    p.push(STX_W, FP, R4, STACK_OLD, 0);
+    p.push(LDX_W, R4, R2, IP_DESTINATION, 0);
+    p.push(STX_W, FP, R4, STACK_OLD + 4, 0);
+    p.push(LDX_W, R4, R2, UDP_SOURCE, 0);
+    p.push(STX_W, FP, R4, STACK_OLD_PORTS, 0);
+    p.push(LDX_W, R4, R2, IP, 0);
+    p.push(STX_W, FP, R4, STACK_OLD_TOS_WORD, 0);
+    p.push(LDX_B, R5, R7, ROUTE_TOS, 0);
+    p.push(ALU64_LSH_K, R5, 0, 0, 8);
+    p.push(ALU64_AND_K, R4, 0, 0, 0xffff_00ff_u32 as i32);
+    p.push(ALU64_OR_X, R4, R5, 0, 0);
+    p.push(STX_W, FP, R4, STACK_NEW_TOS_WORD, 0);
+    // A receiver on this host gets the packet in place, but only when it came in on loopback (a
+    // local source address arriving on another interface would be dropped as a martian).
+    p.push(LDX_B, R8, R7, ROUTE_LOCAL, 0);
+    p.jump(JMP_JEQ_K, R8, 0, 0, rewrite);
+    p.push(LDX_W, R4, R6, SKB_IFINDEX, 0);
+    p.jump(JMP_JNE_K, R4, 0, LOOPBACK_IFINDEX, next);
+
+    p.bind(rewrite);
+    // Counted here: from now on the packet is relayed.
+    p.push(ALU64_MOV_K, R4, 0, 0, 1);
+    p.push(ATOMIC_DW, R7, R4, ROUTE_PACKETS, 0);
+    p.push(LDX_W, R4, R6, SKB_LEN, 0);
+    p.push(ALU64_SUB_K, R4, 0, 0, HEADERS);
+    p.push(ATOMIC_DW, R7, R4, ROUTE_BYTES, 0);
+    // UDP checksum: the addresses through the pseudo header, the ports directly.
+    let csum_diff = |p: &mut Program, from: i16, to_base: u8, to: i16, size: i32, seed: u8| {
+        p.push(ALU64_MOV_X, R1, FP, 0, 0);
+        p.push(ALU64_ADD_K, R1, 0, 0, i32::from(from));
+        p.push(ALU64_MOV_K, R2, 0, 0, size);
+        p.push(ALU64_MOV_X, R3, to_base, 0, 0);
+        p.push(ALU64_ADD_K, R3, 0, 0, i32::from(to));
+        p.push(ALU64_MOV_K, R4, 0, 0, size);
+        if seed == 0 {
+            p.push(ALU64_MOV_K, R5, 0, 0, 0);
+        } else {
+            p.push(ALU64_MOV_X, R5, seed, 0, 0);
+        }
+        p.call(HELPER_CSUM_DIFF);
+    };
+    let csum_replace = |p: &mut Program, helper: i32, offset: i32, flags: i32| {
+        p.push(ALU64_MOV_X, R4, R0, 0, 0);
+        p.push(ALU64_MOV_X, R1, R6, 0, 0);
+        p.push(ALU64_MOV_K, R2, 0, 0, offset);
+        p.push(ALU64_MOV_K, R3, 0, 0, 0);
+        p.push(ALU64_MOV_K, R5, 0, 0, flags);
+        p.call(helper);
+    };
+    csum_diff(&mut p, STACK_OLD, R7, ROUTE_SOURCE_ADDRESS, 8, 0);
+    p.push(ALU64_MOV_X, R9, R0, 0, 0);
+    csum_replace(
+        &mut p,
+        HELPER_L4_CSUM_REPLACE,
+        UDP_CHECKSUM,
+        CSUM_PSEUDO_HEADER | CSUM_MANGLED_0,
+    );
+    csum_diff(&mut p, STACK_OLD_PORTS, R7, ROUTE_PORTS, 4, 0);
+    csum_replace(&mut p, HELPER_L4_CSUM_REPLACE, UDP_CHECKSUM, CSUM_MANGLED_0);
+    // IP header checksum: the addresses (diff in r9) and the TOS byte.
+    csum_diff(&mut p, STACK_OLD_TOS_WORD, FP, STACK_NEW_TOS_WORD, 4, R9);
+    csum_replace(&mut p, HELPER_L3_CSUM_REPLACE, IP_CHECKSUM, 0);
+    let store = |p: &mut Program, offset: i16, base: u8, from: i16, size: i32| {
+        p.push(ALU64_MOV_X, R1, R6, 0, 0);
+        p.push(ALU64_MOV_K, R2, 0, 0, i32::from(offset));
+        p.push(ALU64_MOV_X, R3, base, 0, 0);
+        p.push(ALU64_ADD_K, R3, 0, 0, i32::from(from));
+        p.push(ALU64_MOV_K, R4, 0, 0, size);
+        p.push(ALU64_MOV_K, R5, 0, 0, 0);
+        p.call(HELPER_SKB_STORE_BYTES);
+    };
+    store(&mut p, IP_SOURCE, R7, ROUTE_REWRITE, 12);
+    store(&mut p, IP, FP, STACK_NEW_TOS_WORD, 4);
+    p.jump(JMP_JNE_K, R8, 0, 0, deliver);
+    // Out of the egress interface; the kernel routes it and fills in the neighbour's MAC
+    // (resolving it first if need be), as for a packet the relay sent itself.
+    p.push(LDX_W, R1, R7, ROUTE_EGRESS, 0);
+    p.push(ALU64_MOV_K, R2, 0, 0, 0);
+    p.push(ALU64_MOV_K, R3, 0, 0, 0);
+    p.push(ALU64_MOV_K, R4, 0, 0, 0);
+    p.call(HELPER_REDIRECT_NEIGH);
+    p.push(JMP_EXIT, 0, 0, 0, 0);
+
+    p.bind(deliver);
+    p.exit_with(TCX_PASS);
+    p.bind(next);
+    p.exit_with(TCX_NEXT);
+    p.finish()
+}
+
+/// The interfaces holding `address` (loopback for any 127/8 address).
+fn interfaces_with(address: Ipv4Addr) -> io::Result<Vec<u32>> {
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `list` with a linked list freed below with freeifaddrs.
+    if unsafe { libc::getifaddrs(&raw mut list) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut found = Vec::new();
+    let mut cursor = list;
+    while !cursor.is_null() {
+        // SAFETY: a node of the list getifaddrs returned, not yet freed.
+        let entry = unsafe { &*cursor };
+        cursor = entry.ifa_next;
+        if entry.ifa_addr.is_null() {
+            continue;
+        }
+        // SAFETY: ifa_addr points at a sockaddr whose family tells its real type.
+        let family = i32::from(unsafe { (*entry.ifa_addr).sa_family });
+        if family != libc::AF_INET {
+            continue;
+        }
+        // SAFETY: an AF_INET address is a sockaddr_in.
+        let inet = unsafe { &*entry.ifa_addr.cast::<libc::sockaddr_in>() };
+        // All of 127/8 is local on loopback, though only 127.0.0.1 is listed.
+        let held = inet.sin_addr.s_addr == network_u32(address)
+            || (address.is_loopback()
+                && Ipv4Addr::from(u32::from_be(inet.sin_addr.s_addr)).is_loopback());
+        if !held {
+            continue;
+        }
+        // SAFETY: ifa_name is a NUL-terminated interface name.
+        let index = unsafe { libc::if_nametoindex(entry.ifa_name) };
+        if index != 0 && !found.contains(&index) {
+            found.push(index);
+        }
+    }
+    // SAFETY: the list from getifaddrs above, freed once.
+    unsafe { libc::freeifaddrs(list) };
+    Ok(found)
+}
+
+/// The attached program and its route table. Dropping it detaches the program.
+#[derive(Debug)]
+pub struct KernelForwarding {
+    // Field order is drop order: links first, so the program is detached before its map goes.
+    _links: Vec<OwnedFd>,
+    _program: OwnedFd,
+    table: Arc<ForwardingTable>,
+}
+
+impl KernelForwarding {
+    /// Attaches the program to the tc ingress of every interface holding `address`, for relay
+    /// ports `port_min..=port_max`, marking relayed packets with `tos`.
+    ///
+    /// # Errors
+    /// `EPERM` without the capabilities, `EINVAL` on a kernel without tcx, with the verifier's
+    /// log when it refuses the program; `AddrNotAvailable` when no interface holds `address`.
+    pub fn attach(address: Ipv4Addr, port_min: u16, port_max: u16, tos: u8) -> io::Result<Self> {
+        if port_max < port_min {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "empty port range",
+            ));
+        }
+        let interfaces = interfaces_with(address)?;
+        if interfaces.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrNotAvailable,
+                format!("no interface holds {address}"),
+            ));
+        }
+        let count = u32::from(port_max) - u32::from(port_min) + 1;
+        let table = ForwardingTable::new(port_min, count, interfaces[0], address)?;
+        table.set_tos(tos);
+        let program = crate::bpf::load(
+            BPF_PROG_TYPE_SCHED_CLS,
+            0,
+            "voxide_forward",
+            &assemble(address, port_min, count, table._map.as_raw_fd()),
+        )?;
+        let mut links = Vec::with_capacity(interfaces.len());
+        for interface in interfaces {
+            let mut attr = Attr::new()
+                .fd(0, program.as_raw_fd())?
+                .u32(4, interface)
+                .u32(8, BPF_TCX_INGRESS);
+            links.push(bpf_fd(BPF_LINK_CREATE, &mut attr)?);
+        }
+        Ok(KernelForwarding {
+            _links: links,
+            _program: program,
+            table: Arc::new(table),
+        })
+    }
+
+    /// The route table, for the data plane (writes) and the control side (counters).
+    pub fn table(&self) -> &Arc<ForwardingTable> {
+        &self.table
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::UdpSocket;
+    use std::time::Duration;
+
+    fn v4(socket: &UdpSocket) -> SocketAddrV4 {
+        match socket.local_addr().unwrap() {
+            std::net::SocketAddr::V4(v4) => v4,
+            std::net::SocketAddr::V6(_) => unreachable!("bound to 127.0.0.1"),
+        }
+    }
+
+    #[test]
+    fn routes_lay_out_like_the_program_reads_them() {
+        let table_entry = RawRoute {
+            active: AtomicU32::new(0),
+            sender_address: AtomicU32::new(0),
+            sender_port: AtomicU16::new(0),
+            tos: AtomicU8::new(0),
+            local: AtomicU8::new(0),
+            source_address: AtomicU32::new(0),
+            destination_address: AtomicU32::new(0),
+            source_port: AtomicU16::new(0),
+            destination_port: AtomicU16::new(0),
+            egress: AtomicU32::new(0),
+            _pad: AtomicU32::new(0),
+            packets: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+        };
+        let base = std::ptr::from_ref(&table_entry) as usize;
+        let at = |field: *const u8| (field as usize - base) as i16;
+        assert_eq!(at(table_entry.active.as_ptr().cast()), ROUTE_ACTIVE);
+        assert_eq!(
+            at(table_entry.sender_port.as_ptr().cast()),
+            ROUTE_SENDER_PORT
+        );
+        assert_eq!(at(table_entry.tos.as_ptr()), ROUTE_TOS);
+        assert_eq!(
+            at(table_entry.destination_address.as_ptr().cast()),
+            ROUTE_DESTINATION_ADDRESS
+        );
+        assert_eq!(
+            at(table_entry.destination_port.as_ptr().cast()),
+            ROUTE_DESTINATION_PORT
+        );
+        assert_eq!(at(table_entry.local.as_ptr()), ROUTE_LOCAL);
+        assert_eq!(at(table_entry.egress.as_ptr().cast()), ROUTE_EGRESS);
+        assert_eq!(at(table_entry.packets.as_ptr().cast()), ROUTE_PACKETS);
+        assert_eq!(at(table_entry.bytes.as_ptr().cast()), ROUTE_BYTES);
+    }
+
+    #[test]
+    fn the_program_fits_the_stack_and_every_jump_stays_inside() {
+        let code = assemble(Ipv4Addr::LOCALHOST, 30000, 10000, 3);
+        for (at, instruction) in code.iter().enumerate() {
+            let class = instruction.code() & 0x07;
+            if (class == 0x05 || class == 0x06)
+                && !matches!(instruction.code(), crate::bpf::JMP_CALL | JMP_EXIT)
+            {
+                let target = at as isize + 1 + isize::from(instruction.offset());
+                assert!((0..code.len() as isize).contains(&target), "jump at {at}");
+            }
+        }
+    }
+
+    /// Needs CAP_BPF + CAP_NET_ADMIN and a kernel with tcx: skipped (with a message) otherwise.
+    #[test]
+    fn the_kernel_relays_a_routed_stream_and_leaves_the_rest_to_user_space() {
+        let relay_in = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let relay_out = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = relay_in.local_addr().unwrap().port();
+        let forwarding = match KernelForwarding::attach(Ipv4Addr::LOCALHOST, port, port, 184) {
+            Ok(forwarding) => forwarding,
+            Err(error) if matches!(error.raw_os_error(), Some(libc::EPERM | libc::EINVAL)) => {
+                eprintln!("skipped: cannot attach a tcx program ({error})");
+                return;
+            }
+            Err(error) => panic!("attach: {error}"),
+        };
+        let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let intruder = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let receiver = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket2::SockRef::from(&receiver)
+            .set_recv_tos_v4(true)
+            .unwrap();
+        for socket in [&relay_in, &receiver] {
+            socket
+                .set_read_timeout(Some(Duration::from_millis(300)))
+                .unwrap();
+        }
+        let table = forwarding.table();
+        let to_relay = relay_in.local_addr().unwrap();
+        let mut buffer = [0_u8; 256];
+
+        // No route yet: user space gets it.
+        sender.send_to(b"first", to_relay).unwrap();
+        assert_eq!(relay_in.recv(&mut buffer).unwrap(), 5);
+
+        assert!(table.install(
+            port,
+            Route {
+                sender: v4(&sender),
+                source: v4(&relay_out),
+                destination: v4(&receiver),
+            }
+        ));
+        let payload = [7_u8; 160];
+        for _ in 0..3 {
+            sender.send_to(&payload, to_relay).unwrap();
+            let (len, from, tos) =
+                crate::fastpath::receive_with_tos(receiver.as_raw_fd(), &mut buffer).unwrap();
+            assert_eq!(&buffer[..len], &payload[..]);
+            assert_eq!(from, Some(relay_out.local_addr().unwrap()));
+            assert_eq!(tos, Some(184));
+        }
+        assert_eq!(table.counters(port), (3, 3 * 160));
+        assert!(
+            relay_in.recv(&mut buffer).is_err(),
+            "user space saw a relayed packet"
+        );
+
+        // Strict source: another sender stays with user space, unrewritten.
+        intruder.send_to(b"inject", to_relay).unwrap();
+        let (len, from) = relay_in.recv_from(&mut buffer).unwrap();
+        assert_eq!(
+            (&buffer[..len], from),
+            (&b"inject"[..], intruder.local_addr().unwrap())
+        );
+        assert_eq!(table.counters(port), (3, 480));
+
+        table.remove(port);
+        sender.send_to(b"after", to_relay).unwrap();
+        assert_eq!(relay_in.recv(&mut buffer).unwrap(), 5);
+        receiver
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        assert!(receiver.recv(&mut buffer).is_err());
+        assert!(!table.install(
+            port.wrapping_add(1),
+            Route {
+                sender: v4(&sender),
+                source: v4(&relay_out),
+                destination: v4(&receiver),
+            }
+        ));
+    }
+}
