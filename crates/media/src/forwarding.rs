@@ -472,7 +472,8 @@ pub struct KernelForwarding {
 }
 
 impl KernelForwarding {
-    /// Attaches the program to the tc ingress of every interface holding `address`, for relay
+    /// Attaches the program to the tc ingress of every interface holding `address` and of
+    /// loopback, for relay
     /// ports `port_min..=port_max`, marking relayed packets with `tos`.
     ///
     /// # Errors
@@ -492,8 +493,15 @@ impl KernelForwarding {
                 format!("no interface holds {address}"),
             ));
         }
+        // Remote receivers are reached through the interface holding the address; senders on
+        // this host reach the relay through loopback, whatever its address.
+        let egress = interfaces[0];
+        let mut interfaces = interfaces;
+        if !interfaces.contains(&LOOPBACK_IFINDEX.unsigned_abs()) {
+            interfaces.push(LOOPBACK_IFINDEX.unsigned_abs());
+        }
         let count = u32::from(port_max) - u32::from(port_min) + 1;
-        let table = ForwardingTable::new(port_min, count, interfaces[0], address)?;
+        let table = ForwardingTable::new(port_min, count, egress, address)?;
         table.set_tos(tos);
         let program = crate::bpf::load(
             BPF_PROG_TYPE_SCHED_CLS,
@@ -668,5 +676,271 @@ mod tests {
                 destination: v4(&receiver),
             }
         ));
+    }
+
+    /// Root only (network namespaces, BPF, ethtool): skipped otherwise.
+    #[test]
+    fn the_kernel_sends_a_stream_out_to_a_remote_receiver_with_valid_checksums() {
+        let lab = match RemoteLab::create() {
+            Ok(lab) => lab,
+            Err(error) if !is_root() => {
+                eprintln!("skipped: needs root ({error})");
+                return;
+            }
+            Err(error) => panic!("{error}"),
+        };
+        // The relay's sockets and program live in the relay namespace, the phones in theirs.
+        let (forwarding, relay_in, relay_out) = lab.in_namespace(&lab.relay, || {
+            let relay_in = UdpSocket::bind((lab.relay_ip, 0)).unwrap();
+            let relay_out = UdpSocket::bind((lab.relay_ip, 0)).unwrap();
+            let port = relay_in.local_addr().unwrap().port();
+            let forwarding = KernelForwarding::attach(lab.relay_ip, port, port, 184)
+                .expect("attach in the relay namespace");
+            (forwarding, relay_in, relay_out)
+        });
+        let (sender, receiver, capture) = lab.in_namespace(&lab.phone, || {
+            let sender = UdpSocket::bind((lab.phone_ip, 0)).unwrap();
+            let receiver = UdpSocket::bind((lab.phone_ip, 0)).unwrap();
+            (sender, receiver, Capture::open(&lab.phone_link))
+        });
+        let port = relay_in.local_addr().unwrap().port();
+        assert!(forwarding.table().install(
+            port,
+            Route {
+                sender: v4(&sender),
+                source: v4(&relay_out),
+                destination: v4(&receiver),
+            }
+        ));
+        receiver
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        relay_in
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut buffer = [0_u8; 512];
+        for round in 0..5_u8 {
+            let payload = [round; 172];
+            sender
+                .send_to(&payload, relay_in.local_addr().unwrap())
+                .unwrap();
+            let (len, from) = receiver.recv_from(&mut buffer).unwrap();
+            assert_eq!(&buffer[..len], &payload[..]);
+            assert_eq!(from, relay_out.local_addr().unwrap());
+        }
+        assert_eq!(forwarding.table().counters(port), (5, 5 * 172));
+        assert!(
+            relay_in.recv(&mut buffer).is_err(),
+            "user space saw a relayed packet"
+        );
+        // What arrived on the phones' link, byte for byte: TOS set, both checksums valid.
+        let frames = capture.udp_to(v4(&receiver).port());
+        assert_eq!(frames.len(), 5, "captured {frames:?}");
+        for frame in frames {
+            assert_eq!(frame[1], 184, "TOS");
+            assert_eq!(fold(sum(&frame[..20])), 0xffff, "IP header checksum");
+            let udp = &frame[20..];
+            let mut pseudo = Vec::from(&frame[12..20]);
+            pseudo.extend_from_slice(&[0, 17]);
+            pseudo.extend_from_slice(&udp[4..6]);
+            assert_ne!(
+                &udp[6..8],
+                &[0, 0],
+                "the UDP checksum was kept, not dropped"
+            );
+            assert_eq!(fold(sum(&pseudo) + sum(udp)), 0xffff, "UDP checksum");
+        }
+    }
+
+    fn sum(bytes: &[u8]) -> u32 {
+        bytes
+            .chunks(2)
+            .map(|pair| u32::from(u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)])))
+            .sum()
+    }
+
+    fn fold(mut sum: u32) -> u32 {
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        sum
+    }
+
+    fn is_root() -> bool {
+        std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
+            status
+                .lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
+        })
+    }
+
+    fn run(arguments: &[&str]) -> Result<(), String> {
+        let output = std::process::Command::new(arguments[0])
+            .args(&arguments[1..])
+            .output()
+            .map_err(|error| format!("{arguments:?}: {error}"))?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{arguments:?}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            ))
+        }
+    }
+
+    /// Two namespaces joined by a veth pair: the relay at 10.M.0.1, the phones at 10.M.0.2.
+    /// The phones' end computes every checksum in software (`ethtool -K … tx off`), so what
+    /// reaches them carries real checksums for the relay's rewrite to keep right.
+    struct RemoteLab {
+        relay: String,
+        phone: String,
+        phone_link: String,
+        relay_ip: Ipv4Addr,
+        phone_ip: Ipv4Addr,
+    }
+
+    impl RemoteLab {
+        fn create() -> Result<Self, String> {
+            let id = std::process::id();
+            let tag = format!("{:x}", id % 0xfffff);
+            // 10.200-249.x: clear of the NAT lab's 10.100-199 subnets.
+            let subnet = 200 + (id % 50) as u8;
+            let lab = RemoteLab {
+                relay: format!("vxfr{tag}"),
+                phone: format!("vxfp{tag}"),
+                phone_link: format!("vxfb{tag}"),
+                relay_ip: Ipv4Addr::new(10, subnet, 0, 1),
+                phone_ip: Ipv4Addr::new(10, subnet, 0, 2),
+            };
+            run(&["ip", "netns", "add", &lab.relay])?;
+            run(&["ip", "netns", "add", &lab.phone])?;
+            let relay_link = format!("vxfa{tag}");
+            run(&[
+                "ip",
+                "link",
+                "add",
+                &relay_link,
+                "netns",
+                &lab.relay,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &lab.phone_link,
+                "netns",
+                &lab.phone,
+            ])?;
+            for (namespace, link, address) in [
+                (&lab.relay, &relay_link, lab.relay_ip),
+                (&lab.phone, &lab.phone_link, lab.phone_ip),
+            ] {
+                run(&[
+                    "ip",
+                    "-n",
+                    namespace,
+                    "addr",
+                    "add",
+                    &format!("{address}/24"),
+                    "dev",
+                    link,
+                ])?;
+                run(&["ip", "-n", namespace, "link", "set", link, "up"])?;
+                run(&["ip", "-n", namespace, "link", "set", "lo", "up"])?;
+            }
+            run(&[
+                "ip",
+                "netns",
+                "exec",
+                &lab.phone,
+                "ethtool",
+                "-K",
+                &lab.phone_link,
+                "tx",
+                "off",
+            ])?;
+            Ok(lab)
+        }
+
+        /// Runs `work` on a thread inside `namespace`; sockets it opens stay there.
+        fn in_namespace<T: Send>(&self, namespace: &str, work: impl FnOnce() -> T + Send) -> T {
+            std::thread::scope(|scope| {
+                scope
+                    .spawn(|| {
+                        let handle = std::fs::File::open(format!("/run/netns/{namespace}"))
+                            .expect("namespace handle");
+                        // SAFETY: setns on this (scoped, short-lived) thread only, with a
+                        // valid namespace descriptor.
+                        let entered =
+                            unsafe { libc::setns(handle.as_raw_fd(), libc::CLONE_NEWNET) };
+                        assert_eq!(entered, 0, "setns: {}", io::Error::last_os_error());
+                        work()
+                    })
+                    .join()
+                    .expect("namespace thread")
+            })
+        }
+    }
+
+    impl Drop for RemoteLab {
+        fn drop(&mut self) {
+            let _ = run(&["ip", "netns", "del", &self.relay]);
+            let _ = run(&["ip", "netns", "del", &self.phone]);
+        }
+    }
+
+    /// Every IPv4 packet crossing one link, read with an `AF_PACKET` socket.
+    struct Capture(socket2::Socket);
+
+    impl Capture {
+        fn open(link: &str) -> Self {
+            let protocol = i32::from((libc::ETH_P_IP as u16).to_be());
+            let socket = socket2::Socket::new(
+                socket2::Domain::PACKET,
+                socket2::Type::DGRAM,
+                Some(socket2::Protocol::from(protocol)),
+            )
+            .expect("packet socket");
+            let name = std::ffi::CString::new(link).unwrap();
+            // SAFETY: a NUL-terminated interface name.
+            let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+            // SAFETY: all-zero is a valid sockaddr_ll; the fields set below make it an
+            // AF_PACKET address of `index`.
+            let mut address: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+            address.sll_family = libc::AF_PACKET as u16;
+            address.sll_protocol = (libc::ETH_P_IP as u16).to_be();
+            address.sll_ifindex = i32::try_from(index).unwrap();
+            // SAFETY: `address` is a sockaddr_ll of the size passed.
+            let bound = unsafe {
+                libc::bind(
+                    socket.as_raw_fd(),
+                    std::ptr::from_ref(&address).cast(),
+                    std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+                )
+            };
+            assert_eq!(bound, 0, "bind: {}", io::Error::last_os_error());
+            socket
+                .set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
+            Capture(socket)
+        }
+
+        /// The IPv4 packets (header onwards) of UDP datagrams to `port` seen so far.
+        fn udp_to(&self, port: u16) -> Vec<Vec<u8>> {
+            use std::io::Read as _;
+            let mut frames = Vec::new();
+            let mut buffer = [0_u8; 2048];
+            while let Ok(len) = (&self.0).read(&mut buffer) {
+                let packet = &buffer[..len];
+                if len >= 28
+                    && packet[9] == 17
+                    && packet[0] == 0x45
+                    && u16::from_be_bytes([packet[22], packet[23]]) == port
+                {
+                    frames.push(packet.to_vec());
+                }
+            }
+            frames
+        }
     }
 }
