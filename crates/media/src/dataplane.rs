@@ -484,24 +484,19 @@ impl Plane {
     /// that reached new sockets before registration are reported by the next (level-triggered)
     /// wait, when every queued command has been applied.
     fn apply_commands(&mut self, receiver: &mpsc::Receiver<DataCommand>) -> bool {
+        let mut steered_now = Vec::new();
         loop {
             match receiver.try_recv() {
                 Ok(DataCommand::Add(registrations)) => {
-                    let ids: Vec<usize> = registrations.iter().map(|r| r.id).collect();
                     for registration in registrations {
+                        let id = registration.id;
                         self.add(registration);
-                    }
-                    // Packets that reached a steered leg's own socket before its port was
-                    // steered (the port was bound when the offer was answered): relay them now,
-                    // with every partner of the batch in place; later ones arrive on the shared
-                    // socket.
-                    for id in ids {
                         if self
                             .legs
                             .get(&id)
                             .is_some_and(|leg| leg.steered_port.is_some())
                         {
-                            self.relay_batched(id);
+                            steered_now.push(id);
                         }
                     }
                 }
@@ -547,7 +542,16 @@ impl Plane {
                     }
                 }
                 Ok(DataCommand::Shutdown) | Err(mpsc::TryRecvError::Disconnected) => return false,
-                Err(mpsc::TryRecvError::Empty) => return true,
+                Err(mpsc::TryRecvError::Empty) => {
+                    // Packets that reached a newly steered leg's own socket before its port was
+                    // steered (the port was bound when the offer was answered): relay them now,
+                    // once every queued command is in place — the answer that added a leg also
+                    // set its partner's destination — later ones arrive on the shared socket.
+                    for id in steered_now {
+                        self.relay_batched(id);
+                    }
+                    return true;
+                }
             }
         }
     }

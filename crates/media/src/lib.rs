@@ -3,8 +3,12 @@
 //! media timeout.
 //!
 //! Control runs as a tokio task ([`MediaRelay::start`]); the data plane runs on its own thread
-//! with an epoll loop and `recvmmsg`/`sendmmsg` batching ([`IoMode::Batched`]), or one syscall
-//! per packet ([`IoMode::Simple`]) for comparison.
+//! with an epoll loop: by default every relay port's packets are steered into one socket by a
+//! BPF `sk_lookup` program and read with `recvmmsg` across streams ([`IoMode::Steered`]), and
+//! once a stream is latched a tc BPF program relays its packets in the kernel
+//! ([`MediaConfig::kernel_forwarding`]). Without the capabilities for BPF the relay runs one
+//! socket per port with `recvmmsg`/`sendmmsg` batching ([`IoMode::Batched`]); one syscall per
+//! packet ([`IoMode::Simple`]) is kept for comparison.
 
 mod bpf;
 mod config;

@@ -651,12 +651,10 @@ async fn latched_streams_move_to_the_kernel_and_keep_strict_source_and_counters(
     assert_eq!(receive(b).unwrap().0, rtp_packet(0));
     b.send_to(&rtp_packet(0), to_relay_b).unwrap();
     assert_eq!(receive(a).unwrap().0, rtp_packet(0));
-    let reply = query(&mut setup.client, "call-kernel");
-    let (a_in, b_in) = (
-        kernelized(&reply, setup.relay_for_a),
-        kernelized(&reply, setup.relay_for_b),
-    );
-    if !(a_in && b_in) {
+    // The route goes in right after the relayed packet left: give the data plane a moment.
+    let both = [setup.relay_for_a, setup.relay_for_b];
+    let reply = wait_kernelized(&mut setup.client, "call-kernel", &both);
+    if !both.iter().all(|&port| kernelized(&reply, port)) {
         assert!(!is_root(), "root, yet not kernelized: {reply:?}");
         eprintln!("skipped: kernel forwarding needs CAP_BPF + CAP_NET_ADMIN");
         return;
@@ -688,8 +686,13 @@ async fn latched_streams_move_to_the_kernel_and_keep_strict_source_and_counters(
     // handed back to the kernel, and the counts carry on.
     let moved = endpoint();
     client_reoffer(&mut setup.client, "call-kernel", &moved);
-    let reply = query(&mut setup.client, "call-kernel");
-    assert!(!kernelized(&reply, setup.relay_for_a) && !kernelized(&reply, setup.relay_for_b));
+    let reply = wait_for(&mut setup.client, "call-kernel", |reply| {
+        both.iter().all(|&port| !kernelized(reply, port))
+    });
+    assert!(
+        both.iter().all(|&port| !kernelized(&reply, port)),
+        "{reply:?}"
+    );
     moved.0.send_to(&rtp_packet(200), to_relay_a).unwrap();
     b.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     assert_eq!(receive(b).unwrap().0, rtp_packet(200));
@@ -698,9 +701,36 @@ async fn latched_streams_move_to_the_kernel_and_keep_strict_source_and_counters(
     a.send_to(&rtp_packet(202), to_relay_a).unwrap();
     b.set_read_timeout(Some(SHORT)).unwrap();
     assert!(receive(b).is_none(), "the old source is foreign now");
-    let reply = query(&mut setup.client, "call-kernel");
-    assert!(kernelized(&reply, setup.relay_for_a) && kernelized(&reply, setup.relay_for_b));
+    let reply = wait_kernelized(&mut setup.client, "call-kernel", &both);
+    assert!(
+        both.iter().all(|&port| kernelized(&reply, port)),
+        "{reply:?}"
+    );
     assert_eq!(totals(&reply, "RTP", "packets"), 204);
+}
+
+/// Queries until every stream at `ports` is kernelized, for at most a second; the last reply.
+fn wait_kernelized(client: &mut NgClient, call_id: &str, ports: &[u16]) -> Value<'static> {
+    wait_for(client, call_id, |reply| {
+        ports.iter().all(|&port| kernelized(reply, port))
+    })
+}
+
+/// Queries until `done` holds (the data plane applies commands a moment after the ng reply),
+/// for at most a second; the last reply.
+fn wait_for(
+    client: &mut NgClient,
+    call_id: &str,
+    done: impl Fn(&Value<'_>) -> bool,
+) -> Value<'static> {
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        let reply = query(client, call_id);
+        if Instant::now() > deadline || done(&reply) {
+            return reply;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 fn client_reoffer(client: &mut NgClient, call_id: &str, moved: &(UdpSocket, UdpSocket)) {
