@@ -43,6 +43,8 @@ pub struct NodePorts {
     pub media_check_seconds: u64,
     /// `proxy.media_relay`: another ng relay (e.g. rtpengine) instead of the node's own.
     pub media_relay: Option<SocketAddr>,
+    /// `media.kernel_forwarding`.
+    pub media_kernel_forwarding: bool,
 }
 
 impl NodePorts {
@@ -61,6 +63,7 @@ impl NodePorts {
             media_timeout_seconds: 60,
             media_check_seconds: 5,
             media_relay: None,
+            media_kernel_forwarding: true,
         })
     }
 }
@@ -127,6 +130,7 @@ impl Node {
              proxy = \"127.0.0.1:{proxy}\"\ndomain_refresh_seconds = 1\n\
              \n[media]\nng_listen = \"127.0.0.1:{media_ng}\"\naddress = \"{media_ip}\"\n\
              timeout_seconds = {media_timeout}\ndelete_delay_seconds = 30\n\
+             kernel_forwarding = {kernel_forwarding}\n\
              \n[proxy]\nlisten = \"127.0.0.1:{proxy}\"\ntrusted_lb = [\"127.0.0.1\"]\n\
              digest_algorithms = [{algorithms}]\nmedia_check_seconds = {media_check}\n\
              {media_relay}",
@@ -139,6 +143,7 @@ impl Node {
             media_ng = ports.media_ng,
             media_ip = ports.media_ip.unwrap_or(ip),
             media_timeout = ports.media_timeout_seconds,
+            kernel_forwarding = ports.media_kernel_forwarding,
             media_check = ports.media_check_seconds,
             media_relay = ports
                 .media_relay

@@ -121,6 +121,8 @@ pub struct PartyCounters {
     pub endpoint: Option<SocketAddr>,
     /// The relay's RTP port facing the party (where it sends its media).
     pub local_port: Option<u16>,
+    /// The relay forwards the party's RTP in the kernel (rtpengine's `kernelized` flag).
+    pub rtp_kernelized: bool,
 }
 
 struct Shared {
@@ -424,6 +426,10 @@ fn parties(reply: &Value<'_>) -> Vec<PartyCounters> {
                 };
                 party.rtp_packets += number(rtp.get("stats").and_then(|s| s.get("packets")));
                 party.rtp_errors += number(rtp.get("stats").and_then(|s| s.get("errors")));
+                party.rtp_kernelized |= rtp
+                    .get("flags")
+                    .and_then(Value::as_list)
+                    .is_some_and(|flags| flags.iter().any(|f| f.as_str() == Some("kernelized")));
                 if party.local_port.is_none() {
                     party.local_port = rtp
                         .get("local port")
