@@ -191,6 +191,9 @@ struct Leg {
     local: Option<SocketAddrV4>,
     /// The kernel route carrying this leg's packets, and its packet count at the last sync.
     offloaded: Option<(Route, u64)>,
+    /// A route the kernel could not take (no route to the receiver): not asked again for
+    /// every packet.
+    refused: Option<Route>,
 }
 
 impl Leg {
@@ -591,6 +594,7 @@ impl Plane {
                 steered_port,
                 local,
                 offloaded: None,
+                refused: None,
             },
         );
     }
@@ -875,16 +879,19 @@ fn offload(
         source,
         destination,
     };
-    if current == Some(route) {
+    if current == Some(route) || legs.get(&id).is_some_and(|leg| leg.refused == Some(route)) {
         return;
     }
     forget(legs, Some(forwarding), id);
     let table = forwarding.table();
-    if table.install(local.port(), route)
-        && let Some(leg) = legs.get_mut(&id)
-    {
-        leg.offloaded = Some((route, 0));
-        leg.shared.set_kernel(Arc::clone(table), local.port());
+    let installed = table.install(local.port(), route);
+    if let Some(leg) = legs.get_mut(&id) {
+        if installed {
+            leg.offloaded = Some((route, 0));
+            leg.shared.set_kernel(Arc::clone(table), local.port());
+        } else {
+            leg.refused = Some(route);
+        }
     }
 }
 

@@ -1,5 +1,5 @@
-//! In-kernel forwarding: a BPF program on the tc ingress hook (tcx, Linux 6.6+) of the interface
-//! holding the relay's address relays the packets of a stream once user space has latched it,
+//! In-kernel forwarding: a BPF program on the tc ingress hook (tcx, Linux 6.6+) of every
+//! interface relays the packets of a stream to the relay's address once user space has latched it,
 //! so a relayed packet costs no system call, no socket queue and no copy to user space — the job
 //! rtpengine's `xt_RTPENGINE` kernel module does, without an out-of-tree module.
 //!
@@ -9,8 +9,9 @@
 //! relay port − `port_min`). For a packet to a port with an active route *from the latched
 //! source* the program rewrites addresses, ports and TOS byte, fixes the IP and UDP checksums,
 //! counts the packet and either hands it on for local delivery (a receiver on this host, packet
-//! from loopback) or redirects it out of the egress interface through the kernel's route and
-//! neighbour tables (`bpf_redirect_neigh`: no IP forwarding needed). Anything else —
+//! from loopback) or redirects it out of the interface the routing table picked for the
+//! receiver when the route was installed ([`crate::netlink`]), filling in the neighbour through
+//! the kernel's tables (`bpf_redirect_neigh`: no IP forwarding needed). Anything else —
 //! another source, IPv6, fragments, a port without a route, no neighbour entry yet — passes
 //! untouched to the relay's sockets, where user space handles (and counts) it as before.
 //!
@@ -35,6 +36,7 @@ use crate::bpf::{
     JMP_JNE_K, JMP_JNE_X, JMP32_JGT_K, JMP32_JLT_K, JMP32_JNE_K, LDX_B, LDX_H, LDX_W, Program, R0,
     R1, R2, R3, R4, R5, R6, R7, R8, R9, STX_W, bpf_fd, create_map,
 };
+use crate::netlink::{NextHop, RouteSocket};
 
 const BPF_PROG_TYPE_SCHED_CLS: u32 = 3;
 const BPF_TCX_INGRESS: u32 = 46;
@@ -135,10 +137,9 @@ pub struct ForwardingTable {
     mapped: usize,
     port_min: u16,
     count: u32,
-    /// The interface remote receivers are reached through (the first one holding the relay's
-    /// address), and that address: receivers on it or on loopback are local.
-    egress: u32,
-    address: Ipv4Addr,
+    /// Asked for each route's egress interface (and whether its receiver is on this host), in
+    /// the namespace the table was made in.
+    next_hops: RouteSocket,
 }
 
 // SAFETY: the mapping is owned by the table and lives as long as it; every access goes through
@@ -157,7 +158,8 @@ impl Drop for ForwardingTable {
 }
 
 impl ForwardingTable {
-    fn new(port_min: u16, count: u32, egress: u32, address: Ipv4Addr) -> io::Result<Self> {
+    fn new(port_min: u16, count: u32) -> io::Result<Self> {
+        let next_hops = RouteSocket::open()?;
         let map = create_map(
             BPF_MAP_TYPE_ARRAY,
             u32::try_from(ROUTE_SIZE).map_err(io::Error::other)?,
@@ -187,8 +189,7 @@ impl ForwardingTable {
             mapped,
             port_min,
             count,
-            egress,
-            address,
+            next_hops,
         })
     }
 
@@ -202,9 +203,25 @@ impl ForwardingTable {
         Some(unsafe { &*self.routes.add(index as usize) })
     }
 
-    /// Makes the kernel relay packets arriving at relay `port`; counters start at zero. False
-    /// for a port outside the table.
+    /// Makes the kernel relay packets arriving at relay `port` out of the interface the
+    /// routing table picks for the receiver (or locally, for a receiver on this host); counters
+    /// start at zero. False for a port outside the table or a receiver without a route: the
+    /// stream then stays with user space.
     pub fn install(&self, port: u16, route: Route) -> bool {
+        match self
+            .next_hops
+            .next_hop(*route.source.ip(), *route.destination.ip())
+        {
+            Ok(hop) => self.install_via(port, route, hop),
+            Err(error) => {
+                tracing::debug!(%error, ?route, "no route for kernel forwarding; stays in user space");
+                false
+            }
+        }
+    }
+
+    /// [`install`](Self::install) with the next hop already known.
+    pub fn install_via(&self, port: u16, route: Route, hop: NextHop) -> bool {
         let Some(raw) = self.route(port) else {
             return false;
         };
@@ -221,10 +238,12 @@ impl ForwardingTable {
             .store(network_u16(route.source.port()), Ordering::Relaxed);
         raw.destination_port
             .store(network_u16(route.destination.port()), Ordering::Relaxed);
-        let receiver = *route.destination.ip();
-        let local = receiver.is_loopback() || receiver == self.address;
+        let (local, egress) = match hop {
+            NextHop::Local => (true, 0),
+            NextHop::Interface(interface) => (false, interface),
+        };
         raw.local.store(u8::from(local), Ordering::Relaxed);
-        raw.egress.store(self.egress, Ordering::Relaxed);
+        raw.egress.store(egress, Ordering::Relaxed);
         raw.packets.store(0, Ordering::Relaxed);
         raw.bytes.store(0, Ordering::Relaxed);
         raw.active.store(1, Ordering::Release);
@@ -462,16 +481,36 @@ fn interfaces_with(address: Ipv4Addr) -> io::Result<Vec<u32>> {
     Ok(found)
 }
 
+/// Every interface of this network namespace, by index.
+fn all_interfaces() -> io::Result<Vec<u32>> {
+    // SAFETY: if_nameindex returns an array ending in a zero entry, freed below.
+    let list = unsafe { libc::if_nameindex() };
+    if list.is_null() {
+        return Err(io::Error::last_os_error());
+    }
+    let mut found = Vec::new();
+    let mut cursor = list;
+    // SAFETY: entries up to the terminating zero one belong to the array.
+    while unsafe { (*cursor).if_index } != 0 {
+        // SAFETY: as above; `cursor` has not passed the terminator.
+        found.push(unsafe { (*cursor).if_index });
+        // SAFETY: the next entry exists, at worst the terminator.
+        cursor = unsafe { cursor.add(1) };
+    }
+    // SAFETY: the array from if_nameindex above, freed once.
+    unsafe { libc::if_freenameindex(list) };
+    Ok(found)
+}
+
 /// The program and its route table, not attached anywhere yet.
 fn load_program(
     address: Ipv4Addr,
     port_min: u16,
     port_max: u16,
     tos: u8,
-    egress: u32,
 ) -> io::Result<(ForwardingTable, OwnedFd)> {
     let count = u32::from(port_max) - u32::from(port_min) + 1;
-    let table = ForwardingTable::new(port_min, count, egress, address)?;
+    let table = ForwardingTable::new(port_min, count)?;
     table.set_tos(tos);
     let program = crate::bpf::load(
         BPF_PROG_TYPE_SCHED_CLS,
@@ -492,9 +531,9 @@ pub struct KernelForwarding {
 }
 
 impl KernelForwarding {
-    /// Attaches the program to the tc ingress of every interface holding `address` and of
-    /// loopback, for relay
-    /// ports `port_min..=port_max`, marking relayed packets with `tos`.
+    /// Attaches the program to the tc ingress of every interface (as they are now), for
+    /// `address` (which one of them must hold) and relay ports `port_min..=port_max`, marking
+    /// relayed packets with `tos`.
     ///
     /// # Errors
     /// `EPERM` without the capabilities, `EINVAL` on a kernel without tcx, with the verifier's
@@ -506,21 +545,17 @@ impl KernelForwarding {
                 "empty port range",
             ));
         }
-        let interfaces = interfaces_with(address)?;
-        if interfaces.is_empty() {
+        if interfaces_with(address)?.is_empty() {
             return Err(io::Error::new(
                 io::ErrorKind::AddrNotAvailable,
                 format!("no interface holds {address}"),
             ));
         }
-        // Remote receivers are reached through the interface holding the address; senders on
-        // this host reach the relay through loopback, whatever its address.
-        let egress = interfaces[0];
-        let mut interfaces = interfaces;
-        if !interfaces.contains(&LOOPBACK_IFINDEX.unsigned_abs()) {
-            interfaces.push(LOOPBACK_IFINDEX.unsigned_abs());
-        }
-        let (table, program) = load_program(address, port_min, port_max, tos, egress)?;
+        // Every interface, not only the one holding the address: a phone routed through
+        // another link sends from there (weak host model), and senders on this host come in
+        // on loopback. The program lets anything not addressed to the relay by at once.
+        let interfaces = all_interfaces()?;
+        let (table, program) = load_program(address, port_min, port_max, tos)?;
         let mut links = Vec::with_capacity(interfaces.len());
         for interface in interfaces {
             let mut attr = Attr::new()
@@ -764,6 +799,104 @@ mod tests {
         }
     }
 
+    /// Root only: skipped otherwise. The receiver sits behind another link of the relay than
+    /// the one holding the relay's address: the route table, not that link, picks the egress.
+    #[test]
+    fn each_stream_leaves_by_the_interface_its_receiver_is_routed_through() {
+        let lab = match RemoteLab::with_far_phone() {
+            Ok(lab) => lab,
+            Err(error) if !is_root() => {
+                eprintln!("skipped: needs root ({error})");
+                return;
+            }
+            Err(error) => panic!("{error}"),
+        };
+        let (far, far_ip) = lab.far.clone().unwrap();
+        let (forwarding, relay_in, relay_out) = lab.in_namespace(&lab.relay, || {
+            let relay_in = UdpSocket::bind((lab.relay_ip, 0)).unwrap();
+            let relay_out = UdpSocket::bind((lab.relay_ip, 0)).unwrap();
+            let (a, b) = (v4(&relay_in).port(), v4(&relay_out).port());
+            let forwarding = KernelForwarding::attach(lab.relay_ip, a.min(b), a.max(b), 184)
+                .expect("attach in the relay namespace");
+            (forwarding, relay_in, relay_out)
+        });
+        let sender = lab.in_namespace(&lab.phone, || UdpSocket::bind((lab.phone_ip, 0)).unwrap());
+        let receiver = lab.in_namespace(&far, || UdpSocket::bind((far_ip, 0)).unwrap());
+        let port = relay_in.local_addr().unwrap().port();
+        let route = Route {
+            sender: v4(&sender),
+            source: v4(&relay_out),
+            destination: v4(&receiver),
+        };
+        assert!(forwarding.table().install(port, route));
+        // A receiver no route reaches is refused: that stream stays with user space.
+        assert!(!forwarding.table().install(
+            port,
+            Route {
+                destination: SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 9), 4000),
+                ..route
+            }
+        ));
+        assert!(forwarding.table().install(port, route));
+        receiver
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        relay_in
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut buffer = [0_u8; 512];
+        for round in 0..5_u8 {
+            let payload = [round; 172];
+            sender
+                .send_to(&payload, relay_in.local_addr().unwrap())
+                .unwrap();
+            let (len, from) = receiver
+                .recv_from(&mut buffer)
+                .expect("the far phone got the relayed packet");
+            assert_eq!(&buffer[..len], &payload[..]);
+            assert_eq!(from, relay_out.local_addr().unwrap());
+        }
+        assert_eq!(forwarding.table().counters(port), (5, 5 * 172));
+        assert!(
+            relay_in.recv(&mut buffer).is_err(),
+            "user space saw a relayed packet"
+        );
+
+        // Back the other way: the far phone's packets come in on the second link, are
+        // relayed in the kernel there too and leave by the first.
+        let back = v4(&relay_out).port();
+        assert!(forwarding.table().install(
+            back,
+            Route {
+                sender: v4(&receiver),
+                source: v4(&relay_in),
+                destination: v4(&sender),
+            }
+        ));
+        sender
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        relay_out
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        for round in 0..3_u8 {
+            let payload = [round; 100];
+            receiver
+                .send_to(&payload, relay_out.local_addr().unwrap())
+                .unwrap();
+            let (len, from) = sender
+                .recv_from(&mut buffer)
+                .expect("the near phone got the relayed packet");
+            assert_eq!(&buffer[..len], &payload[..]);
+            assert_eq!(from, relay_in.local_addr().unwrap());
+        }
+        assert_eq!(forwarding.table().counters(back), (3, 300));
+        assert!(
+            relay_out.recv(&mut buffer).is_err(),
+            "user space saw a relayed packet"
+        );
+    }
+
     fn sum(bytes: &[u8]) -> u32 {
         bytes
             .chunks(2)
@@ -810,6 +943,9 @@ mod tests {
         phone_link: String,
         relay_ip: Ipv4Addr,
         phone_ip: Ipv4Addr,
+        /// With [`RemoteLab::with_far_phone`]: a third namespace behind a second link of the
+        /// relay, 10.M.1.2 (the relay 10.M.1.1 on that side).
+        far: Option<(String, Ipv4Addr)>,
     }
 
     impl RemoteLab {
@@ -824,6 +960,7 @@ mod tests {
                 phone_link: format!("vxfb{tag}"),
                 relay_ip: Ipv4Addr::new(10, subnet, 0, 1),
                 phone_ip: Ipv4Addr::new(10, subnet, 0, 2),
+                far: None,
             };
             run(&["ip", "netns", "add", &lab.relay])?;
             run(&["ip", "netns", "add", &lab.phone])?;
@@ -874,6 +1011,61 @@ mod tests {
             Ok(lab)
         }
 
+        fn with_far_phone() -> Result<Self, String> {
+            let mut lab = Self::create()?;
+            let tag = &lab.relay[4..];
+            let far = format!("vxfq{tag}");
+            let octets = lab.relay_ip.octets();
+            let far_ip = Ipv4Addr::new(octets[0], octets[1], 1, 2);
+            let relay_side = Ipv4Addr::new(octets[0], octets[1], 1, 1);
+            run(&["ip", "netns", "add", &far])?;
+            lab.far = Some((far.clone(), far_ip));
+            let (relay_link, far_link) = (format!("vxfc{tag}"), format!("vxfd{tag}"));
+            run(&[
+                "ip",
+                "link",
+                "add",
+                &relay_link,
+                "netns",
+                &lab.relay,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &far_link,
+                "netns",
+                &far,
+            ])?;
+            for (namespace, link, address) in [
+                (&lab.relay, &relay_link, relay_side),
+                (&far, &far_link, far_ip),
+            ] {
+                run(&[
+                    "ip",
+                    "-n",
+                    namespace,
+                    "addr",
+                    "add",
+                    &format!("{address}/24"),
+                    "dev",
+                    link,
+                ])?;
+                run(&["ip", "-n", namespace, "link", "set", link, "up"])?;
+                run(&["ip", "-n", namespace, "link", "set", "lo", "up"])?;
+            }
+            run(&[
+                "ip",
+                "-n",
+                &far,
+                "route",
+                "add",
+                "default",
+                "via",
+                &relay_side.to_string(),
+            ])?;
+            Ok(lab)
+        }
+
         /// Runs `work` on a thread inside `namespace`; sockets it opens stay there.
         fn in_namespace<T: Send>(&self, namespace: &str, work: impl FnOnce() -> T + Send) -> T {
             std::thread::scope(|scope| {
@@ -898,6 +1090,9 @@ mod tests {
         fn drop(&mut self) {
             let _ = run(&["ip", "netns", "del", &self.relay]);
             let _ = run(&["ip", "netns", "del", &self.phone]);
+            if let Some((far, _)) = &self.far {
+                let _ = run(&["ip", "netns", "del", far]);
+            }
         }
     }
 
@@ -1061,7 +1256,7 @@ mod tests {
             } else {
                 Ipv4Addr::from(0x0a00_0000 | (destination_host & 0x00ff_ffff))
             };
-            let (table, program) = match load_program(relay, PORT_MIN, PORT_MIN + 7, new_tos, 1) {
+            let (table, program) = match load_program(relay, PORT_MIN, PORT_MIN + 7, new_tos) {
                 Ok(loaded) => loaded,
                 Err(error) if !is_root() => {
                     eprintln!("skipped: cannot load BPF programs here ({error})");
@@ -1075,7 +1270,8 @@ mod tests {
                 source: SocketAddrV4::new(relay, source_port),
                 destination: SocketAddrV4::new(destination_ip, destination_port),
             };
-            proptest::prop_assert!(table.install(route_port, route));
+            let hop = if local { NextHop::Local } else { NextHop::Interface(1) };
+            proptest::prop_assert!(table.install_via(route_port, route, hop));
             let to_relay = SocketAddrV4::new(relay, route_port);
             let input = frame(sender, to_relay, old_tos, ttl, id, &payload, no_checksum);
             let (verdict, output) = test_run(&program, &input);

@@ -16,6 +16,7 @@ mod control;
 mod dataplane;
 mod fastpath;
 mod forwarding;
+mod netlink;
 mod ports;
 mod server;
 mod steering;
