@@ -934,6 +934,29 @@ mod tests {
         }
     }
 
+    /// A veth pair between two namespaces, each end with its /24 address, up (loopback too).
+    fn veth(one: (&str, &str, Ipv4Addr), other: (&str, &str, Ipv4Addr)) -> Result<(), String> {
+        run(&[
+            "ip", "link", "add", one.1, "netns", one.0, "type", "veth", "peer", "name", other.1,
+            "netns", other.0,
+        ])?;
+        for (namespace, link, address) in [one, other] {
+            run(&[
+                "ip",
+                "-n",
+                namespace,
+                "addr",
+                "add",
+                &format!("{address}/24"),
+                "dev",
+                link,
+            ])?;
+            run(&["ip", "-n", namespace, "link", "set", link, "up"])?;
+            run(&["ip", "-n", namespace, "link", "set", "lo", "up"])?;
+        }
+        Ok(())
+    }
+
     /// Two namespaces joined by a veth pair: the relay at 10.M.0.1, the phones at 10.M.0.2.
     /// The phones' end computes every checksum in software (`ethtool -K … tx off`), so what
     /// reaches them carries real checksums for the relay's rewrite to keep right.
@@ -964,39 +987,10 @@ mod tests {
             };
             run(&["ip", "netns", "add", &lab.relay])?;
             run(&["ip", "netns", "add", &lab.phone])?;
-            let relay_link = format!("vxfa{tag}");
-            run(&[
-                "ip",
-                "link",
-                "add",
-                &relay_link,
-                "netns",
-                &lab.relay,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &lab.phone_link,
-                "netns",
-                &lab.phone,
-            ])?;
-            for (namespace, link, address) in [
-                (&lab.relay, &relay_link, lab.relay_ip),
+            veth(
+                (&lab.relay, &format!("vxfa{tag}"), lab.relay_ip),
                 (&lab.phone, &lab.phone_link, lab.phone_ip),
-            ] {
-                run(&[
-                    "ip",
-                    "-n",
-                    namespace,
-                    "addr",
-                    "add",
-                    &format!("{address}/24"),
-                    "dev",
-                    link,
-                ])?;
-                run(&["ip", "-n", namespace, "link", "set", link, "up"])?;
-                run(&["ip", "-n", namespace, "link", "set", "lo", "up"])?;
-            }
+            )?;
             run(&[
                 "ip",
                 "netns",
@@ -1020,39 +1014,10 @@ mod tests {
             let relay_side = Ipv4Addr::new(octets[0], octets[1], 1, 1);
             run(&["ip", "netns", "add", &far])?;
             lab.far = Some((far.clone(), far_ip));
-            let (relay_link, far_link) = (format!("vxfc{tag}"), format!("vxfd{tag}"));
-            run(&[
-                "ip",
-                "link",
-                "add",
-                &relay_link,
-                "netns",
-                &lab.relay,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &far_link,
-                "netns",
-                &far,
-            ])?;
-            for (namespace, link, address) in [
-                (&lab.relay, &relay_link, relay_side),
-                (&far, &far_link, far_ip),
-            ] {
-                run(&[
-                    "ip",
-                    "-n",
-                    namespace,
-                    "addr",
-                    "add",
-                    &format!("{address}/24"),
-                    "dev",
-                    link,
-                ])?;
-                run(&["ip", "-n", namespace, "link", "set", link, "up"])?;
-                run(&["ip", "-n", namespace, "link", "set", "lo", "up"])?;
-            }
+            veth(
+                (&lab.relay, &format!("vxfc{tag}"), relay_side),
+                (&far, &format!("vxfd{tag}"), far_ip),
+            )?;
             run(&[
                 "ip",
                 "-n",
