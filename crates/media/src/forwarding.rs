@@ -750,35 +750,12 @@ mod tests {
             let receiver = UdpSocket::bind((lab.phone_ip, 0)).unwrap();
             (sender, receiver, Capture::open(&lab.phone_link))
         });
-        let port = relay_in.local_addr().unwrap().port();
-        assert!(forwarding.table().install(
-            port,
-            Route {
-                sender: v4(&sender),
-                source: v4(&relay_out),
-                destination: v4(&receiver),
-            }
-        ));
-        receiver
-            .set_read_timeout(Some(Duration::from_secs(2)))
-            .unwrap();
-        relay_in
-            .set_read_timeout(Some(Duration::from_millis(200)))
-            .unwrap();
-        let mut buffer = [0_u8; 512];
-        for round in 0..5_u8 {
-            let payload = [round; 172];
-            sender
-                .send_to(&payload, relay_in.local_addr().unwrap())
-                .unwrap();
-            let (len, from) = receiver.recv_from(&mut buffer).unwrap();
-            assert_eq!(&buffer[..len], &payload[..]);
-            assert_eq!(from, relay_out.local_addr().unwrap());
-        }
-        assert_eq!(forwarding.table().counters(port), (5, 5 * 172));
-        assert!(
-            relay_in.recv(&mut buffer).is_err(),
-            "user space saw a relayed packet"
+        relayed_in_the_kernel(
+            &forwarding,
+            (&relay_in, &relay_out),
+            (&sender, &receiver),
+            5,
+            172,
         );
         // What arrived on the phones' link, byte for byte: TOS set, both checksums valid.
         let frames = capture.udp_to(v4(&receiver).port());
@@ -837,7 +814,43 @@ mod tests {
                 ..route
             }
         ));
-        assert!(forwarding.table().install(port, route));
+        relayed_in_the_kernel(
+            &forwarding,
+            (&relay_in, &relay_out),
+            (&sender, &receiver),
+            5,
+            172,
+        );
+        // Back the other way: the far phone's packets come in on the second link, are
+        // relayed in the kernel there too and leave by the first.
+        relayed_in_the_kernel(
+            &forwarding,
+            (&relay_out, &relay_in),
+            (&receiver, &sender),
+            3,
+            100,
+        );
+    }
+
+    /// Routes `relay_in` → `receiver` (from `relay_out`) for `sender`, sends `packets` packets
+    /// of `size` bytes and checks each arrives rewritten, the kernel counted them all and user
+    /// space saw none.
+    fn relayed_in_the_kernel(
+        forwarding: &KernelForwarding,
+        (relay_in, relay_out): (&UdpSocket, &UdpSocket),
+        (sender, receiver): (&UdpSocket, &UdpSocket),
+        packets: u8,
+        size: usize,
+    ) {
+        let port = v4(relay_in).port();
+        assert!(forwarding.table().install(
+            port,
+            Route {
+                sender: v4(sender),
+                source: v4(relay_out),
+                destination: v4(receiver),
+            }
+        ));
         receiver
             .set_read_timeout(Some(Duration::from_secs(2)))
             .unwrap();
@@ -845,54 +858,24 @@ mod tests {
             .set_read_timeout(Some(Duration::from_millis(200)))
             .unwrap();
         let mut buffer = [0_u8; 512];
-        for round in 0..5_u8 {
-            let payload = [round; 172];
+        for round in 0..packets {
+            let payload = vec![round; size];
             sender
                 .send_to(&payload, relay_in.local_addr().unwrap())
                 .unwrap();
             let (len, from) = receiver
                 .recv_from(&mut buffer)
-                .expect("the far phone got the relayed packet");
+                .expect("the receiver got the relayed packet");
             assert_eq!(&buffer[..len], &payload[..]);
             assert_eq!(from, relay_out.local_addr().unwrap());
         }
-        assert_eq!(forwarding.table().counters(port), (5, 5 * 172));
+        let sent = u64::from(packets);
+        assert_eq!(
+            forwarding.table().counters(port),
+            (sent, sent * size as u64)
+        );
         assert!(
             relay_in.recv(&mut buffer).is_err(),
-            "user space saw a relayed packet"
-        );
-
-        // Back the other way: the far phone's packets come in on the second link, are
-        // relayed in the kernel there too and leave by the first.
-        let back = v4(&relay_out).port();
-        assert!(forwarding.table().install(
-            back,
-            Route {
-                sender: v4(&receiver),
-                source: v4(&relay_in),
-                destination: v4(&sender),
-            }
-        ));
-        sender
-            .set_read_timeout(Some(Duration::from_secs(2)))
-            .unwrap();
-        relay_out
-            .set_read_timeout(Some(Duration::from_millis(200)))
-            .unwrap();
-        for round in 0..3_u8 {
-            let payload = [round; 100];
-            receiver
-                .send_to(&payload, relay_out.local_addr().unwrap())
-                .unwrap();
-            let (len, from) = sender
-                .recv_from(&mut buffer)
-                .expect("the near phone got the relayed packet");
-            assert_eq!(&buffer[..len], &payload[..]);
-            assert_eq!(from, relay_in.local_addr().unwrap());
-        }
-        assert_eq!(forwarding.table().counters(back), (3, 300));
-        assert!(
-            relay_out.recv(&mut buffer).is_err(),
             "user space saw a relayed packet"
         );
     }
