@@ -141,6 +141,36 @@ impl Program {
         self.push(0, 0, 0, 0, 0);
     }
 
+    /// `r0 = &map[port − port_min]` for the port (host byte order) in register `port`, or a
+    /// jump to `miss` when it lies outside `port_min..port_min + count` or the lookup fails:
+    /// the per-port array both programs index. The key goes through the 4-byte stack slot at
+    /// `key_slot` (below FP); clobbers `port` and R1–R5.
+    pub fn lookup_port_entry(
+        &mut self,
+        port: u8,
+        (port_min, count): (u16, u32),
+        key_slot: i16,
+        map: RawFd,
+        miss: Label,
+    ) {
+        self.jump(JMP32_JLT_K, port, 0, i32::from(port_min), miss);
+        let last = u32::from(port_min) + count - 1;
+        self.jump(
+            JMP32_JGT_K,
+            port,
+            0,
+            i32::try_from(last).unwrap_or(i32::MAX),
+            miss,
+        );
+        self.push(ALU32_SUB_K, port, 0, 0, i32::from(port_min));
+        self.push(STX_W, FP, port, key_slot, 0);
+        self.load_map(R1, map);
+        self.push(ALU64_MOV_X, R2, FP, 0, 0);
+        self.push(ALU64_ADD_K, R2, 0, 0, i32::from(key_slot));
+        self.call(HELPER_MAP_LOOKUP_ELEM);
+        self.jump(JMP_JEQ_K, R0, 0, 0, miss);
+    }
+
     pub fn call(&mut self, helper: i32) {
         self.push(JMP_CALL, 0, 0, 0, helper);
     }

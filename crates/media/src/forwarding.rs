@@ -31,10 +31,10 @@ use std::sync::atomic::{AtomicU8, AtomicU16, AtomicU32, AtomicU64, Ordering};
 use crate::bpf::{
     ALU32_TO_BE, ALU64_ADD_K, ALU64_AND_K, ALU64_LSH_K, ALU64_MOV_K, ALU64_MOV_X, ALU64_OR_X,
     ALU64_SUB_K, ATOMIC_DW, Attr, BPF_F_MMAPABLE, BPF_LINK_CREATE, BPF_MAP_TYPE_ARRAY, FP,
-    HELPER_CSUM_DIFF, HELPER_L3_CSUM_REPLACE, HELPER_L4_CSUM_REPLACE, HELPER_MAP_LOOKUP_ELEM,
-    HELPER_REDIRECT_NEIGH, HELPER_SKB_STORE_BYTES, Instruction, JMP_EXIT, JMP_JEQ_K, JMP_JGT_X,
-    JMP_JNE_K, JMP_JNE_X, JMP32_JGT_K, JMP32_JLT_K, JMP32_JNE_K, LDX_B, LDX_H, LDX_W, Program, R0,
-    R1, R2, R3, R4, R5, R6, R7, R8, R9, STX_W, bpf_fd, create_map,
+    HELPER_CSUM_DIFF, HELPER_L3_CSUM_REPLACE, HELPER_L4_CSUM_REPLACE, HELPER_REDIRECT_NEIGH,
+    HELPER_SKB_STORE_BYTES, Instruction, JMP_EXIT, JMP_JEQ_K, JMP_JGT_X, JMP_JNE_K, JMP_JNE_X,
+    JMP32_JNE_K, LDX_B, LDX_H, LDX_W, Program, R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, STX_W,
+    bpf_fd, create_map,
 };
 use crate::netlink::{NextHop, RouteSocket};
 
@@ -320,22 +320,7 @@ fn assemble(address: Ipv4Addr, port_min: u16, count: u32, routes: RawFd) -> Vec<
     // Route index = destination port − port_min.
     p.push(LDX_H, R4, R2, UDP_DESTINATION, 0);
     p.push(ALU32_TO_BE, R4, 0, 0, 16);
-    p.jump(JMP32_JLT_K, R4, 0, i32::from(port_min), next);
-    let last = u32::from(port_min) + count - 1;
-    p.jump(
-        JMP32_JGT_K,
-        R4,
-        0,
-        i32::try_from(last).unwrap_or(i32::MAX),
-        next,
-    );
-    p.push(ALU64_SUB_K, R4, 0, 0, i32::from(port_min));
-    p.push(STX_W, FP, R4, STACK_KEY, 0);
-    p.load_map(R1, routes);
-    p.push(ALU64_MOV_X, R2, FP, 0, 0);
-    p.push(ALU64_ADD_K, R2, 0, 0, i32::from(STACK_KEY));
-    p.call(HELPER_MAP_LOOKUP_ELEM);
-    p.jump(JMP_JEQ_K, R0, 0, 0, next);
+    p.lookup_port_entry(R4, (port_min, count), STACK_KEY, routes, next);
     p.push(ALU64_MOV_X, R7, R0, 0, 0);
     p.push(LDX_W, R4, R7, ROUTE_ACTIVE, 0);
     p.jump(JMP_JEQ_K, R4, 0, 0, next);

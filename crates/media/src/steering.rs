@@ -15,10 +15,10 @@ use std::net::IpAddr;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use crate::bpf::{
-    ALU32_SUB_K, ALU64_ADD_K, ALU64_MOV_K, ALU64_MOV_X, Attr, BPF_LINK_CREATE, BPF_MAP_TYPE_ARRAY,
+    ALU64_ADD_K, ALU64_MOV_K, ALU64_MOV_X, Attr, BPF_LINK_CREATE, BPF_MAP_TYPE_ARRAY,
     BPF_MAP_TYPE_SOCKMAP, FP, HELPER_MAP_LOOKUP_ELEM, HELPER_SK_ASSIGN, HELPER_SK_RELEASE,
-    Instruction, JMP_JEQ_K, JMP32_JEQ_K, JMP32_JGT_K, JMP32_JLT_K, JMP32_JNE_K, LDX_W, Program, R0,
-    R1, R2, R3, R6, R7, ST_W, STX_W, bpf_fd, create_map, update,
+    Instruction, JMP_JEQ_K, JMP32_JEQ_K, JMP32_JNE_K, LDX_W, Program, R0, R1, R2, R3, R6, R7, ST_W,
+    bpf_fd, create_map, update,
 };
 
 const BPF_PROG_TYPE_SK_LOOKUP: u32 = 30;
@@ -71,22 +71,7 @@ fn assemble(
         _ => {}
     }
     program.push(LDX_W, R2, R6, CTX_LOCAL_PORT, 0);
-    program.jump(JMP32_JLT_K, R2, 0, i32::from(port_min), pass);
-    let last = u32::from(port_min) + port_count - 1;
-    program.jump(
-        JMP32_JGT_K,
-        R2,
-        0,
-        i32::try_from(last).unwrap_or(i32::MAX),
-        pass,
-    );
-    program.push(ALU32_SUB_K, R2, 0, 0, i32::from(port_min));
-    program.push(STX_W, FP, R2, -4, 0);
-    program.load_map(R1, ports);
-    program.push(ALU64_MOV_X, R2, FP, 0, 0);
-    program.push(ALU64_ADD_K, R2, 0, 0, -4);
-    program.call(HELPER_MAP_LOOKUP_ELEM);
-    program.jump(JMP_JEQ_K, R0, 0, 0, pass);
+    program.lookup_port_entry(R2, (port_min, port_count), -4, ports, pass);
     program.push(LDX_W, R1, R0, 0, 0);
     program.jump(JMP32_JEQ_K, R1, 0, 0, pass);
     program.push(ST_W, FP, 0, -8, 0);
@@ -204,6 +189,7 @@ impl Steering {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bpf::{JMP32_JGT_K, JMP32_JLT_K};
     use std::net::{Ipv4Addr, UdpSocket};
     use std::time::Duration;
 
