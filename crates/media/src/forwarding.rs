@@ -199,7 +199,7 @@ impl ForwardingTable {
             return None;
         }
         // SAFETY: `index < count`, so the element lies inside the mapping, which lives as long
-        // as `self`; elements are 40 bytes (8-aligned) from a page-aligned start.
+        // as `self`; elements are 48 bytes (8-aligned) from a page-aligned start.
         Some(unsafe { &*self.routes.add(index as usize) })
     }
 
@@ -425,47 +425,6 @@ fn assemble(address: Ipv4Addr, port_min: u16, count: u32, routes: RawFd) -> Vec<
     p.finish()
 }
 
-/// The interfaces holding `address` (loopback for any 127/8 address).
-fn interfaces_with(address: Ipv4Addr) -> io::Result<Vec<u32>> {
-    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs fills `list` with a linked list freed below with freeifaddrs.
-    if unsafe { libc::getifaddrs(&raw mut list) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let mut found = Vec::new();
-    let mut cursor = list;
-    while !cursor.is_null() {
-        // SAFETY: a node of the list getifaddrs returned, not yet freed.
-        let entry = unsafe { &*cursor };
-        cursor = entry.ifa_next;
-        if entry.ifa_addr.is_null() {
-            continue;
-        }
-        // SAFETY: ifa_addr points at a sockaddr whose family tells its real type.
-        let family = i32::from(unsafe { (*entry.ifa_addr).sa_family });
-        if family != libc::AF_INET {
-            continue;
-        }
-        // SAFETY: an AF_INET address is a sockaddr_in.
-        let inet = unsafe { &*entry.ifa_addr.cast::<libc::sockaddr_in>() };
-        // All of 127/8 is local on loopback, though only 127.0.0.1 is listed.
-        let held = inet.sin_addr.s_addr == network_u32(address)
-            || (address.is_loopback()
-                && Ipv4Addr::from(u32::from_be(inet.sin_addr.s_addr)).is_loopback());
-        if !held {
-            continue;
-        }
-        // SAFETY: ifa_name is a NUL-terminated interface name.
-        let index = unsafe { libc::if_nametoindex(entry.ifa_name) };
-        if index != 0 && !found.contains(&index) {
-            found.push(index);
-        }
-    }
-    // SAFETY: the list from getifaddrs above, freed once.
-    unsafe { libc::freeifaddrs(list) };
-    Ok(found)
-}
-
 /// Every interface of this network namespace, by index.
 fn all_interfaces() -> io::Result<Vec<u32>> {
     // SAFETY: if_nameindex returns an array ending in a zero entry, freed below.
@@ -530,17 +489,21 @@ impl KernelForwarding {
                 "empty port range",
             ));
         }
-        if interfaces_with(address)?.is_empty() {
-            return Err(io::Error::new(
-                io::ErrorKind::AddrNotAvailable,
-                format!("no interface holds {address}"),
-            ));
-        }
         // Every interface, not only the one holding the address: a phone routed through
         // another link sends from there (weak host model), and senders on this host come in
         // on loopback. The program lets anything not addressed to the relay by at once.
         let interfaces = all_interfaces()?;
         let (table, program) = load_program(address, port_min, port_max, tos)?;
+        // The routing table knows whether `address` is this host's (all of 127/8 is).
+        if !matches!(
+            table.next_hops.next_hop(address, address),
+            Ok(NextHop::Local)
+        ) {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrNotAvailable,
+                format!("no interface holds {address}"),
+            ));
+        }
         let mut links = Vec::with_capacity(interfaces.len());
         for interface in interfaces {
             let mut attr = Attr::new()
@@ -642,6 +605,11 @@ mod tests {
             }
             Err(error) => panic!("attach: {error}"),
         };
+        // An address this host does not hold is refused by name; any of 127/8 is held.
+        let foreign = KernelForwarding::attach(Ipv4Addr::new(192, 0, 2, 1), port, port, 184)
+            .expect_err("192.0.2.1 is not ours");
+        assert_eq!(foreign.kind(), io::ErrorKind::AddrNotAvailable, "{foreign}");
+        assert!(KernelForwarding::attach(Ipv4Addr::new(127, 0, 0, 63), port, port, 184).is_ok());
         let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
         let intruder = UdpSocket::bind("127.0.0.1:0").unwrap();
         let receiver = UdpSocket::bind("127.0.0.1:0").unwrap();
