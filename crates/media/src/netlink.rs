@@ -5,16 +5,12 @@
 //!
 //! Hand-written: one synchronous request and reply on the data-plane thread. The rtnetlink
 //! crates are built around an async connection task, which this thread does not run.
-#![allow(
-    unsafe_code,
-    reason = "a netlink socket needs raw libc calls; every block states its invariants"
-)]
-use std::io;
+use std::io::{self, Read as _};
 use std::net::Ipv4Addr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
+
+use socket2::{Domain, Protocol, Socket, Type};
 
 const RTM_NEWROUTE: u16 = 24;
 const RTM_GETROUTE: u16 = 26;
@@ -41,89 +37,37 @@ pub enum NextHop {
 /// A route socket bound to the network namespace it was opened in.
 #[derive(Debug)]
 pub struct RouteSocket {
-    socket: Mutex<OwnedFd>,
-    sequence: AtomicU32,
+    /// The socket and the sequence number of the last request sent on it.
+    socket: Mutex<(Socket, u32)>,
 }
 
 impl RouteSocket {
     pub fn open() -> io::Result<Self> {
-        // SAFETY: plain socket(2); the descriptor is owned below.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
-                libc::NETLINK_ROUTE,
-            )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: a fresh descriptor nobody else owns.
-        let socket = unsafe { OwnedFd::from_raw_fd(fd) };
+        let socket = Socket::new(
+            Domain::from(libc::AF_NETLINK),
+            Type::DGRAM,
+            Some(Protocol::from(libc::NETLINK_ROUTE)),
+        )?;
         // The kernel answers at once; the timeout only keeps a lost reply from hanging the
         // data plane.
-        let timeout = libc::timeval {
-            tv_sec: 0,
-            tv_usec: Duration::from_millis(500).as_micros() as libc::suseconds_t,
-        };
-        // SAFETY: a timeval of the size passed.
-        let set = unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                std::ptr::from_ref(&timeout).cast(),
-                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-            )
-        };
-        if set != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        socket.set_read_timeout(Some(Duration::from_millis(500)))?;
         Ok(RouteSocket {
-            socket: Mutex::new(socket),
-            sequence: AtomicU32::new(1),
+            socket: Mutex::new((socket, 0)),
         })
     }
 
     /// Where a packet from `source` (an address of this host) to `destination` goes.
     /// `NetworkUnreachable` and the like when there is no route.
     pub fn next_hop(&self, source: Ipv4Addr, destination: Ipv4Addr) -> io::Result<NextHop> {
-        let sequence = self.sequence.fetch_add(1, Ordering::Relaxed);
-        let request = request(sequence, source, destination);
-        let socket = self.socket.lock().unwrap_or_else(|e| e.into_inner());
-        // The kernel's address: pid 0.
-        // SAFETY: all-zero is a valid sockaddr_nl; the family is set below.
-        let mut kernel: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        kernel.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-        // SAFETY: `request` and `kernel` are valid for the lengths passed.
-        let sent = unsafe {
-            libc::sendto(
-                socket.as_raw_fd(),
-                request.as_ptr().cast(),
-                request.len(),
-                0,
-                std::ptr::from_ref(&kernel).cast(),
-                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-            )
-        };
-        if sent < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let mut guard = self.socket.lock().unwrap_or_else(|e| e.into_inner());
+        guard.1 = guard.1.wrapping_add(1);
+        let (socket, sequence) = (&guard.0, guard.1);
+        // Unaddressed, a netlink datagram goes to the kernel.
+        socket.send(&request(sequence, source, destination))?;
         let mut reply = [0_u8; 1024];
         loop {
-            // SAFETY: `reply` is valid for writes of its length.
-            let len = unsafe {
-                libc::recv(
-                    socket.as_raw_fd(),
-                    reply.as_mut_ptr().cast(),
-                    reply.len(),
-                    0,
-                )
-            };
-            if len < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            match parse_reply(&reply[..len as usize], sequence)? {
+            let len = (&*socket).read(&mut reply)?;
+            match parse_reply(&reply[..len], sequence)? {
                 Some(hop) => return Ok(hop),
                 // A late reply to an earlier, timed-out request.
                 None => continue,
