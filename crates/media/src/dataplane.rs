@@ -855,6 +855,7 @@ fn offload(
     };
     let local = leg.local;
     let current = leg.offloaded.map(|(route, _)| route);
+    let refused = leg.refused;
     let Some(partner) = legs.get(&partner_id) else {
         return;
     };
@@ -879,7 +880,7 @@ fn offload(
         source,
         destination,
     };
-    if current == Some(route) || legs.get(&id).is_some_and(|leg| leg.refused == Some(route)) {
+    if current == Some(route) || refused == Some(route) {
         return;
     }
     forget(legs, Some(forwarding), id);
