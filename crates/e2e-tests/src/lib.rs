@@ -25,6 +25,16 @@ pub use sipp::{Sipp, SippOutcome, SippProcess};
 /// The SIP domain the tests provision their subscribers in.
 pub const TEST_DOMAIN: &str = "voxide.test";
 
+/// Whether the tests run as root (effective uid 0): what loading BPF programs, creating
+/// network namespaces and capturing packets need; tests that need it say so when it is not.
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
+        status
+            .lines()
+            .any(|line| line.starts_with("Uid:") && line.split_whitespace().nth(2) == Some("0"))
+    })
+}
+
 /// Run `future` to completion on a fresh single-threaded runtime, so plain `#[test]`s can
 /// use the async REST client between blocking SIPp runs.
 pub fn block_on<F: std::future::Future>(future: F) -> F::Output {

@@ -683,7 +683,7 @@ mod tests {
     fn the_kernel_sends_a_stream_out_to_a_remote_receiver_with_valid_checksums() {
         let lab = match RemoteLab::create() {
             Ok(lab) => lab,
-            Err(error) if !is_root() => {
+            Err(error) if !e2e_tests::is_root() => {
                 eprintln!("skipped: needs root ({error})");
                 return;
             }
@@ -735,7 +735,7 @@ mod tests {
     fn each_stream_leaves_by_the_interface_its_receiver_is_routed_through() {
         let lab = match RemoteLab::with_far_phone() {
             Ok(lab) => lab,
-            Err(error) if !is_root() => {
+            Err(error) if !e2e_tests::is_root() => {
                 eprintln!("skipped: needs root ({error})");
                 return;
             }
@@ -845,14 +845,6 @@ mod tests {
             sum = (sum & 0xffff) + (sum >> 16);
         }
         sum
-    }
-
-    fn is_root() -> bool {
-        std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
-            status
-                .lines()
-                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
-        })
     }
 
     fn run(arguments: &[&str]) -> Result<(), String> {
@@ -1159,7 +1151,7 @@ mod tests {
             };
             let (table, program) = match load_program(relay, PORT_MIN, PORT_MIN + 7, new_tos) {
                 Ok(loaded) => loaded,
-                Err(error) if !is_root() => {
+                Err(error) if !e2e_tests::is_root() => {
                     eprintln!("skipped: cannot load BPF programs here ({error})");
                     return Ok(());
                 }

@@ -630,15 +630,6 @@ fn kernelized(reply: &Value<'_>, port: u16) -> bool {
         })
 }
 
-/// Root may load BPF programs; anyone else gets the user-space relay only.
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
-        status
-            .lines()
-            .any(|line| line.starts_with("Uid:") && line.split_whitespace().nth(2) == Some("0"))
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn latched_streams_move_to_the_kernel_and_keep_strict_source_and_counters() {
     let relay = MediaRelay::start(config(21_400, 4)).await.unwrap();
@@ -655,7 +646,7 @@ async fn latched_streams_move_to_the_kernel_and_keep_strict_source_and_counters(
     let both = [setup.relay_for_a, setup.relay_for_b];
     let reply = wait_kernelized(&mut setup.client, "call-kernel", &both);
     if !both.iter().all(|&port| kernelized(&reply, port)) {
-        assert!(!is_root(), "root, yet not kernelized: {reply:?}");
+        assert!(!e2e_tests::is_root(), "root, yet not kernelized: {reply:?}");
         eprintln!("skipped: kernel forwarding needs CAP_BPF + CAP_NET_ADMIN");
         return;
     }

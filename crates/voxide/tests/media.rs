@@ -271,7 +271,7 @@ fn baresip_call_through_the_relay(kernel_forwarding: bool) {
     }
     std::thread::sleep(Duration::from_secs(1));
     let during = relay_calls(scene.node.media_ng_address());
-    if kernel_forwarding && is_root() {
+    if kernel_forwarding && e2e_tests::is_root() {
         let parties: Vec<_> = during.iter().flat_map(|(_, t)| t.parties.iter()).collect();
         assert!(
             parties.len() == 2 && parties.iter().all(|party| party.rtp_kernelized),
@@ -1021,13 +1021,4 @@ fn a_forked_call_with_early_media_keeps_the_winning_branch_on_the_relay() {
     let tags: Vec<&str> = calls[0].1.parties.iter().map(|p| p.tag.as_str()).collect();
     assert!(tags.contains(&winning_tag.as_str()), "{tags:?}");
     assert!(!tags.contains(&losing_tag.as_str()), "{tags:?}");
-}
-
-/// Root may load the relay's BPF programs.
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
-        status
-            .lines()
-            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
-    })
 }
