@@ -277,8 +277,8 @@ pub struct MediaSection {
     /// without CAP_BPF), `batched` (recvmmsg/sendmmsg per port socket) or `simple` (one system
     /// call per packet).
     pub io_mode: MediaIoMode,
-    /// Relay latched IPv4 streams in the kernel (a tc BPF program on the interface holding
-    /// `address`, like rtpengine's kernel module); user space where it cannot be attached.
+    /// Relay latched IPv4 streams in the kernel (a tc BPF program on every interface, like
+    /// rtpengine's kernel module); user space where it cannot be attached.
     pub kernel_forwarding: bool,
 }
 
