@@ -13,8 +13,10 @@ goes to --jsonl, a median table to stdout.
 Relays (--relays): `rtpengine` = Debian's rtpengine-daemon with --table=-1 (userspace only) and
 --num-threads 2; `voxide` = the media relay alone (`cargo build --release -p media --example
 media_relay`), default I/O mode; `voxide-simple` = its one-syscall-per-packet mode; `voxide-nc` =
-batched without the coalescing pause; `voxide-user` = the relay with kernel forwarding off; `direct` = no relay at all (the endpoints' own cost, for box-level figures); `voxide-c<N>` = a coalescing pause of N µs; `voxide-base` = another build of the relay
-(--baseline-relay, e.g. before a change), default mode. Loopback addresses only; every process this script starts
+batched without the coalescing pause; `voxide-user` = the relay with kernel forwarding off;
+`direct` = no relay at all (the endpoints' own cost, for box-level figures); `voxide-c<N>` = a
+coalescing pause of N µs; `voxide-base` = another build of the relay (--baseline-relay, e.g.
+before a change), default mode. Loopback addresses only; every process this script starts
 is stopped by its pid.
 """
 import argparse
@@ -308,14 +310,14 @@ def main():
     kinds = args.relays.split(",")
     reference = next(k for k in kinds if k != "direct")
     for streams in [int(s) for s in args.streams.split(",")]:
-        medians, boxes = {}, {}
-        for kind in kinds:
-            steps = [r for r in results if r["relay"] == kind and r["streams"] == streams]
-            medians[kind] = statistics.median(r["cpu_us_per_packet"] for r in steps)
-            boxes[kind] = statistics.median(r["box_us_per_packet"] for r in steps)
+        by_kind = {kind: [r for r in results if r["relay"] == kind and r["streams"] == streams]
+                   for kind in kinds}
+        medians = {kind: statistics.median(r["cpu_us_per_packet"] for r in steps)
+                   for kind, steps in by_kind.items()}
+        boxes = {kind: statistics.median(r["box_us_per_packet"] for r in steps)
+                 for kind, steps in by_kind.items()}
         floor = boxes.get("direct")
-        for kind in kinds:
-            steps = [r for r in results if r["relay"] == kind and r["streams"] == streams]
+        for kind, steps in by_kind.items():
             loss = statistics.median(r["loss_percent"] for r in steps)
             ok = sum(r["ok"] for r in steps)
             line = "%-14s %6d streams  relay %.2f  box %.2f" % (kind, streams, medians[kind], boxes[kind])

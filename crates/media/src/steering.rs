@@ -4,8 +4,8 @@
 //! one receive per packet. The per-port sockets stay bound (they own the ports and send the
 //! relayed packets, so each phone still sees the port its SDP names).
 //!
-//! The program (a few dozen instructions, assembled at run time: see [`crate::bpf`]) only *selects a socket*; every
-//! check on the packet (latched source, counters) stays in user space.
+//! The program (a few dozen instructions, assembled at run time: see [`crate::bpf`]) only
+//! *selects a socket*; every check on the packet (latched source, counters) stays in user space.
 //!
 //! Loading needs `CAP_BPF` + `CAP_NET_ADMIN` (root); without them [`Steering::attach`] fails and
 //! the data plane falls back to one socket per port. The program is attached through a BPF link
