@@ -30,8 +30,8 @@ pub struct NodePorts {
     pub lb_internal: u16,
     /// Proxy's UDP socket.
     pub proxy: u16,
-    /// Digest algorithms the proxy offers (`proxy.digest_algorithms`); SIPp 3.6 only reads
-    /// the first challenge and only knows MD5.
+    /// Digest algorithms the proxy offers (`proxy.digest_algorithms`); empty: the product's
+    /// default (MD5 alone, the only one SIPp 3.6 and baresip 1.0 answer).
     pub digest_algorithms: &'static [&'static str],
     /// The media relay's ng control port (on 127.0.0.1).
     pub media_ng: u16,
@@ -57,7 +57,7 @@ impl NodePorts {
             sip_tls: free_tcp_and_udp_port()?,
             lb_internal: free_udp_port()?,
             proxy: free_udp_port()?,
-            digest_algorithms: &["SHA-256", "MD5"],
+            digest_algorithms: &[],
             media_ng: free_udp_port()?,
             media_ip: None,
             media_timeout_seconds: 60,
@@ -127,13 +127,12 @@ impl Node {
              \n[api]\nlisten = \"127.0.0.1:{api}\"\ntls = \"plain\"\n\
              \n[lb]\nudp_listen = \"{ip}:{sip}\"\ntcp_listen = \"{ip}:{sip}\"\n\
              tls_listen = \"{ip}:{tls}\"\ninternal_listen = \"127.0.0.1:{internal}\"\n\
-             proxy = \"127.0.0.1:{proxy}\"\ndomain_refresh_seconds = 1\n\
+             proxy = \"127.0.0.1:{proxy}\"\n\
              \n[media]\nng_listen = \"127.0.0.1:{media_ng}\"\naddress = \"{media_ip}\"\n\
              timeout_seconds = {media_timeout}\ndelete_delay_seconds = 30\n\
              kernel_forwarding = {kernel_forwarding}\n\
              \n[proxy]\nlisten = \"127.0.0.1:{proxy}\"\ntrusted_lb = [\"127.0.0.1\"]\n\
-             digest_algorithms = [{algorithms}]\nmedia_check_seconds = {media_check}\n\
-             {media_relay}",
+             {algorithms}media_check_seconds = {media_check}\n{media_relay}",
             data = self.directory.path().join("data").display(),
             api = ports.api,
             sip = ports.sip,
@@ -149,12 +148,16 @@ impl Node {
                 .media_relay
                 .map(|relay| format!("media_relay = \"{relay}\"\n"))
                 .unwrap_or_default(),
-            algorithms = ports
-                .digest_algorithms
-                .iter()
-                .map(|name| format!("\"{name}\""))
-                .collect::<Vec<_>>()
-                .join(", "),
+            algorithms = if ports.digest_algorithms.is_empty() {
+                String::new()
+            } else {
+                let names: Vec<String> = ports
+                    .digest_algorithms
+                    .iter()
+                    .map(|name| format!("\"{name}\""))
+                    .collect();
+                format!("digest_algorithms = [{}]\n", names.join(", "))
+            },
         )
     }
 

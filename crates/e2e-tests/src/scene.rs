@@ -3,7 +3,6 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use crate::node::{Node, NodePorts};
 use crate::provision::Subscriber;
@@ -20,14 +19,9 @@ pub struct Scene {
 }
 
 impl Scene {
-    /// Start `binary up` on free loopback ports and provision `usernames`. The proxy offers
-    /// MD5 only, because SIPp 3.6 answers only the first challenge and knows only MD5.
+    /// Start `binary up` on free loopback ports and provision `usernames`.
     pub fn start(binary: impl Into<PathBuf>, usernames: &[&str]) -> anyhow::Result<Self> {
-        let ports = NodePorts {
-            digest_algorithms: &["MD5"],
-            ..NodePorts::free()?
-        };
-        Self::start_with_ports(binary, ports, usernames)
+        Self::start_with_ports(binary, NodePorts::free()?, usernames)
     }
 
     /// Start with the given ports and provision `usernames`.
@@ -52,11 +46,7 @@ impl Scene {
             }
             anyhow::Ok(subscribers)
         })?;
-        // The LB learns new domains from the database once a second.
-        node.wait_for_log(
-            &["served domains updated", "count=1"],
-            Duration::from_secs(10),
-        )?;
+        // No waiting: a domain created through the API is served from the next request on.
         Ok(Self { node, subscribers })
     }
 

@@ -39,6 +39,7 @@ fn forwarder() -> Forwarder {
         proxy: "127.0.0.1:5062".parse().unwrap(),
         trusted_proxies: Vec::new(),
         domains: ["example.com".to_owned()].into_iter().collect(),
+        look_up_unknown_domains: false,
     })
 }
 

@@ -23,6 +23,7 @@
 //! `z9hG4bKvx…`, `;vxf=<connection>` for streams), `X-Voxide-Source: <udp|tcp|tls> <ip>:<port>`
 //! and, on REGISTER, `Path: <sip:INTERNAL;lr;received=sip:SRC%3Btransport%3DT;vxf=N>`.
 
+pub mod domains;
 pub mod flood;
 pub mod forward;
 
@@ -32,6 +33,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use sip_message::Message;
 
 use sip_net::{
     Destination, Flow, TlsIdentity, TransportConfig, TransportEvent, TransportProtocol, Transports,
@@ -39,9 +41,11 @@ use sip_net::{
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::{AbortHandle, JoinHandle};
 
+pub use domains::DomainLookupFn;
 pub use flood::{FloodGuard, FloodLimit, Verdict};
 pub use forward::{
-    Action, DropReason, Forwarder, ForwarderConfig, Inbound, PublicInterface, SOURCE_HEADER, Target,
+    Action, DomainLookup, DropReason, Forwarder, ForwarderConfig, Inbound, PublicInterface,
+    SOURCE_HEADER, Target,
 };
 
 /// Where the TLS listener's certificate comes from.
@@ -82,6 +86,9 @@ pub struct LbConfig {
     /// SIP domains served; out-of-dialog requests for others are refused with 403.
     /// Update at run time with [`LbHandle::set_domains`].
     pub domains: Vec<String>,
+    /// Asked about a domain not in `domains` before a request for it is refused, so a domain
+    /// created a moment ago is served at once (see [`domains`]); `None`: refuse at once.
+    pub domain_lookup: Option<DomainLookupFn>,
     /// Flood banning of public sources (pike-like); `None` turns it off.
     pub flood: Option<FloodLimit>,
     /// Transport limits and socket options.
@@ -101,6 +108,7 @@ impl Default for LbConfig {
             proxy: SocketAddr::new(loopback, 5062),
             trusted_proxies: Vec::new(),
             domains: Vec::new(),
+            domain_lookup: None,
             flood: Some(FloodLimit::default()),
             transport: TransportConfig::default(),
         }
@@ -270,6 +278,7 @@ pub async fn start(config: LbConfig) -> Result<LbHandle, LbError> {
             .map(|ip| ip.to_canonical())
             .collect(),
         domains: config.domains.iter().cloned().collect::<HashSet<_>>(),
+        look_up_unknown_domains: config.domain_lookup.is_some(),
     });
     let (domains, domain_updates) = watch::channel(config.domains.clone());
     let (stop, stopped) = oneshot::channel();
@@ -279,6 +288,7 @@ pub async fn start(config: LbConfig) -> Result<LbHandle, LbError> {
             forwarder,
             flood,
             transports,
+            domain_lookup: config.domain_lookup.clone(),
         },
         events,
         domain_updates,
@@ -302,10 +312,66 @@ struct Loop {
     forwarder: Forwarder,
     flood: Option<FloodGuard>,
     transports: Transports,
+    domain_lookup: Option<DomainLookupFn>,
+}
+
+/// How long a domain lookup may take before the requests waiting for it are refused.
+const DOMAIN_LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Sends what the core decided for a message that came on `flow`.
+struct Sender {
+    transports: Transports,
+    /// Open stream flows by connection id, so a flow token in a Via or Path picks the very
+    /// connection the phone opened (sip-net's ids cannot be built from a number).
+    connections: HashMap<u64, Flow>,
+    stream_writers: StreamWriters,
+}
+
+impl Sender {
+    async fn dispatch(&mut self, forwarder: &Forwarder, action: Action, flow: Flow) {
+        let (destination, bytes) = match action {
+            Action::Forward { message, target } => {
+                (destination(forwarder, &self.connections, target), message)
+            }
+            Action::Reply { response, status } => {
+                tracing::debug!(remote = %flow.remote, status, "answered");
+                (Some(Destination::Flow(flow)), response)
+            }
+            Action::Drop(reason) => {
+                tracing::debug!(remote = %flow.remote, ?reason, "dropped");
+                return;
+            }
+            Action::LookUpDomain(lookup) => {
+                // Only `handle` defers; what reaches here came from `handle_looked_up`.
+                tracing::debug!(domain = %lookup.domain, "second lookup asked for: dropped");
+                return;
+            }
+        };
+        let Some(destination) = destination else {
+            tracing::debug!(remote = %flow.remote, "no listener for the next hop");
+            return;
+        };
+        if destination.transport().is_stream() {
+            self.stream_writers
+                .send(&self.transports, destination, bytes);
+        } else if let Err(error) = self.transports.send(&destination, bytes).await {
+            tracing::debug!(%error, "forwarding failed");
+        }
+    }
+}
+
+fn inbound_of(flow: &Flow) -> Inbound {
+    Inbound {
+        transport: flow.transport,
+        local: flow.local,
+        remote: flow.remote,
+        connection: flow.connection.map(|id| id.get()),
+    }
 }
 
 /// The forwarding loop: one task, so the core needs no locking; it never waits on anything
-/// but a send, which for UDP is immediate and for streams only queues.
+/// but a send, which for UDP is immediate and for streams only queues. Domain lookups run as
+/// tasks of their own and come back as messages.
 async fn run(
     state: Loop,
     mut events: mpsc::Receiver<TransportEvent>,
@@ -316,11 +382,15 @@ async fn run(
         mut forwarder,
         mut flood,
         transports,
+        domain_lookup,
     } = state;
-    // Open stream flows by connection id, so a flow token in a Via or Path picks the very
-    // connection the phone opened (sip-net's ids cannot be built from a number).
-    let mut connections: HashMap<u64, Flow> = HashMap::new();
-    let mut stream_writers = StreamWriters::default();
+    let mut sender = Sender {
+        transports,
+        connections: HashMap::new(),
+        stream_writers: StreamWriters::default(),
+    };
+    let mut unknown = domains::UnknownDomains::<(Message, Flow)>::default();
+    let (looked_up, mut lookups_done) = mpsc::unbounded_channel::<(String, Result<bool, String>)>();
     loop {
         let event = tokio::select! {
             // Stop first, then domain updates, so an update is in force for the next message.
@@ -332,6 +402,21 @@ async fn run(
                     break;
                 }
                 forwarder.set_domains(domain_updates.borrow_and_update().clone());
+                continue;
+            }
+            Some((domain, answer)) = lookups_done.recv() => {
+                let served = answer.unwrap_or_else(|error| {
+                    tracing::warn!(%domain, %error, "domain lookup failed");
+                    false
+                });
+                if served {
+                    tracing::info!(%domain, "lb: domain served after lookup");
+                    forwarder.add_domain(&domain);
+                }
+                for (message, flow) in unknown.resolved(&domain, served, Instant::now()) {
+                    let action = forwarder.handle_looked_up(message, &inbound_of(&flow));
+                    sender.dispatch(&forwarder, action, flow).await;
+                }
                 continue;
             }
             event = events.recv() => match event {
@@ -351,8 +436,8 @@ async fn run(
             }
             TransportEvent::ConnectionClosed { flow, reason } => {
                 if let Some(connection) = flow.connection {
-                    connections.remove(&connection.get());
-                    stream_writers.connection_closed(connection.get());
+                    sender.connections.remove(&connection.get());
+                    sender.stream_writers.connection_closed(connection.get());
                 }
                 tracing::debug!(remote = %flow.remote, ?reason, "connection closed");
                 continue;
@@ -374,38 +459,37 @@ async fn run(
             }
         }
         if let Some(connection) = flow.connection {
-            connections.insert(connection.get(), flow);
+            sender.connections.insert(connection.get(), flow);
         }
-        let inbound = Inbound {
-            transport: flow.transport,
-            local: flow.local,
-            remote: flow.remote,
-            connection: flow.connection.map(|id| id.get()),
-        };
-        let (destination, bytes) = match forwarder.handle(received.message, &inbound) {
-            Action::Forward { message, target } => {
-                (destination(&forwarder, &connections, target), message)
+        let inbound = inbound_of(&flow);
+        let action = match forwarder.handle(received.message, &inbound) {
+            Action::LookUpDomain(lookup) => {
+                let forward::DomainLookup { domain, message } = *lookup;
+                match unknown.admit(&domain, (message, flow), Instant::now()) {
+                    domains::Admission::LookUp => {
+                        if let Some(lookup) = &domain_lookup {
+                            let answer = lookup.look_up(domain.clone());
+                            let looked_up = looked_up.clone();
+                            tokio::spawn(async move {
+                                let answer = tokio::time::timeout(DOMAIN_LOOKUP_TIMEOUT, answer)
+                                    .await
+                                    .unwrap_or_else(|_| Err("timed out".to_owned()));
+                                let _ = looked_up.send((domain, answer));
+                            });
+                        }
+                        continue;
+                    }
+                    domains::Admission::Queued => continue,
+                    domains::Admission::Refuse((message, flow)) => {
+                        forwarder.handle_looked_up(message, &inbound_of(&flow))
+                    }
+                }
             }
-            Action::Reply { response, status } => {
-                tracing::debug!(remote = %flow.remote, status, "answered");
-                (Some(Destination::Flow(flow)), response)
-            }
-            Action::Drop(reason) => {
-                tracing::debug!(remote = %flow.remote, ?reason, "dropped");
-                continue;
-            }
+            action => action,
         };
-        let Some(destination) = destination else {
-            tracing::debug!(remote = %flow.remote, "no listener for the next hop");
-            continue;
-        };
-        if destination.transport().is_stream() {
-            stream_writers.send(&transports, destination, bytes);
-        } else if let Err(error) = transports.send(&destination, bytes).await {
-            tracing::debug!(%error, "forwarding failed");
-        }
+        sender.dispatch(&forwarder, action, flow).await;
     }
-    stream_writers.stop();
+    sender.stream_writers.stop();
 }
 
 /// How many messages may wait for one TCP/TLS peer before more are dropped.

@@ -25,6 +25,10 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
+    setup_with(None).await
+}
+
+async fn setup_with(domain_lookup: Option<lb::DomainLookupFn>) -> Setup {
     let proxy = UdpSocket::bind(loopback()).await.unwrap();
     let phone = UdpSocket::bind(loopback()).await.unwrap();
     let data_dir = tempfile::tempdir().unwrap();
@@ -42,6 +46,7 @@ async fn setup() -> Setup {
         proxy: proxy.local_addr().unwrap(),
         trusted_proxies: Vec::new(),
         domains: vec!["example.com".to_owned()],
+        domain_lookup,
         flood: None,
         transport: Default::default(),
     })
@@ -518,6 +523,72 @@ async fn configuration_mistakes_are_refused_at_start() {
     .unwrap();
     assert!(advertised.udp.unwrap().ip().is_unspecified());
     advertised.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_domain_unknown_to_the_list_is_looked_up_before_a_refusal() {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    // What the provisioning database holds, and how often the LB asked it.
+    let database = Arc::new(Mutex::new(HashSet::from(
+        ["created.example.org".to_owned()],
+    )));
+    let asked = Arc::new(AtomicUsize::new(0));
+    let lookup = {
+        let (database, asked) = (database.clone(), asked.clone());
+        lb::DomainLookupFn::new(move |domain| {
+            asked.fetch_add(1, Ordering::SeqCst);
+            let served = database.lock().unwrap().contains(&domain);
+            Box::pin(async move { Ok(served) })
+        })
+    };
+    let setup = setup_with(Some(lookup)).await;
+    let phone_address = setup.phone.local_addr().unwrap();
+    let lb_udp = setup.lb.udp.unwrap();
+    let invite_to = |domain: &str, branch: &str| {
+        String::from_utf8(invite(phone_address, "UDP", branch))
+            .unwrap()
+            .replace(
+                "INVITE sip:bob@example.com",
+                &format!("INVITE sip:bob@{domain}"),
+            )
+    };
+
+    // Created a moment ago, not yet in the list the LB read: forwarded on the first request.
+    let first = invite_to("Created.Example.org", "z9hG4bKcreated1");
+    setup.phone.send_to(first.as_bytes(), lb_udp).await.unwrap();
+    let (forwarded, _) = receive(&setup.proxy).await;
+    assert_eq!(
+        forwarded.request_uri_bytes(),
+        Some(&b"sip:bob@Created.Example.org"[..])
+    );
+    assert_eq!(asked.load(Ordering::SeqCst), 1);
+    // Now in the list: no second lookup.
+    let second = invite_to("created.example.org", "z9hG4bKcreated2");
+    setup
+        .phone
+        .send_to(second.as_bytes(), lb_udp)
+        .await
+        .unwrap();
+    receive(&setup.proxy).await;
+    assert_eq!(asked.load(Ordering::SeqCst), 1);
+
+    // Unknown: refused after one lookup, and refused again within the second without asking.
+    for attempt in 0..3 {
+        let unknown = invite_to("unknown.example.org", &format!("z9hG4bKunknown{attempt}"));
+        setup
+            .phone
+            .send_to(unknown.as_bytes(), lb_udp)
+            .await
+            .unwrap();
+        let (refusal, _) = receive(&setup.phone).await;
+        assert_eq!(refusal.status(), Some(403));
+        assert_eq!(refusal.reason(), Some(&b"Forbidden - relaying denied"[..]));
+    }
+    assert_eq!(asked.load(Ordering::SeqCst), 2);
+    assert!(nothing_arrives(&setup.proxy).await);
+    setup.lb.shutdown().await;
 }
 
 #[tokio::test]

@@ -27,6 +27,7 @@ fn forwarder() -> Forwarder {
         proxy: "127.0.0.1:5062".parse().unwrap(),
         trusted_proxies: Vec::new(),
         domains: ["example.com".to_owned()].into_iter().collect(),
+        look_up_unknown_domains: false,
     })
 }
 
@@ -79,6 +80,7 @@ fn check(action: Action) {
             assert!((400..700).contains(&status));
         }
         Action::Drop(_) => {}
+        Action::LookUpDomain(lookup) => panic!("lookups are off here: {}", lookup.domain),
     }
 }
 

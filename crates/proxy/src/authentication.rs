@@ -3,8 +3,12 @@
 //!
 //! REGISTER is challenged with 401 and `WWW-Authenticate` (RFC 3261 §22.2), every other request
 //! with 407 and `Proxy-Authenticate` (§22.3). The realm is the subscriber's domain: the To domain
-//! of a REGISTER (the address-of-record being bound) and the From domain otherwise. SHA-256 is
-//! offered before MD5 (RFC 8760 §2.4).
+//! of a REGISTER (the address-of-record being bound) and the From domain otherwise.
+//!
+//! Algorithms: MD5 alone by default (what Kamailio and Asterisk do, and the only algorithm
+//! baresip 1.0, SIPp 3.6 and sipvicious answer). The `digest_algorithms` preference
+//! (subscriber over customer over domain) offers SHA-256, alone or before MD5 (RFC 8760 §2.4);
+//! only the algorithms offered are accepted in the answer.
 //!
 //! Nonces are stateless HMACs bound to the source IP of the request, so a nonce captured from one
 //! address is useless from another.
@@ -19,8 +23,8 @@ use std::sync::Mutex;
 
 use bytes::Bytes;
 use sip_core::auth::{
-    DigestAuthenticator, DigestPolicy, DigestResponse, RequestToAuthenticate, StoredCredentials,
-    Verification,
+    DigestAlgorithm, DigestAuthenticator, DigestPolicy, DigestResponse, RequestToAuthenticate,
+    StoredCredentials, Verification,
 };
 use sip_message::{HeaderName, Message, MessageBuilder, Method};
 use store::{Store, SubscriberRepository};
@@ -40,7 +44,11 @@ pub struct AuthenticationPolicy {
 impl Default for AuthenticationPolicy {
     fn default() -> Self {
         Self {
-            digest: DigestPolicy::default(),
+            // MD5 alone: every phone in the field answers it; SHA-256 per preference.
+            digest: DigestPolicy {
+                offered_algorithms: vec![DigestAlgorithm::Md5],
+                ..DigestPolicy::default()
+            },
             max_failures: 5,
             failure_window_seconds: 300,
         }
@@ -124,8 +132,8 @@ impl Authenticator {
         now_unix: u64,
     ) -> AuthOutcome {
         let is_register = request.method() == Some(&Method::Register);
-        let realm = match realm_of(request, is_register) {
-            Ok(realm) => realm,
+        let (identity_user, realm) = match identity_of(request, is_register) {
+            Ok(identity) => identity,
             Err(reason) => {
                 return AuthOutcome::Rejected(
                     local_response(request, 400, &format!("Bad Request - {reason}")).build(),
@@ -135,8 +143,22 @@ impl Authenticator {
         let source_ip = source.ip().to_string();
         let binding: [&[u8]; 1] = [source_ip.as_bytes()];
 
-        let Some(credentials) = credentials_for_realm(request, is_register, &realm) else {
-            return self.challenge(request, is_register, &realm, &binding, false, now_unix);
+        let credentials = credentials_for_realm(request, is_register, &realm);
+        // The algorithms of the account the credentials name (or the request claims to be).
+        let account = credentials
+            .as_ref()
+            .map_or(identity_user.as_str(), |credentials| &credentials.username);
+        let algorithms = self.algorithms_for(account, &realm).await;
+        let Some(credentials) = credentials else {
+            return self.challenge(
+                request,
+                is_register,
+                &realm,
+                &binding,
+                &algorithms,
+                false,
+                now_unix,
+            );
         };
         if credentials.userhash {
             // We never offer userhash (RFC 7616 §3.4.4), so such an answer cannot be ours.
@@ -145,6 +167,7 @@ impl Authenticator {
                 is_register,
                 &realm,
                 &binding,
+                &algorithms,
                 source.ip(),
                 &credentials.username,
                 now_unix,
@@ -179,6 +202,7 @@ impl Authenticator {
                 is_register,
                 &realm,
                 &binding,
+                &algorithms,
                 source.ip(),
                 &credentials.username,
                 now_unix,
@@ -206,7 +230,7 @@ impl Authenticator {
             .digest
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .verify(&to_check, &credentials, &stored, now_unix);
+            .verify_offering(&algorithms, &to_check, &credentials, &stored, now_unix);
         match verification {
             Verification::Verified => {
                 self.forget_failures(source.ip(), &credentials.username, &realm);
@@ -224,9 +248,15 @@ impl Authenticator {
                     customer_id,
                 })
             }
-            Verification::Stale => {
-                self.challenge(request, is_register, &realm, &binding, true, now_unix)
-            }
+            Verification::Stale => self.challenge(
+                request,
+                is_register,
+                &realm,
+                &binding,
+                &algorithms,
+                true,
+                now_unix,
+            ),
             Verification::Rejected(reason) => {
                 tracing::info!(username = %credentials.username, %realm, %source, %reason, "digest refused");
                 self.failed(
@@ -234,6 +264,7 @@ impl Authenticator {
                     is_register,
                     &realm,
                     &binding,
+                    &algorithms,
                     source.ip(),
                     &credentials.username,
                     now_unix,
@@ -242,12 +273,33 @@ impl Authenticator {
         }
     }
 
+    /// The digest algorithms to offer `username` in `realm`: the `digest_algorithms`
+    /// preference (subscriber, customer or domain), else the configured ones.
+    async fn algorithms_for(&self, username: &str, realm: &str) -> Vec<DigestAlgorithm> {
+        match self.store.find_digest_algorithms(username, realm).await {
+            Ok(Some(names)) => match parse_digest_algorithms(&names) {
+                Some(algorithms) => return algorithms,
+                None => {
+                    tracing::warn!(%realm, value = %names, "unusable digest_algorithms preference")
+                }
+            },
+            Ok(None) => {}
+            Err(error) => tracing::error!(%error, "digest_algorithms preference lookup failed"),
+        }
+        self.policy.digest.offered_algorithms.clone()
+    }
+
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "internal helper carrying the request context"
+    )]
     fn challenge(
         &self,
         request: &Message,
         is_register: bool,
         realm: &str,
         binding: &[&[u8]],
+        algorithms: &[DigestAlgorithm],
         stale: bool,
         now_unix: u64,
     ) -> AuthOutcome {
@@ -255,7 +307,14 @@ impl Authenticator {
             .digest
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .challenges(realm, binding, stale, now_unix, &mut rand::rng());
+            .challenges_offering(
+                algorithms,
+                realm,
+                binding,
+                stale,
+                now_unix,
+                &mut rand::rng(),
+            );
         let values = match values {
             Ok(values) => values,
             Err(error) => {
@@ -294,6 +353,7 @@ impl Authenticator {
         is_register: bool,
         realm: &str,
         binding: &[&[u8]],
+        algorithms: &[DigestAlgorithm],
         source_ip: IpAddr,
         username: &str,
         now_unix: u64,
@@ -301,7 +361,15 @@ impl Authenticator {
         if self.record_failure(source_ip, username, realm, now_unix) {
             return AuthOutcome::Rejected(local_response(request, 403, "Forbidden").build());
         }
-        self.challenge(request, is_register, realm, binding, false, now_unix)
+        self.challenge(
+            request,
+            is_register,
+            realm,
+            binding,
+            algorithms,
+            false,
+            now_unix,
+        )
     }
 
     /// Counts a failure; true when the limit is reached.
@@ -350,8 +418,9 @@ impl Authenticator {
     }
 }
 
-/// The realm a request authenticates in: the To domain of a REGISTER, the From domain otherwise.
-fn realm_of(request: &Message, is_register: bool) -> Result<String, &'static str> {
+/// Who a request claims to be and the realm it authenticates in: the To user and domain of a
+/// REGISTER, the From user and domain otherwise.
+fn identity_of(request: &Message, is_register: bool) -> Result<(String, String), &'static str> {
     let address = if is_register {
         request.to().map_err(|_| "malformed To")?
     } else {
@@ -361,7 +430,30 @@ fn realm_of(request: &Message, is_register: bool) -> Result<String, &'static str
     if host.is_empty() {
         return Err("no domain to authenticate in");
     }
-    Ok(host.to_ascii_lowercase())
+    let user = address
+        .uri
+        .user
+        .as_ref()
+        .map(|user| String::from_utf8_lossy(user).into_owned())
+        .unwrap_or_default();
+    Ok((user, host.to_ascii_lowercase()))
+}
+
+/// A `digest_algorithms` value (`"SHA-256,MD5"`) as algorithms in order; `None` when it names
+/// none or one whose HA1 the store does not keep.
+pub fn parse_digest_algorithms(names: &str) -> Option<Vec<DigestAlgorithm>> {
+    let mut algorithms = Vec::new();
+    for name in names.split(',').map(str::trim) {
+        let algorithm = match name.to_ascii_uppercase().as_str() {
+            "MD5" => DigestAlgorithm::Md5,
+            "SHA-256" => DigestAlgorithm::Sha256,
+            _ => return None,
+        };
+        if !algorithms.contains(&algorithm) {
+            algorithms.push(algorithm);
+        }
+    }
+    (!algorithms.is_empty()).then_some(algorithms)
 }
 
 /// The Digest credentials for `realm` (a request may carry others for other proxies,
@@ -383,6 +475,20 @@ fn credentials_for_realm(
         .find(|credentials| credentials.realm.eq_ignore_ascii_case(realm))
 }
 
+/// Removes the `Proxy-Authorization` and `Authorization` lines answering `realm` (the ones this
+/// proxy checked), as Kamailio's `consume_credentials()` does: the next hop must never see a
+/// digest response and nonce it could attack offline. Credentials for other realms stay.
+pub fn consume_credentials(request: &mut Message, realm: &str) {
+    for header in [HeaderName::ProxyAuthorization, HeaderName::Authorization] {
+        request.remove_header_where(&header, |value| {
+            std::str::from_utf8(value)
+                .ok()
+                .and_then(|value| DigestResponse::parse(value).ok())
+                .is_some_and(|credentials| credentials.realm.eq_ignore_ascii_case(realm))
+        });
+    }
+}
+
 /// A response generated here (not forwarded): Via, From, To, Call-ID and CSeq copied, a To tag
 /// added when the request had none (RFC 3261 §8.2.6.2).
 pub fn local_response(request: &Message, status: u16, reason: &str) -> MessageBuilder {
@@ -392,5 +498,56 @@ pub fn local_response(request: &Message, status: u16, reason: &str) -> MessageBu
         builder
     } else {
         builder.to_tag(hex::encode(rand::random::<[u8; 8]>()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn invite_with(credentials: &[&str]) -> Message {
+        let mut text = String::from(
+            "INVITE sip:bob@b.example SIP/2.0\r\nVia: SIP/2.0/UDP a.example;branch=z9hG4bK1\r\n\
+             Call-ID: c\r\nCSeq: 1 INVITE\r\nFrom: <sip:alice@a.example>;tag=1\r\n\
+             To: <sip:bob@b.example>\r\nMax-Forwards: 70\r\n",
+        );
+        for realm in credentials {
+            text.push_str(&format!(
+                "Proxy-Authorization: Digest username=\"alice\", realm=\"{realm}\", \
+                 nonce=\"abc\", uri=\"sip:bob@b.example\", response=\"0123456789abcdef0123456789abcdef\"\r\n"
+            ));
+        }
+        text.push_str("Content-Length: 0\r\n\r\n");
+        Message::parse(Bytes::from(text)).unwrap()
+    }
+
+    #[test]
+    fn credentials_for_our_realm_are_consumed_and_others_pass() {
+        let mut request = invite_with(&["A.example", "carrier.example"]);
+        consume_credentials(&mut request, "a.example");
+        let left: Vec<String> = request
+            .header_values(&HeaderName::ProxyAuthorization)
+            .map(|value| String::from_utf8_lossy(value).into_owned())
+            .collect();
+        assert_eq!(left.len(), 1, "{left:?}");
+        assert!(left[0].contains("realm=\"carrier.example\""));
+
+        let mut only_ours = invite_with(&["a.example"]);
+        consume_credentials(&mut only_ours, "a.example");
+        assert!(!only_ours.has_header(&HeaderName::ProxyAuthorization));
+    }
+
+    #[test]
+    fn digest_algorithm_preference_values() {
+        use DigestAlgorithm::{Md5, Sha256};
+        assert_eq!(parse_digest_algorithms("MD5"), Some(vec![Md5]));
+        assert_eq!(parse_digest_algorithms("SHA-256"), Some(vec![Sha256]));
+        assert_eq!(
+            parse_digest_algorithms("sha-256, MD5"),
+            Some(vec![Sha256, Md5])
+        );
+        assert_eq!(parse_digest_algorithms("MD5,MD5"), Some(vec![Md5]));
+        assert_eq!(parse_digest_algorithms("SHA-512-256"), None);
+        assert_eq!(parse_digest_algorithms(""), None);
     }
 }

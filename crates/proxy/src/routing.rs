@@ -41,7 +41,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::accounting::{AccountingSender, unix_time_ms};
-use crate::authentication::{AuthOutcome, Authenticator, local_response};
+use crate::authentication::{AuthOutcome, Authenticator, consume_credentials, local_response};
 use crate::dialog::{Dialog, Side};
 use crate::location::{AddressOfRecord, Location, unix_now};
 use crate::media::{MediaRelayClient, NgClientError, SdpExchange};
@@ -123,6 +123,9 @@ pub enum Work {
         parties: CallParties,
         /// The INVITE's SDP as the media relay rewrote it.
         offered_sdp: Option<Bytes>,
+        /// The realm whose credentials the proxy checked: they are removed before forwarding
+        /// (Kamailio's `consume_credentials()`), so no callee ever sees the caller's digest.
+        consumed_realm: String,
     },
     /// A media check ended; the relay no longer knows these calls.
     MediaChecked { gone: Vec<String> },
@@ -446,9 +449,17 @@ impl Router {
                 targets,
                 parties,
                 offered_sdp,
+                consumed_realm,
             } => {
-                self.fork(endpoint, transaction, targets, parties, offered_sdp)
-                    .await;
+                self.fork(
+                    endpoint,
+                    transaction,
+                    targets,
+                    parties,
+                    offered_sdp,
+                    &consumed_realm,
+                )
+                .await;
             }
             Work::MediaChecked { gone } => {
                 self.media_check_running = false;
@@ -516,6 +527,7 @@ impl Router {
         targets: Vec<ForkTarget>,
         parties: CallParties,
         offered_sdp: Option<Bytes>,
+        consumed_realm: &str,
     ) {
         let Some(context) = self.servers.get_mut(&transaction) else {
             return;
@@ -538,6 +550,7 @@ impl Router {
             .flatten()
             .unwrap_or(DEFAULT_MAX_FORWARDS);
         let mut request = context.request.clone();
+        consume_credentials(&mut request, consumed_realm);
         let is_invite = context.method == Method::Invite;
         let loop_hash = loop_hash(&request);
         if let Some(sdp) = offered_sdp {
@@ -1405,6 +1418,7 @@ async fn decide(
     }
     Work::Fork {
         offered_sdp,
+        consumed_realm: caller.domain.clone(),
         transaction,
         targets: bindings
             .into_iter()

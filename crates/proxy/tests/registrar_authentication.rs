@@ -13,7 +13,7 @@ use sip_core::auth::{
     ClientCredentials, DigestAlgorithm, DigestChallenge, RequestToSign, answer_challenge,
 };
 use sip_message::{HeaderName, Message};
-use store::SubscriberRepository;
+use store::{DomainRepository, PreferenceLevel, PreferenceRepository, SubscriberRepository};
 
 fn invite(from_user: &str, proxy_authorization: Option<&str>) -> Message {
     let mut text = format!(
@@ -194,8 +194,104 @@ async fn a_replayed_authorization_is_not_accepted(db: TestDb) {
 }
 
 on_both_backends!(
+    the_digest_algorithms_preference_chooses_the_challenges,
     calls_are_challenged_with_407_and_identify_the_caller,
     stale_nonce_is_challenged_with_stale_true,
     a_nonce_only_works_from_the_address_it_was_issued_to,
     a_replayed_authorization_is_not_accepted,
 );
+
+/// MD5 alone unless a preference asks for more; the subscriber's preference beats the
+/// domain's; an answer with an algorithm that was not offered is refused.
+async fn the_digest_algorithms_preference_chooses_the_challenges(db: TestDb) {
+    let fixture = fixture(db, RegistrarConfig::default()).await;
+    let store = &fixture.db.store;
+    let offered = |response: &Message| {
+        challenges(response)
+            .iter()
+            .map(|challenge| challenge.algorithm)
+            .collect::<Vec<_>>()
+    };
+    let register = |phone: &mut Phone| phone.request(&[("Contact", "<sip:alice@192.0.2.1>")], None);
+    let domain = store.find_domain_by_name(DOMAIN).await.unwrap().unwrap();
+    // The fixture's domain offers SHA-256 first; without a preference: MD5 alone.
+    store
+        .delete_preference(PreferenceLevel::Domain, domain.id, "digest_algorithms")
+        .await
+        .unwrap();
+    let mut phone = Phone::new("alice");
+    let challenge = fixture
+        .registrar
+        .handle_register(&register(&mut phone), source(), NOW)
+        .await;
+    assert_eq!(offered(&challenge), [DigestAlgorithm::Md5]);
+    // A user nobody provisioned is challenged as the domain's users are.
+    let stranger = fixture
+        .registrar
+        .handle_register(&register(&mut Phone::new("nobody")), source(), NOW)
+        .await;
+    assert_eq!(offered(&stranger), [DigestAlgorithm::Md5]);
+
+    // alice alone asks for SHA-256: her challenge offers it, bob's does not.
+    let alice = store
+        .find_subscriber("alice", DOMAIN)
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .set_preference(
+            PreferenceLevel::Subscriber,
+            alice.id,
+            "digest_algorithms",
+            &serde_json::json!("SHA-256"),
+        )
+        .await
+        .unwrap();
+    let mut phone = Phone::new("alice");
+    let challenge = fixture
+        .registrar
+        .handle_register(&register(&mut phone), source(), NOW)
+        .await;
+    assert_eq!(offered(&challenge), [DigestAlgorithm::Sha256]);
+    let bob = fixture
+        .registrar
+        .handle_register(&register(&mut Phone::new("bob")), source(), NOW)
+        .await;
+    assert_eq!(offered(&bob), [DigestAlgorithm::Md5]);
+
+    // An MD5 answer to alice's SHA-256-only challenge does not pass, the SHA-256 one does.
+    let mut md5_offer = challenge.clone();
+    md5_offer.remove_header(&HeaderName::WwwAuthenticate);
+    let sha256 = challenges(&challenge).remove(0);
+    let md5_challenge = DigestChallenge {
+        algorithm: DigestAlgorithm::Md5,
+        ..sha256
+    };
+    md5_offer.add_header(
+        HeaderName::WwwAuthenticate,
+        md5_challenge.to_header_value().unwrap(),
+    );
+    let downgraded = phone.answer(&md5_offer, DigestAlgorithm::Md5);
+    let refused = fixture
+        .registrar
+        .handle_register(
+            &phone.request(&[("Contact", "<sip:alice@192.0.2.1>")], Some(&downgraded)),
+            source(),
+            NOW,
+        )
+        .await;
+    assert_eq!(refused.status(), Some(401));
+    let authorization = phone.answer(&challenge, DigestAlgorithm::Sha256);
+    let ok = fixture
+        .registrar
+        .handle_register(
+            &phone.request(
+                &[("Contact", "<sip:alice@192.0.2.1>")],
+                Some(&authorization),
+            ),
+            source(),
+            NOW,
+        )
+        .await;
+    assert_eq!(ok.status(), Some(200));
+}

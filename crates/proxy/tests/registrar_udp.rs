@@ -12,7 +12,7 @@ use proxy::authentication::AuthenticationPolicy;
 use proxy::location::{AddressOfRecord, unix_now};
 use proxy::registrar::RegistrarConfig;
 use registrar_support::*;
-use sip_core::auth::{DigestAlgorithm, DigestPolicy};
+use sip_core::auth::DigestAlgorithm;
 use sip_message::Message;
 use tokio::net::UdpSocket;
 
@@ -106,17 +106,18 @@ fn free_udp_port() -> u16 {
 }
 
 async fn sipp_registers_and_unregisters(db: TestDb) {
-    // SIPp 3.6 answers only MD5 (and AKA) and reads the first challenge, so this registrar is
-    // configured as Sipwise C5 ships: MD5 only.
+    // SIPp 3.6 answers only MD5 (and AKA) and reads the first challenge: the registrar's
+    // default (MD5 alone) is what it needs.
     provision(&db.store).await;
-    let policy = AuthenticationPolicy {
-        digest: DigestPolicy {
-            offered_algorithms: vec![DigestAlgorithm::Md5],
-            ..DigestPolicy::default()
-        },
-        ..AuthenticationPolicy::default()
-    };
-    let fixture = Arc::new(fixture_with_policy(db, RegistrarConfig::default(), 0, policy).await);
+    let fixture = Arc::new(
+        fixture_with_policy(
+            db,
+            RegistrarConfig::default(),
+            0,
+            AuthenticationPolicy::default(),
+        )
+        .await,
+    );
     let (registrar, task) = serve(Arc::clone(&fixture)).await;
     let scenario = concat!(
         env!("CARGO_MANIFEST_DIR"),

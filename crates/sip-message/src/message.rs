@@ -759,6 +759,26 @@ impl Message {
         removed
     }
 
+    /// Removes the lines of `name` whose value `remove` picks (e.g. the one Proxy-Authorization
+    /// a proxy consumed, leaving those for other realms in place); returns how many went.
+    pub fn remove_header_where(
+        &mut self,
+        name: &HeaderName,
+        mut remove: impl FnMut(&[u8]) -> bool,
+    ) -> usize {
+        let before = self.headers.len();
+        let id = name.id();
+        let mut headers = std::mem::take(&mut self.headers);
+        headers
+            .retain(|entry| !(self.is_named(entry, id, name) && remove(self.value(&entry.value))));
+        self.headers = headers;
+        let removed = before - self.headers.len();
+        if removed > 0 {
+            self.edited = true;
+        }
+        removed
+    }
+
     /// Replaces every header called `name` by one line with `value`, at the place of the
     /// first one (appended when absent).
     pub fn replace_header(&mut self, name: HeaderName, value: impl Into<Bytes>) {

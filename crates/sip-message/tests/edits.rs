@@ -238,3 +238,28 @@ fn response_to_copies_the_transaction_headers() {
     let reparsed = Message::parse(response.to_bytes()).unwrap();
     assert_eq!(reparsed.to().unwrap().tag(), Some(&b"t-42"[..]));
 }
+
+#[test]
+fn remove_header_where_takes_only_the_picked_lines_and_keeps_the_rest_byte_for_byte() {
+    let text = "INVITE sip:bob@b.example SIP/2.0\r\n\
+        Via: SIP/2.0/UDP a.example;branch=z9hG4bK1\r\n\
+        Proxy-Authorization: Digest username=\"alice\", realm=\"a.example\", nonce=\"n1\"\r\n\
+        Max-Forwards: 70\r\n\
+        Proxy-Authorization: Digest username=\"alice\", realm=\"other.example\", nonce=\"n2\"\r\n\
+        Call-ID: c\r\nCSeq: 1 INVITE\r\nFrom: <sip:alice@a.example>;tag=1\r\n\
+        To: <sip:bob@b.example>\r\nContent-Length: 0\r\n\r\n";
+    let mut message = parse(text.as_bytes());
+    let removed = message.remove_header_where(&HeaderName::ProxyAuthorization, |value| {
+        std::str::from_utf8(value).is_ok_and(|value| value.contains("realm=\"a.example\""))
+    });
+    assert_eq!(removed, 1);
+    let expected = text.replace(
+        "Proxy-Authorization: Digest username=\"alice\", realm=\"a.example\", nonce=\"n1\"\r\n",
+        "",
+    );
+    assert_eq!(&message.to_bytes()[..], expected.as_bytes());
+    assert_eq!(
+        message.remove_header_where(&HeaderName::ProxyAuthorization, |_| false),
+        0
+    );
+}

@@ -103,6 +103,27 @@ const CALLEE_BY_NUMBER: &str = "SELECT s.id, s.uuid, s.username, d.domain, s.sta
      FROM numbers n JOIN subscribers s ON s.id = n.subscriber_id \
      JOIN domains d ON d.id = s.domain_id WHERE n.e164 = ?";
 
+/// The `digest_algorithms` preference of `username@domain`: the subscriber's value over its
+/// customer's over its domain's; the domain's alone when no such subscriber exists, so an
+/// unknown user is challenged as the domain's users are.
+const DIGEST_ALGORITHMS: &str = "SELECT value FROM ( \
+       SELECT v.value AS value, 1 AS level_rank FROM subscriber_preferences v \
+         JOIN preference_definitions p ON p.id = v.preference_id \
+         JOIN subscribers s ON s.id = v.subscriber_id JOIN domains d ON d.id = s.domain_id \
+         WHERE p.name = 'digest_algorithms' AND s.username = ? AND d.domain = ? \
+       UNION ALL \
+       SELECT v.value, 2 FROM customer_preferences v \
+         JOIN preference_definitions p ON p.id = v.preference_id \
+         JOIN subscribers s ON s.customer_id = v.customer_id \
+         JOIN domains d ON d.id = s.domain_id \
+         WHERE p.name = 'digest_algorithms' AND s.username = ? AND d.domain = ? \
+       UNION ALL \
+       SELECT v.value, 3 FROM domain_preferences v \
+         JOIN preference_definitions p ON p.id = v.preference_id \
+         JOIN domains d ON d.id = v.domain_id \
+         WHERE p.name = 'digest_algorithms' AND d.domain = ? \
+     ) levels ORDER BY level_rank LIMIT 1";
+
 type SipCalleeRow = (i64, String, String, String, String);
 
 fn callee_from_row((id, uuid, username, domain, status): SipCalleeRow) -> SipCallee {
@@ -138,6 +159,35 @@ impl crate::Store {
     pub async fn find_sip_callee_by_number(&self, e164: &str) -> StoreResult<Option<SipCallee>> {
         self.find_callee_where(CALLEE_BY_NUMBER, &[e164.trim_start_matches('+')])
             .await
+    }
+
+    /// The digest algorithms to challenge `username@domain` with, as the `digest_algorithms`
+    /// preference names them (e.g. `"SHA-256,MD5"`), or `None` when no level sets it (the
+    /// proxy's configured default applies).
+    pub async fn find_digest_algorithms(
+        &self,
+        username: &str,
+        domain: &str,
+    ) -> StoreResult<Option<String>> {
+        let domain = domain.trim().to_ascii_lowercase();
+        let values = [username, &domain, username, &domain, &domain];
+        let text: Option<String> = match self.direct_reader() {
+            Some(reader) => reader.read(|connection| {
+                connection
+                    .prepare_cached(DIGEST_ALGORITHMS)?
+                    .query_row(rusqlite::params_from_iter(values), |row| row.get(0))
+                    .optional()
+            })?,
+            None => crate::on_pool!(self, pool => {
+                let mut query = sqlx::query_scalar(DIGEST_ALGORITHMS);
+                for value in values {
+                    query = query.bind(value);
+                }
+                query.fetch_optional(pool).await?
+            }),
+        };
+        // Values are stored as JSON text (`"SHA-256"`), checked against the enum on write.
+        Ok(text.and_then(|text| serde_json::from_str::<String>(&text).ok()))
     }
 
     async fn find_callee_where(

@@ -167,7 +167,7 @@ impl Default for LbSection {
             proxy: SocketAddr::from((Ipv4Addr::LOCALHOST, DEFAULT_PROXY_PORT)),
             trusted_proxies: Vec::new(),
             domains: Vec::new(),
-            domain_refresh_seconds: 5,
+            domain_refresh_seconds: 1,
         }
     }
 }
@@ -203,8 +203,10 @@ pub struct ProxySection {
     /// Seconds a digest nonce stays valid.
     pub nonce_lifetime_seconds: u64,
     /// Digest algorithms offered, one challenge each, in this order: `"SHA-256"`, `"MD5"`
-    /// (the two whose HA1 the store keeps). RFC 8760 §2.4 puts the strongest first; clients
-    /// that only read the first challenge (SIPp 3.6) need `["MD5"]`.
+    /// (the two whose HA1 the store keeps). Default `["MD5"]`, which every phone answers:
+    /// baresip 1.0 gives up on any 401 carrying SHA-256, SIPp 3.6 reads only the first
+    /// challenge. A domain, customer or subscriber asks for SHA-256 with the
+    /// `digest_algorithms` preference, which overrides this.
     pub digest_algorithms: Vec<String>,
     /// Failed digest answers from one source for one user before 403 instead of a new
     /// challenge (0: no brake).
@@ -259,8 +261,10 @@ impl<'de> Deserialize<'de> for MediaRelaySetting {
 pub struct MediaSection {
     /// ng control listener (UDP).
     pub ng_listen: SocketAddr,
-    /// Address the RTP/RTCP sockets bind to.
-    pub address: IpAddr,
+    /// Address the RTP/RTCP sockets bind to. Unset: the host's address as for
+    /// `lb.public_address` (the interface the default route leaves by, so phones on other
+    /// hosts of the LAN reach the relay; 127.0.0.1 on a host without a default route).
+    pub address: Option<IpAddr>,
     /// Address written into SDP; empty: `address` (set it behind 1:1 NAT).
     pub advertised_address: Option<IpAddr>,
     /// Lowest relay port.
@@ -296,7 +300,7 @@ impl Default for MediaSection {
         let defaults = media::MediaConfig::default();
         Self {
             ng_listen: defaults.ng_address,
-            address: defaults.media_bind_address,
+            address: None,
             advertised_address: None,
             port_min: defaults.port_min,
             port_max: defaults.port_max,
@@ -320,7 +324,7 @@ impl Default for ProxySection {
             max_contacts: 5,
             domains: Vec::new(),
             nonce_lifetime_seconds: 300,
-            digest_algorithms: vec!["SHA-256".to_owned(), "MD5".to_owned()],
+            digest_algorithms: vec!["MD5".to_owned()],
             auth_max_failures: 5,
             auth_failure_window_seconds: 300,
             timer_c_seconds: 181,
@@ -458,8 +462,8 @@ impl Config {
         if media.delete_delay_seconds > 86_400 {
             anyhow::bail!("media.delete_delay_seconds: at most 86400 (a day)");
         }
-        let advertised = media.advertised_address.unwrap_or(media.address);
-        if advertised.is_unspecified() {
+        let advertised = media.advertised_address.or(media.address);
+        if advertised.is_some_and(|address| address.is_unspecified()) {
             anyhow::bail!(
                 "media.advertised_address: media.address is a wildcard; name the address phones \
                  send media to"
@@ -538,6 +542,20 @@ impl Config {
         }
     }
 
+    /// The settings that, left unset, take the host's own address (the default-route
+    /// interface's) when the components in `running` start: `lb.public_address`,
+    /// `media.address`.
+    pub fn keys_defaulting_to_host_address(&self, lb: bool, media: bool) -> Vec<&'static str> {
+        let mut keys = Vec::new();
+        if lb && self.lb_needs_advertised_address() {
+            keys.push("lb.public_address");
+        }
+        if media && self.media.address.is_none() {
+            keys.push("media.address");
+        }
+        keys
+    }
+
     /// Whether some public listener is bound to a wildcard address with no
     /// `lb.public_address` to advertise instead.
     pub fn lb_needs_advertised_address(&self) -> bool {
@@ -595,13 +613,15 @@ impl Config {
         }
     }
 
-    /// The media relay's settings.
-    pub fn media_config(&self) -> media::MediaConfig {
+    /// The media relay's settings; `host` is the host's own address (see
+    /// [`default_route_address`]), used when `media.address` is unset.
+    pub fn media_config(&self, host: IpAddr) -> media::MediaConfig {
         let section = &self.media;
+        let address = section.address.unwrap_or(host);
         media::MediaConfig {
             ng_address: section.ng_listen,
-            media_bind_address: section.address,
-            advertised_address: section.advertised_address.unwrap_or(section.address),
+            media_bind_address: address,
+            advertised_address: section.advertised_address.unwrap_or(address),
             port_min: section.port_min,
             port_max: section.port_max,
             media_timeout: std::time::Duration::from_secs(section.timeout_seconds),
@@ -627,6 +647,17 @@ impl Config {
             batch_size: self.mediator.batch_size,
         }
     }
+}
+
+/// The address of the interface the default route leaves by (what other hosts reach this one
+/// at), or `None` without a default route. Connecting a UDP socket only asks the kernel for a
+/// route; no packet is sent.
+pub fn default_route_address() -> Option<IpAddr> {
+    let socket = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).ok()?;
+    // TEST-NET-1 (RFC 5737): never a real peer, only a route lookup.
+    socket.connect((Ipv4Addr::new(192, 0, 2, 1), 9)).ok()?;
+    let address = socket.local_addr().ok()?.ip();
+    (!address.is_unspecified()).then_some(address)
 }
 
 /// `proxy.digest_algorithms` as algorithms, refusing names the store has no HA1 for.
@@ -814,7 +845,8 @@ mod tests {
         assert_eq!(defaults.transactions.timer_j, None, "RFC 64*T1 unless set");
         assert_eq!(
             defaults.authentication.digest.offered_algorithms,
-            vec![DigestAlgorithm::Sha256, DigestAlgorithm::Md5]
+            vec![DigestAlgorithm::Md5],
+            "MD5 alone unless asked: baresip 1.0 and SIPp 3.6 fail on SHA-256"
         );
     }
 
@@ -842,7 +874,18 @@ mod tests {
     #[test]
     fn the_media_settings_reach_the_relay_and_the_proxy() {
         let defaults = Config::parse("").unwrap();
-        let relay = defaults.media_config();
+        let host: IpAddr = "192.0.2.44".parse().unwrap();
+        let relay = defaults.media_config(host);
+        assert_eq!(relay.media_bind_address, host, "unset: the host's address");
+        assert_eq!(relay.advertised_address, host);
+        assert_eq!(
+            defaults.keys_defaulting_to_host_address(true, true),
+            ["lb.public_address", "media.address"]
+        );
+        assert_eq!(
+            defaults.keys_defaulting_to_host_address(false, true),
+            ["media.address"]
+        );
         assert_eq!(relay.ng_address, "127.0.0.1:12222".parse().unwrap());
         assert_eq!((relay.port_min, relay.port_max), (30000, 40000));
         assert_eq!(relay.media_timeout, std::time::Duration::from_secs(60));
@@ -866,7 +909,12 @@ mod tests {
              [proxy]\nmedia_check_seconds = 1\n",
         )
         .unwrap();
-        let relay = config.media_config();
+        assert!(
+            config
+                .keys_defaulting_to_host_address(false, true)
+                .is_empty()
+        );
+        let relay = config.media_config(host);
         assert_eq!(
             relay.media_bind_address,
             "10.0.0.5".parse::<IpAddr>().unwrap()

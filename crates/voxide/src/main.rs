@@ -167,6 +167,7 @@ async fn run_node(args: ConfigArgs, components: Components) -> anyhow::Result<()
     let config = Config::load(args.config.as_deref())?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("data_dir: creating {}", config.data_dir.display()))?;
+    let host = host_address(&config, &components);
     let database_url = config.database_url();
     let lb_reads_domains = components.lb && config.lb.domains.is_empty();
     let store = if components.needs_store() || lb_reads_domains {
@@ -192,7 +193,7 @@ async fn run_node(args: ConfigArgs, components: Components) -> anyhow::Result<()
     // The relay first, so the proxy's first offer finds it.
     let mut relay = None;
     if components.media {
-        relay = Some(start_media(&config).await?);
+        relay = Some(start_media(&config, host).await?);
     }
 
     // The LB and the proxy each get a thread of their own: hops inside a component stay on
@@ -244,7 +245,8 @@ async fn run_node(args: ConfigArgs, components: Components) -> anyhow::Result<()
             _ => config.lb.domains.clone(),
         };
         let lb_thread = lb_thread.as_ref().expect("started for the LB");
-        let handle = start_lb(&config, initial_domains, lb_thread).await?;
+        let lookup_store = store.as_ref().filter(|_| lb_reads_domains);
+        let handle = start_lb(&config, host, initial_domains, lookup_store, lb_thread).await?;
         if lb_reads_domains && let Some(store) = &store {
             domain_refresher = Some(spawn_domain_refresher(
                 store.clone(),
@@ -362,8 +364,8 @@ fn without_password(url: &str) -> String {
 
 /// Start the media relay and print where it listens. Its timeout notices are only logged:
 /// the proxy learns of ended calls over ng (`query`), as it would from any rtpengine.
-async fn start_media(config: &Config) -> anyhow::Result<media::MediaRelay> {
-    let media_config = config.media_config();
+async fn start_media(config: &Config, host: IpAddr) -> anyhow::Result<media::MediaRelay> {
+    let media_config = config.media_config(host);
     let (address, advertised) = (
         media_config.media_bind_address,
         media_config.advertised_address,
@@ -381,27 +383,64 @@ async fn start_media(config: &Config) -> anyhow::Result<media::MediaRelay> {
     }
     eprintln!("media:        ng udp {}", relay.ng_addr());
     eprintln!(
-        "media:        rtp {address} ports {port_min}-{port_max}, advertised as {advertised}"
+        "media:        rtp {address} ports {port_min}-{port_max}, advertised as {advertised}{}",
+        if config.media.address.is_none() {
+            " (set media.address to change)"
+        } else {
+            ""
+        }
     );
     Ok(relay)
+}
+
+/// The host's own address for the settings left to default to it (`lb.public_address`,
+/// `media.address`): the default-route interface's, so phones on other hosts reach the node;
+/// 127.0.0.1 with one warning on a host without a default route, which then serves itself.
+fn host_address(config: &Config, components: &Components) -> IpAddr {
+    let keys = config.keys_defaulting_to_host_address(components.lb, components.media);
+    let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    if keys.is_empty() {
+        return loopback;
+    }
+    match config::default_route_address() {
+        Some(address) => address,
+        None => {
+            eprintln!(
+                "warning: no default route: {} fall back to {loopback}, so only this host can \
+                 reach the node; set them to serve other hosts",
+                keys.join(" and ")
+            );
+            loopback
+        }
+    }
 }
 
 /// Bind the LB's listeners and print them.
 async fn start_lb(
     config: &Config,
+    host: IpAddr,
     domains: Vec<String>,
+    lookup_store: Option<&store::Store>,
     sip_thread: &sip_thread::SipThread,
 ) -> anyhow::Result<Arc<lb::LbHandle>> {
-    let advertised = if config.lb_needs_advertised_address() {
-        Some(outbound_interface_address().context(
-            "lb.public_address: a listener is bound to 0.0.0.0 and no interface address was \
-             found; set lb.public_address",
-        )?)
-    } else {
-        None
-    };
+    let advertised = config.lb_needs_advertised_address().then_some(host);
     let mut lb_config = config.lb_config(advertised);
     lb_config.domains = domains;
+    if let Some(store) = lookup_store {
+        // A request for a domain the list lacks asks the database once (created a moment ago?).
+        let store = store.clone();
+        lb_config.domain_lookup = Some(lb::DomainLookupFn::new(move |domain| {
+            let store = store.clone();
+            Box::pin(async move {
+                use store::DomainRepository as _;
+                store
+                    .find_domain_by_name(&domain)
+                    .await
+                    .map(|found| found.is_some())
+                    .map_err(|error| error.to_string())
+            })
+        }));
+    }
     let handle = sip_thread
         .run(lb::start(lb_config))
         .await?
@@ -424,19 +463,6 @@ async fn start_lb(
         eprintln!("lb:           advertised as {advertised} (set lb.public_address to change)");
     }
     Ok(Arc::new(handle))
-}
-
-/// The address of the interface the default route leaves by. Connecting a UDP socket only
-/// asks the kernel for a route; no packet is sent.
-fn outbound_interface_address() -> anyhow::Result<IpAddr> {
-    let socket = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
-    // TEST-NET-1 (RFC 5737): never a real peer, only a route lookup.
-    socket.connect((Ipv4Addr::new(192, 0, 2, 1), 9))?;
-    let address = socket.local_addr()?.ip();
-    if address.is_unspecified() {
-        anyhow::bail!("no route");
-    }
-    Ok(address)
 }
 
 /// Keep the LB's served domains in step with the provisioning database, so a domain created

@@ -43,7 +43,7 @@ fn carries_a_tone(samples: &[i16]) -> bool {
 
 #[test]
 fn two_baresip_phones_call_each_other_and_hear_each_other() {
-    // baresip 1.0 (libre) gives up on a SHA-256 challenge, so the proxy offers MD5.
+    // The default challenge (MD5 alone) is what baresip 1.0 answers.
     let scene = Scene::start(VOXIDE, &["alice", "bob"]).unwrap();
     let directory = scene.node.directory().to_owned();
 

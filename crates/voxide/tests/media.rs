@@ -214,7 +214,6 @@ fn a_baresip_call_through_the_kernel_forwarding_relay_hears_both_tones() {
 
 fn baresip_call_through_the_relay(kernel_forwarding: bool) {
     let ports = NodePorts {
-        digest_algorithms: &["MD5"],
         media_ip: Some(RELAY_IP.into()),
         media_kernel_forwarding: kernel_forwarding,
         ..NodePorts::free().unwrap()
@@ -402,7 +401,6 @@ fn sdp_of(trace: &str, start_line: &str) -> Vec<String> {
 #[test]
 fn a_call_whose_media_stops_gets_bye_on_both_sides_and_a_stop_record() {
     let ports = NodePorts {
-        digest_algorithms: &["MD5"],
         media_timeout_seconds: 3,
         media_check_seconds: 1,
         ..NodePorts::free().unwrap()
@@ -419,7 +417,6 @@ fn a_silent_call_through_rtpengine_is_ended_too() {
     let directory = tempfile::tempdir().unwrap();
     let rtpengine = Rtpengine::start(directory.path());
     let ports = NodePorts {
-        digest_algorithms: &["MD5"],
         media_check_seconds: 1,
         media_relay: Some(rtpengine.ng),
         ..NodePorts::free().unwrap()
@@ -639,7 +636,6 @@ fn a_phone_behind_masquerade_gets_two_way_audio_through_the_relay() {
     let lab = NatLab::create().expect("creating the NAT namespaces (needs root, ip, iptables)");
     let ports = NodePorts {
         public_ip: lab.public_ip,
-        digest_algorithms: &["MD5"],
         ..NodePorts::free().unwrap()
     };
     let scene = Scene::start_with_ports(VOXIDE, ports, &["alice", "bob"]).unwrap();
@@ -655,7 +651,7 @@ fn a_phone_behind_masquerade_gets_two_way_audio_through_the_relay() {
         &BaresipMedia {
             tone_hz: 660,
             netns: Some(&lab.phone_namespace),
-            rtp_ports: None,
+            ..BaresipMedia::default()
         },
     )
     .unwrap();
@@ -802,7 +798,6 @@ fn a_silent_relay_gets_the_caller_a_503() {
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
     let ports = NodePorts {
-        digest_algorithms: &["MD5"],
         media_relay: Some(silent.local_addr().unwrap()),
         ..NodePorts::free().unwrap()
     };

@@ -15,7 +15,6 @@ fn a_phone_behind_nat_registers_and_receives_a_call() {
     let lab = NatLab::create().expect("creating the NAT namespaces (needs root, ip, iptables)");
     let ports = NodePorts {
         public_ip: lab.public_ip,
-        digest_algorithms: &["MD5"],
         ..NodePorts::free().unwrap()
     };
     let scene = Scene::start_with_ports(VOXIDE, ports, &["alice", "bob"]).unwrap();

@@ -107,6 +107,20 @@ fn a_call_rings_is_answered_and_hung_up() {
         "{}",
         caller.report()
     );
+    // The proxy consumed alice's digest answer: bob never sees her credentials.
+    assert!(
+        caller.messages.contains("Proxy-Authorization:"),
+        "alice answered a 407: {}",
+        caller.report()
+    );
+    assert!(
+        !callee
+            .messages
+            .to_ascii_lowercase()
+            .contains("proxy-authorization"),
+        "the callee received the caller's credentials: {}",
+        callee.report()
+    );
 }
 
 #[test]
@@ -126,48 +140,164 @@ fn calling_an_unregistered_subscriber_gets_480() {
     assert!(caller.succeeded(), "{}", caller.report());
 }
 
-#[test]
-fn the_default_challenge_offers_sha_256_first_then_md5() {
-    use std::net::{Ipv4Addr, UdpSocket};
+/// Sends `request` from `socket` to the node's LB and returns the answer's text.
+fn exchange(socket: &std::net::UdpSocket, scene: &Scene, request: &str) -> String {
+    socket
+        .send_to(request.as_bytes(), scene.node.sip_address())
+        .unwrap();
+    let mut buffer = [0u8; 8192];
+    let length = socket.recv(&mut buffer).unwrap();
+    String::from_utf8_lossy(&buffer[..length]).into_owned()
+}
 
-    use e2e_tests::NodePorts;
+/// A REGISTER for `user@domain` from `socket`, optionally with an Authorization header.
+fn register_request(
+    socket: &std::net::UdpSocket,
+    user: &str,
+    domain: &str,
+    cseq: u32,
+    authorization: Option<&str>,
+) -> String {
+    let local = socket.local_addr().unwrap();
+    let authorization = authorization
+        .map(|value| format!("Authorization: {value}\r\n"))
+        .unwrap_or_default();
+    format!(
+        "REGISTER sip:{domain} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {local};branch=z9hG4bK-raw-{cseq}-{user};rport\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:{user}@{domain}>;tag=1\r\n\
+         To: <sip:{user}@{domain}>\r\n\
+         Call-ID: raw-register-{user}@{domain}\r\n\
+         CSeq: {cseq} REGISTER\r\n\
+         Contact: <sip:{user}@{local}>\r\n\
+         {authorization}Content-Length: 0\r\n\r\n"
+    )
+}
 
-    let scene = Scene::start_with_ports(VOXIDE, NodePorts::free().unwrap(), &["alice"]).unwrap();
-    let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+fn challenges(answer: &str) -> Vec<&str> {
+    answer
+        .lines()
+        .filter(|line| line.to_ascii_lowercase().starts_with("www-authenticate:"))
+        .collect()
+}
+
+fn loopback_socket() -> std::net::UdpSocket {
+    let socket = std::net::UdpSocket::bind((std::net::Ipv4Addr::LOCALHOST, 0)).unwrap();
     socket
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
-    let local = socket.local_addr().unwrap();
-    let register = format!(
-        "REGISTER sip:{TEST_DOMAIN} SIP/2.0\r\n\
-         Via: SIP/2.0/UDP {local};branch=z9hG4bK-default-challenge;rport\r\n\
-         Max-Forwards: 70\r\n\
-         From: <sip:alice@{TEST_DOMAIN}>;tag=1\r\n\
-         To: <sip:alice@{TEST_DOMAIN}>\r\n\
-         Call-ID: default-challenge@127.0.0.1\r\n\
-         CSeq: 1 REGISTER\r\n\
-         Contact: <sip:alice@{local}>\r\n\
-         Content-Length: 0\r\n\r\n"
-    );
     socket
-        .send_to(register.as_bytes(), scene.node.sip_address())
-        .unwrap();
-    let mut buffer = [0u8; 4096];
-    let length = socket.recv(&mut buffer).unwrap();
-    let answer = String::from_utf8_lossy(&buffer[..length]).into_owned();
+}
+
+#[test]
+fn the_default_challenge_offers_md5_alone_and_a_domain_preference_adds_sha_256() {
+    let scene = Scene::start(VOXIDE, &["alice"]).unwrap();
+    let socket = loopback_socket();
+    let answer = exchange(
+        &socket,
+        &scene,
+        &register_request(&socket, "alice", TEST_DOMAIN, 1, None),
+    );
     assert!(answer.starts_with("SIP/2.0 401"), "{answer}");
-    let challenges: Vec<&str> = answer
-        .lines()
-        .filter(|line| line.to_ascii_lowercase().starts_with("www-authenticate:"))
-        .collect();
-    assert_eq!(challenges.len(), 2, "{answer}");
-    assert!(challenges[0].contains("algorithm=SHA-256"), "{answer}");
-    assert!(challenges[1].contains("algorithm=MD5"), "{answer}");
+    let offered = challenges(&answer);
+    assert_eq!(offered.len(), 1, "{answer}");
+    assert!(offered[0].contains("algorithm=MD5"), "{answer}");
     assert!(
-        challenges
-            .iter()
-            .all(|challenge| challenge.contains(&format!("realm=\"{TEST_DOMAIN}\""))),
+        offered[0].contains(&format!("realm=\"{TEST_DOMAIN}\"")),
         "{answer}"
+    );
+
+    // The operator asks for SHA-256 on the domain: offered first, MD5 after it, at once.
+    let provisioning = scene.node.provisioning().unwrap();
+    e2e_tests::block_on(async {
+        let domains = provisioning.get("/api/domains/").await?;
+        let id = domains["_embedded"]["ngcp:domains"][0]["id"]
+            .as_i64()
+            .expect("the domain's id");
+        provisioning
+            .put(
+                &format!("/api/domainpreferences/{id}"),
+                &serde_json::json!({ "digest_algorithms": "SHA-256,MD5" }),
+            )
+            .await
+    })
+    .unwrap();
+    let answer = exchange(
+        &socket,
+        &scene,
+        &register_request(&socket, "alice", TEST_DOMAIN, 2, None),
+    );
+    let offered = challenges(&answer);
+    assert_eq!(offered.len(), 2, "{answer}");
+    assert!(offered[0].contains("algorithm=SHA-256"), "{answer}");
+    assert!(offered[1].contains("algorithm=MD5"), "{answer}");
+}
+
+#[test]
+fn a_phone_registers_the_moment_its_domain_and_subscriber_are_created() {
+    use sip_core::auth::{ClientCredentials, DigestChallenge, RequestToSign};
+
+    // A node that already serves one domain; the new one is created while it runs.
+    let scene = Scene::start(VOXIDE, &[]).unwrap();
+    let provisioning = scene.node.provisioning().unwrap();
+    let domain = "fresh.voxide.test";
+    let subscriber = e2e_tests::block_on(async {
+        let customer = provisioning.create_domain_and_customer(domain).await?;
+        provisioning
+            .create_subscriber(customer, domain, "carol", "carol-secret-1", "200001")
+            .await
+    })
+    .unwrap();
+    // Right after the 201 (no wait for a refresh): the LB serves the domain, the proxy
+    // challenges for it and accepts the password.
+    let socket = loopback_socket();
+    let first = exchange(
+        &socket,
+        &scene,
+        &register_request(&socket, "carol", domain, 1, None),
+    );
+    assert!(first.starts_with("SIP/2.0 401"), "not challenged: {first}");
+    let challenge = challenges(&first)[0]
+        .split_once(':')
+        .map(|(_, value)| value.trim())
+        .unwrap();
+    let challenge = DigestChallenge::parse(challenge).unwrap();
+    let uri = format!("sip:{domain}");
+    let answer = sip_core::auth::answer_challenge_with_cnonce(
+        &challenge,
+        &ClientCredentials {
+            username: "carol",
+            password: &subscriber.password,
+            realm: Some(domain),
+        },
+        &RequestToSign {
+            method: "REGISTER",
+            uri: &uri,
+            body: b"",
+        },
+        1,
+        "0a4f113b",
+    )
+    .unwrap()
+    .to_header_value()
+    .unwrap();
+    let second = exchange(
+        &socket,
+        &scene,
+        &register_request(&socket, "carol", domain, 2, Some(&answer)),
+    );
+    assert!(second.starts_with("SIP/2.0 200"), "{second}");
+
+    // A domain nobody created is refused as relaying, and stays refused.
+    let stranger = exchange(
+        &socket,
+        &scene,
+        &register_request(&socket, "carol", "nowhere.voxide.test", 3, None),
+    );
+    assert!(
+        stranger.starts_with("SIP/2.0 403 Forbidden - relaying denied"),
+        "{stranger}"
     );
 }
 

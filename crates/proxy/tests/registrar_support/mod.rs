@@ -16,8 +16,8 @@ use sip_core::auth::{
 };
 use sip_message::{HeaderName, Message};
 use store::{
-    CustomerRepository, DomainRepository, NewCustomer, NewDomain, NewSubscriber, Store,
-    SubscriberRepository, SubscriberStatus,
+    CustomerRepository, DomainRepository, NewCustomer, NewDomain, NewSubscriber, PreferenceLevel,
+    PreferenceRepository, Store, SubscriberRepository, SubscriberStatus,
 };
 use tempfile::TempDir;
 
@@ -152,8 +152,26 @@ pub struct Fixture {
     pub registrar: Registrar,
 }
 
+/// [`provision`]ed, and the domain's `digest_algorithms` preference offers SHA-256 before MD5
+/// (the proxy's default is MD5 alone), so these tests go through the preference and both
+/// algorithms.
 pub async fn fixture(db: TestDb, config: RegistrarConfig) -> Fixture {
     provision(&db.store).await;
+    let domain = db
+        .store
+        .find_domain_by_name(DOMAIN)
+        .await
+        .expect("domain lookup")
+        .expect("provisioned domain");
+    db.store
+        .set_preference(
+            PreferenceLevel::Domain,
+            domain.id,
+            "digest_algorithms",
+            &serde_json::json!("SHA-256,MD5"),
+        )
+        .await
+        .expect("digest_algorithms preference");
     fixture_without_provisioning(db, config, 0).await
 }
 

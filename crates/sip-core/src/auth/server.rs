@@ -229,9 +229,29 @@ impl DigestAuthenticator {
         now: u64,
         random: &mut dyn RngCore,
     ) -> Result<Vec<String>, HeaderValueError> {
+        self.challenges_offering(
+            &self.policy.offered_algorithms,
+            realm,
+            binding,
+            stale,
+            now,
+            random,
+        )
+    }
+
+    /// [`DigestAuthenticator::challenges`] offering `algorithms` (in this order) instead of
+    /// the policy's, e.g. what a per-domain or per-subscriber preference asks for.
+    pub fn challenges_offering(
+        &self,
+        algorithms: &[DigestAlgorithm],
+        realm: &str,
+        binding: &[&[u8]],
+        stale: bool,
+        now: u64,
+        random: &mut dyn RngCore,
+    ) -> Result<Vec<String>, HeaderValueError> {
         let nonce = self.nonces.issue(now, binding, random);
-        self.policy
-            .offered_algorithms
+        algorithms
             .iter()
             .map(|&algorithm| {
                 DigestChallenge {
@@ -276,7 +296,23 @@ impl DigestAuthenticator {
         stored: &StoredCredentials,
         now: u64,
     ) -> Verification {
-        match self.check(request, credentials, stored, now) {
+        let offered = std::mem::take(&mut self.policy.offered_algorithms);
+        let verification = self.verify_offering(&offered, request, credentials, stored, now);
+        self.policy.offered_algorithms = offered;
+        verification
+    }
+
+    /// [`DigestAuthenticator::verify`] accepting only answers with one of `algorithms` (what
+    /// the challenge offered), so a client cannot fall back to an algorithm not asked for.
+    pub fn verify_offering(
+        &mut self,
+        algorithms: &[DigestAlgorithm],
+        request: &RequestToAuthenticate<'_>,
+        credentials: &DigestResponse,
+        stored: &StoredCredentials,
+        now: u64,
+    ) -> Verification {
+        match self.check(algorithms, request, credentials, stored, now) {
             Ok(verification) => verification,
             Err(reason) => Verification::Rejected(reason),
         }
@@ -284,6 +320,7 @@ impl DigestAuthenticator {
 
     fn check(
         &mut self,
+        algorithms: &[DigestAlgorithm],
         request: &RequestToAuthenticate<'_>,
         credentials: &DigestResponse,
         stored: &StoredCredentials,
@@ -301,7 +338,7 @@ impl DigestAuthenticator {
                 .parse()
                 .map_err(|_| RejectionReason::UnsupportedAlgorithm { name: name.clone() })?,
         };
-        if !self.policy.offered_algorithms.contains(&algorithm) {
+        if !algorithms.contains(&algorithm) {
             return Err(RejectionReason::UnsupportedAlgorithm {
                 name: algorithm.name().to_owned(),
             });
