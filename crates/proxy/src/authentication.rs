@@ -21,12 +21,13 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 
-use bytes::Bytes;
 use sip_core::auth::{
     DigestAlgorithm, DigestAuthenticator, DigestPolicy, DigestResponse, RequestToAuthenticate,
     StoredCredentials, Verification,
 };
-use sip_message::{HeaderName, Message, MessageBuilder, Method};
+use sip_message::{HeaderName, Message, Method};
+
+use crate::reply::local_response;
 use store::{Store, SubscriberRepository};
 
 /// How authentication behaves beyond the digest rules.
@@ -489,20 +490,10 @@ pub fn consume_credentials(request: &mut Message, realm: &str) {
     }
 }
 
-/// A response generated here (not forwarded): Via, From, To, Call-ID and CSeq copied, a To tag
-/// added when the request had none (RFC 3261 §8.2.6.2).
-pub fn local_response(request: &Message, status: u16, reason: &str) -> MessageBuilder {
-    let builder = MessageBuilder::response_to(request, status, Bytes::from(reason.to_owned()));
-    let has_to_tag = request.to().is_ok_and(|to| to.tag().is_some());
-    if has_to_tag {
-        builder
-    } else {
-        builder.to_tag(hex::encode(rand::random::<[u8; 8]>()))
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
+
     use super::*;
 
     fn invite_with(credentials: &[&str]) -> Message {

@@ -20,6 +20,7 @@ pub mod dialog;
 pub mod location;
 pub mod media;
 pub mod registrar;
+pub mod reply;
 pub mod routing;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

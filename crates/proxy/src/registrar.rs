@@ -21,8 +21,9 @@ use std::sync::Arc;
 use sip_message::{Contact, HeaderName, Message, Method};
 use store::Store;
 
-use crate::authentication::{AuthOutcome, Authenticator, local_response};
+use crate::authentication::{AuthOutcome, Authenticator};
 use crate::location::{AddressOfRecord, Binding, BindingChanges, Location};
+use crate::reply::local_response;
 
 /// Expiry limits and the contact cap.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -207,67 +208,22 @@ impl Registrar {
 
         let _serialized = self.locks[self.shard(&aor)].lock().await;
         let current = self.location.lookup_at(&aor, now_unix);
-        let mut changes = BindingChanges::default();
-        match contacts {
-            ContactRequest::Query => {}
-            ContactRequest::RemoveAll => {
-                // Step 6: `*` removes a binding only if its Call-ID differs or the CSeq is higher.
-                if current
-                    .iter()
-                    .any(|binding| binding.call_id == call_id && cseq <= binding.cseq)
-                {
-                    return Err(fail(400, "Invalid CSeq Number"));
-                }
-                changes.removals = current.iter().map(|b| b.contact.clone()).collect();
-            }
-            ContactRequest::Bindings(requested) => {
-                for contact in requested {
-                    let existing = current
-                        .iter()
-                        .find(|binding| binding.contact == contact.uri);
-                    // Step 7: same Call-ID needs a higher CSeq, else the update is aborted.
-                    if let Some(existing) = existing
-                        && existing.call_id == call_id
-                        && cseq <= existing.cseq
-                    {
-                        return Err(fail(400, "Invalid CSeq Number"));
-                    }
-                    if contact.expires == 0 {
-                        if existing.is_some() {
-                            changes.removals.push(contact.uri);
-                        }
-                        continue;
-                    }
-                    let received = received_if_translated(&contact, source);
-                    changes.upserts.push(Binding {
-                        contact: contact.uri,
-                        q: contact.q,
-                        expires_at_unix: now_unix.saturating_add(u64::from(contact.expires)),
-                        path: path.clone(),
-                        received,
-                        call_id: call_id.clone(),
-                        cseq,
-                        user_agent: user_agent.clone(),
-                        instance: contact.instance,
-                        reg_id: contact.reg_id,
-                        updated_at_unix: now_unix,
-                    });
-                }
-                let remaining = current
-                    .iter()
-                    .filter(|binding| {
-                        !changes.removals.contains(&binding.contact)
-                            && !changes
-                                .upserts
-                                .iter()
-                                .any(|upsert| upsert.contact == binding.contact)
-                    })
-                    .count();
-                if remaining + changes.upserts.len() > self.config.max_contacts {
-                    return Err(fail(503, "Too Many Registered Contacts"));
-                }
-            }
-        }
+        let changes = match decide_register(
+            &RegisterRequest {
+                contacts,
+                call_id: &call_id,
+                cseq,
+                path: &path,
+                user_agent: user_agent.as_deref(),
+                source,
+                now_unix,
+            },
+            &current,
+            self.config.max_contacts,
+        ) {
+            RegisterDecision::Apply(changes) => changes,
+            RegisterDecision::Refuse { status, reason } => return Err(fail(status, reason)),
+        };
         if let Err(error) = self.location.apply(&aor, &changes).await {
             tracing::error!(%error, %aor, "storing the registration failed");
             return Err(local_response(request, 500, "Server Internal Error")
@@ -400,6 +356,105 @@ impl Registrar {
     }
 }
 
+/// A REGISTER's asks, read and checked: the input of [`decide_register`].
+#[derive(Debug)]
+struct RegisterRequest<'a> {
+    contacts: ContactRequest,
+    call_id: &'a str,
+    cseq: u32,
+    path: &'a [String],
+    user_agent: Option<&'a str>,
+    /// The phone's real address (a NATed contact is reached here).
+    source: SocketAddr,
+    now_unix: u64,
+}
+
+/// What a REGISTER does to the address-of-record's bindings (RFC 3261 §10.3 steps 6-8).
+#[derive(Debug, PartialEq, Eq)]
+enum RegisterDecision {
+    /// Store these changes (none for a query) and answer 200 with the bindings.
+    Apply(BindingChanges),
+    /// Answer with this error; nothing changes.
+    Refuse { status: u16, reason: &'static str },
+}
+
+/// The registrar's decision over plain inputs: the request's contacts against the `current`
+/// live bindings. Pure; the registrar stores and answers.
+fn decide_register(
+    request: &RegisterRequest<'_>,
+    current: &[Binding],
+    max_contacts: usize,
+) -> RegisterDecision {
+    let invalid_cseq = RegisterDecision::Refuse {
+        status: 400,
+        reason: "Invalid CSeq Number",
+    };
+    let mut changes = BindingChanges::default();
+    match &request.contacts {
+        ContactRequest::Query => {}
+        ContactRequest::RemoveAll => {
+            // Step 6: `*` removes a binding only if its Call-ID differs or the CSeq is higher.
+            if current
+                .iter()
+                .any(|binding| binding.call_id == request.call_id && request.cseq <= binding.cseq)
+            {
+                return invalid_cseq;
+            }
+            changes.removals = current.iter().map(|b| b.contact.clone()).collect();
+        }
+        ContactRequest::Bindings(requested) => {
+            for contact in requested {
+                let existing = current
+                    .iter()
+                    .find(|binding| binding.contact == contact.uri);
+                // Step 7: same Call-ID needs a higher CSeq, else the update is aborted.
+                if let Some(existing) = existing
+                    && existing.call_id == request.call_id
+                    && request.cseq <= existing.cseq
+                {
+                    return invalid_cseq;
+                }
+                if contact.expires == 0 {
+                    if existing.is_some() {
+                        changes.removals.push(contact.uri.clone());
+                    }
+                    continue;
+                }
+                changes.upserts.push(Binding {
+                    contact: contact.uri.clone(),
+                    q: contact.q,
+                    expires_at_unix: request.now_unix.saturating_add(u64::from(contact.expires)),
+                    path: request.path.to_vec(),
+                    received: received_if_translated(contact, request.source),
+                    call_id: request.call_id.to_owned(),
+                    cseq: request.cseq,
+                    user_agent: request.user_agent.map(str::to_owned),
+                    instance: contact.instance.clone(),
+                    reg_id: contact.reg_id,
+                    updated_at_unix: request.now_unix,
+                });
+            }
+            let remaining = current
+                .iter()
+                .filter(|binding| {
+                    !changes.removals.contains(&binding.contact)
+                        && !changes
+                            .upserts
+                            .iter()
+                            .any(|upsert| upsert.contact == binding.contact)
+                })
+                .count();
+            if remaining + changes.upserts.len() > max_contacts {
+                return RegisterDecision::Refuse {
+                    status: 503,
+                    reason: "Too Many Registered Contacts",
+                };
+            }
+        }
+    }
+    RegisterDecision::Apply(changes)
+}
+
 /// `sip:IP:PORT` of the source when the contact names another address (a NAT rewrote it).
 fn received_if_translated(contact: &RequestedContact, source: SocketAddr) -> Option<String> {
     let same_ip = contact.host_ip == Some(source.ip());
@@ -451,7 +506,161 @@ pub fn format_q_value(q: u16) -> String {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    fn wanted(uri: &str, expires: u32) -> RequestedContact {
+        RequestedContact {
+            uri: uri.to_owned(),
+            q: 1000,
+            expires,
+            instance: None,
+            reg_id: None,
+            host_ip: None,
+            port: None,
+        }
+    }
+
+    fn bound(uri: &str, call_id: &str, cseq: u32) -> Binding {
+        Binding {
+            contact: uri.to_owned(),
+            q: 1000,
+            expires_at_unix: 2_000,
+            path: Vec::new(),
+            received: None,
+            call_id: call_id.to_owned(),
+            cseq,
+            user_agent: None,
+            instance: None,
+            reg_id: None,
+            updated_at_unix: 1_000,
+        }
+    }
+
+    fn request(contacts: ContactRequest, call_id: &str, cseq: u32) -> RegisterRequest<'_> {
+        RegisterRequest {
+            contacts,
+            call_id,
+            cseq,
+            path: &[],
+            user_agent: None,
+            source: "192.0.2.9:5060".parse().unwrap(),
+            now_unix: 1_000,
+        }
+    }
+
+    #[test]
+    fn register_decisions_follow_section_10_3() {
+        let current = [bound("sip:a@192.0.2.1", "call-1", 5)];
+        // A refresh from the same Call-ID needs a higher CSeq (step 7).
+        let stale = request(
+            ContactRequest::Bindings(vec![wanted("sip:a@192.0.2.1", 600)]),
+            "call-1",
+            5,
+        );
+        assert_eq!(
+            decide_register(&stale, &current, 5),
+            RegisterDecision::Refuse {
+                status: 400,
+                reason: "Invalid CSeq Number"
+            }
+        );
+        let fresh = request(
+            ContactRequest::Bindings(vec![wanted("sip:a@192.0.2.1", 600)]),
+            "call-1",
+            6,
+        );
+        let RegisterDecision::Apply(changes) = decide_register(&fresh, &current, 5) else {
+            panic!("a higher CSeq refreshes");
+        };
+        assert_eq!(changes.upserts.len(), 1);
+        assert_eq!(changes.upserts[0].expires_at_unix, 1_600);
+        // Expires 0 removes what exists and nothing else.
+        let removal = request(
+            ContactRequest::Bindings(vec![
+                wanted("sip:a@192.0.2.1", 0),
+                wanted("sip:never@192.0.2.1", 0),
+            ]),
+            "call-2",
+            1,
+        );
+        let RegisterDecision::Apply(changes) = decide_register(&removal, &current, 5) else {
+            panic!("removal applies");
+        };
+        assert_eq!(changes.removals, ["sip:a@192.0.2.1"]);
+        assert!(changes.upserts.is_empty());
+        // `*` removes every binding; a query changes nothing.
+        let wildcard = request(ContactRequest::RemoveAll, "call-2", 1);
+        assert_eq!(
+            decide_register(&wildcard, &current, 5),
+            RegisterDecision::Apply(BindingChanges {
+                upserts: Vec::new(),
+                removals: vec!["sip:a@192.0.2.1".to_owned()],
+            })
+        );
+        let query = request(ContactRequest::Query, "call-2", 1);
+        assert_eq!(
+            decide_register(&query, &current, 5),
+            RegisterDecision::Apply(BindingChanges::default())
+        );
+        // Too many contacts.
+        let crowd = request(
+            ContactRequest::Bindings(vec![wanted("sip:b@192.0.2.1", 60)]),
+            "call-3",
+            1,
+        );
+        assert_eq!(
+            decide_register(&crowd, &current, 1),
+            RegisterDecision::Refuse {
+                status: 503,
+                reason: "Too Many Registered Contacts"
+            }
+        );
+    }
+
+    proptest! {
+        /// Whatever is bound and asked: an accepted decision never leaves more than
+        /// `max_contacts` bindings, removes only what is bound, and upserts only what was asked
+        /// for with a non-zero expiry.
+        #[test]
+        fn decisions_respect_the_contact_limit(
+            bound_count in 0usize..6,
+            asked in proptest::collection::vec((0usize..8, prop_oneof![Just(0u32), 60u32..4000]), 0..8),
+            max_contacts in 1usize..6,
+        ) {
+            let current: Vec<Binding> = (0..bound_count)
+                .map(|index| bound(&format!("sip:c{index}@192.0.2.1"), "old", 1))
+                .collect();
+            let mut contacts: Vec<RequestedContact> = Vec::new();
+            for (index, expires) in asked {
+                let uri = format!("sip:c{index}@192.0.2.1");
+                contacts.retain(|contact| contact.uri != uri);
+                contacts.push(wanted(&uri, expires));
+            }
+            let asked_uris: Vec<(String, u32)> =
+                contacts.iter().map(|c| (c.uri.clone(), c.expires)).collect();
+            let decision = decide_register(
+                &request(ContactRequest::Bindings(contacts), "new", 1),
+                &current,
+                max_contacts,
+            );
+            if let RegisterDecision::Apply(changes) = decision {
+                let kept = current
+                    .iter()
+                    .filter(|b| !changes.removals.contains(&b.contact)
+                        && !changes.upserts.iter().any(|u| u.contact == b.contact))
+                    .count();
+                prop_assert!(kept + changes.upserts.len() <= max_contacts);
+                for removal in &changes.removals {
+                    prop_assert!(current.iter().any(|b| &b.contact == removal));
+                }
+                for upsert in &changes.upserts {
+                    prop_assert!(asked_uris.iter().any(|(uri, expires)| uri == &upsert.contact && *expires > 0));
+                }
+            }
+        }
+    }
 
     #[test]
     fn q_values_parse_as_thousandths() {

@@ -111,16 +111,21 @@ impl Platform {
     }
 
     async fn register_with_path(&self, user: &str, phone: &Phone, path: Vec<String>) {
-        self.bind(user, phone.contact(user), path).await;
+        self.bind(user, phone.contact(user), path, 1000).await;
     }
 
-    async fn bind(&self, user: &str, contact: String, path: Vec<String>) {
+    /// Registers `phone` for `user` with q-value `q` (thousandths).
+    async fn register_with_q(&self, user: &str, phone: &Phone, q: u16) {
+        self.bind(user, phone.contact(user), Vec::new(), q).await;
+    }
+
+    async fn bind(&self, user: &str, contact: String, path: Vec<String>, q: u16) {
         let now = unix_now();
         let aor = AddressOfRecord::new(user, DOMAIN);
         let binding = Binding {
             call_id: format!("reg-{contact}"),
             contact,
-            q: 1000,
+            q,
             expires_at_unix: now + 3600,
             path,
             received: None,
@@ -586,6 +591,63 @@ async fn forking_rings_both_contacts_and_cancels_the_one_that_did_not_answer() {
 }
 
 #[tokio::test]
+async fn contacts_ring_in_q_order_and_the_next_q_after_the_first_fails() {
+    let platform = Platform::start().await;
+    let alice = Phone::new(&platform.proxy).await;
+    let desk = Phone::new(&platform.proxy).await;
+    let mobile = Phone::new(&platform.proxy).await;
+    platform.register_with_q("bob", &mobile, 500).await;
+    platform.register_with_q("bob", &desk, 1000).await;
+
+    let mut call = Call::new("alice", &uri("bob"));
+    call.invite_authenticated(&alice, "alice").await;
+    // The desk (q=1.0) rings alone.
+    let desk_invite = desk.receive_request(Method::Invite).await;
+    assert!(
+        mobile
+            .try_receive(Duration::from_millis(300))
+            .await
+            .is_none(),
+        "the lower q rings only after the higher one failed"
+    );
+    desk.answer(&desk_invite, 486, "Busy Here", "bob").await;
+    desk.receive_request(Method::Ack).await;
+    // Then the mobile (q=0.5); its answer reaches the caller, the desk's busy does not.
+    let mobile_invite = mobile.receive_request(Method::Invite).await;
+    mobile.answer(&mobile_invite, 200, "OK", "bob").await;
+    let ok = alice.receive_response(200).await;
+    assert_eq!(ok.to().unwrap().tag(), Some(&b"callee-tag"[..]));
+    assert!(
+        alice
+            .try_receive(Duration::from_millis(300))
+            .await
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn a_6xx_from_the_first_q_ends_the_search() {
+    let platform = Platform::start().await;
+    let alice = Phone::new(&platform.proxy).await;
+    let desk = Phone::new(&platform.proxy).await;
+    let mobile = Phone::new(&platform.proxy).await;
+    platform.register_with_q("bob", &desk, 1000).await;
+    platform.register_with_q("bob", &mobile, 500).await;
+
+    let mut call = Call::new("alice", &uri("bob"));
+    call.invite_authenticated(&alice, "alice").await;
+    let desk_invite = desk.receive_request(Method::Invite).await;
+    desk.answer(&desk_invite, 603, "Decline", "bob").await;
+    alice.receive_response(603).await;
+    assert!(
+        mobile
+            .try_receive(Duration::from_millis(300))
+            .await
+            .is_none()
+    );
+}
+
+#[tokio::test]
 async fn a_caller_posing_as_someone_else_gets_403() {
     let platform = Platform::start().await;
     let alice = Phone::new(&platform.proxy).await;
@@ -902,6 +964,7 @@ async fn sipp_phones_call_each_other_through_the_proxy() {
             "bob",
             format!("sip:bob@127.0.0.1:{callee_port}"),
             Vec::new(),
+            1000,
         )
         .await;
     let callee = tokio::spawn(sipp(

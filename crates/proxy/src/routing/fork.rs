@@ -1,0 +1,340 @@
+//! Forking (RFC 3261 §16.6) and the response context (§16.7): branches as sip-core client
+//! transactions, Timer C, CANCEL fan-out, the best final response, and the end of a request.
+
+use super::*;
+
+impl Router {
+    /// Executes `plan` for server transaction `transaction`: its first step now, the next
+    /// ones as earlier steps fail (see [`Router::finish_if_all_answered`]).
+    pub(super) async fn fork(
+        &mut self,
+        endpoint: &SipEndpoint,
+        transaction: TransactionId,
+        plan: plan::CallPlan,
+        parties: CallParties,
+        offered_sdp: Option<Bytes>,
+        consumed_realm: &str,
+    ) {
+        let Some(context) = self.servers.get_mut(&transaction) else {
+            return;
+        };
+        context.decided = true;
+        context.parties = parties;
+        context.media_engaged = offered_sdp.is_some();
+        if context.cancelled || context.final_sent {
+            // Answered meanwhile (CANCEL): the relay's call for it has no use.
+            if context.media_engaged {
+                let call_id = call_id_text(&context.request);
+                self.spawn_media_delete(&call_id);
+            }
+            return;
+        }
+        let mut request = context.request.clone();
+        consume_credentials(&mut request, consumed_realm);
+        if let Some(sdp) = offered_sdp {
+            request.set_body(sdp);
+        }
+        context.outgoing = Some(request);
+        context.next_steps = plan.steps.into();
+        self.start_next_step(endpoint, transaction).await;
+    }
+
+    /// Rings the next step of the plan: a branch per reachable target. A step with no
+    /// reachable target is skipped; with none left the caller gets 480.
+    async fn start_next_step(&mut self, endpoint: &SipEndpoint, transaction: TransactionId) {
+        loop {
+            let Some(context) = self.servers.get_mut(&transaction) else {
+                return;
+            };
+            let (Some(step), Some(request)) =
+                (context.next_steps.pop_front(), context.outgoing.clone())
+            else {
+                let response =
+                    local_response(&context.request, 480, "Temporarily Unavailable").build();
+                self.respond(endpoint, transaction, response).await;
+                return;
+            };
+            let max_forwards = context
+                .request
+                .max_forwards()
+                .ok()
+                .flatten()
+                .unwrap_or(DEFAULT_MAX_FORWARDS);
+            let is_invite = context.method == Method::Invite;
+            let loop_hash = loop_hash(&request);
+            let mut branches = Vec::new();
+            for target in &step.targets {
+                let Some((outgoing, destination)) =
+                    self.branch_request(&request, target, max_forwards, loop_hash)
+                else {
+                    tracing::warn!(contact = %target.contact, "contact not reachable by IP: skipped");
+                    continue;
+                };
+                match endpoint
+                    .send_request(
+                        outgoing,
+                        Destination::address(TransportProtocol::Udp, destination),
+                    )
+                    .await
+                {
+                    Ok(client) => branches.push(client),
+                    Err(error) => tracing::warn!(%error, "branch could not be started"),
+                }
+            }
+            if branches.is_empty() {
+                continue;
+            }
+            let timer_c = is_invite.then(|| Instant::now() + self.config.timer_c);
+            let Some(context) = self.servers.get_mut(&transaction) else {
+                return;
+            };
+            for client in branches {
+                self.clients.insert(client, transaction);
+                if let Some(at) = timer_c {
+                    self.timer_c.push(Reverse((at, client)));
+                }
+                context.branches.push(Branch {
+                    client,
+                    final_status: None,
+                    timer_c,
+                });
+            }
+            return;
+        }
+    }
+
+    /// Builds the request for one branch (RFC 3261 §16.6) and where it goes.
+    pub(super) fn branch_request(
+        &self,
+        request: &Message,
+        target: &ForkTarget,
+        max_forwards: u32,
+        loop_hash: u64,
+    ) -> Option<(Message, SocketAddr)> {
+        let destination = match (target.path.first(), &target.received) {
+            (Some(first), _) => uri_address(strip_angle_brackets(first))?,
+            (None, Some(received)) => uri_address(received)?,
+            (None, None) => uri_address(&target.contact)?,
+        };
+        let mut outgoing = request.clone();
+        remove_internal_headers(&mut outgoing);
+        outgoing.set_request_uri(Bytes::from(target.contact.clone()));
+        outgoing.replace_header(
+            HeaderName::MaxForwards,
+            Bytes::from((max_forwards - 1).to_string()),
+        );
+        if is_dialog_forming(outgoing.method()) {
+            outgoing.add_header_before(HeaderName::RecordRoute, self.own_record_route());
+        }
+        // §16.6 step 7 with RFC 3327 §5: the Path is the route set to the contact.
+        outgoing.remove_header(&HeaderName::Route);
+        for path in target.path.iter().rev() {
+            outgoing.add_header_before(HeaderName::Route, Bytes::from(path.clone()));
+        }
+        outgoing.push_via(self.own_via(loop_hash));
+        Some((outgoing, destination))
+    }
+
+    pub(super) async fn handle_branch_response(
+        &mut self,
+        endpoint: &SipEndpoint,
+        server: TransactionId,
+        client: TransactionId,
+        mut response: Message,
+    ) {
+        let Some(status) = response.status() else {
+            return;
+        };
+        // §16.7 step 3: our Via goes.
+        response.pop_via();
+        if status == 100 {
+            return;
+        }
+        let request_had_sdp = self
+            .servers
+            .get(&server)
+            .is_none_or(|context| has_sdp(&context.request));
+        if self
+            .media_for_response(&mut response, request_had_sdp)
+            .await
+            && let Some(context) = self.servers.get_mut(&server)
+        {
+            context.media_engaged = true;
+        }
+        let timer_c = self.config.timer_c;
+        let Some(context) = self.servers.get_mut(&server) else {
+            if (200..300).contains(&status) {
+                forward_response_statelessly(endpoint, response).await;
+            }
+            return;
+        };
+        let Some(branch) = context.branches.iter_mut().find(|b| b.client == client) else {
+            return;
+        };
+        if status < 200 {
+            if let Some(deadline) = branch.timer_c.as_mut() {
+                // A provisional response restarts Timer C (§16.7 step 2).
+                *deadline = Instant::now() + timer_c;
+                self.timer_c.push(Reverse((*deadline, client)));
+            }
+            if !context.final_sent {
+                let _ = endpoint.send_response(server, response).await;
+            }
+            return;
+        }
+        let first_final = branch.final_status.is_none();
+        branch.final_status = Some(status);
+        branch.timer_c = None;
+        if (200..300).contains(&status) {
+            // §16.7 step 5: every 2xx goes upstream at once; the others are cancelled (§16.7
+            // step 10).
+            let first_2xx = !context.final_sent;
+            if first_2xx {
+                context.final_sent = true;
+                let others: Vec<TransactionId> = context
+                    .branches
+                    .iter()
+                    .filter(|b| b.client != client && b.final_status.is_none())
+                    .map(|b| b.client)
+                    .collect();
+                for other in others {
+                    let _ = endpoint.send_cancel(other).await;
+                }
+                self.account_final(server, &response);
+                self.remember_media_dialog(server, &response);
+            }
+            if endpoint
+                .send_response(server, response.clone())
+                .await
+                .is_err()
+            {
+                forward_response_statelessly(endpoint, response).await;
+            }
+            return;
+        }
+        if !first_final || context.final_sent {
+            return;
+        }
+        if status >= 600 {
+            // §16.7 step 5 lets a 6xx end the search: cancel the rest.
+            let others: Vec<TransactionId> = context
+                .branches
+                .iter()
+                .filter(|b| b.client != client && b.final_status.is_none())
+                .map(|b| b.client)
+                .collect();
+            for other in others {
+                let _ = endpoint.send_cancel(other).await;
+            }
+        }
+        let current = context
+            .best
+            .as_ref()
+            .map(|best| best.status().unwrap_or(500));
+        if replaces_best(status, current) {
+            context.best = Some(response);
+        }
+        self.finish_if_all_answered(endpoint, server).await;
+    }
+
+    /// A branch that ended without a response: it counts as if `status` had arrived
+    /// (RFC 3261 §16.7 step 6: 408 for a timeout, 503 for a transport error).
+    pub(super) async fn handle_branch_failure(
+        &mut self,
+        endpoint: &SipEndpoint,
+        server: TransactionId,
+        client: TransactionId,
+        status: u16,
+        reason: &str,
+    ) {
+        let Some(context) = self.servers.get_mut(&server) else {
+            return;
+        };
+        let Some(branch) = context.branches.iter_mut().find(|b| b.client == client) else {
+            return;
+        };
+        if branch.final_status.is_some() {
+            return;
+        }
+        branch.final_status = Some(status);
+        branch.timer_c = None;
+        if context.best.is_none() {
+            context.best = Some(local_response(&context.request, status, reason).build());
+        }
+        self.finish_if_all_answered(endpoint, server).await;
+    }
+
+    /// Sends the best response once every branch has a final one (§16.7 step 6).
+    pub(super) async fn finish_if_all_answered(
+        &mut self,
+        endpoint: &SipEndpoint,
+        server: TransactionId,
+    ) {
+        let Some(context) = self.servers.get_mut(&server) else {
+            return;
+        };
+        if context.final_sent || context.branches.iter().any(|b| b.final_status.is_none()) {
+            return;
+        }
+        // The next step of the plan rings unless the caller gave up or a 6xx ended the search
+        // (§16.7 step 5).
+        let ended_search = context
+            .best
+            .as_ref()
+            .is_some_and(|best| best.status().is_some_and(|status| status >= 600));
+        if !context.cancelled && !ended_search && !context.next_steps.is_empty() {
+            self.start_next_step(endpoint, server).await;
+            return;
+        }
+        let mut best = context
+            .best
+            .take()
+            .unwrap_or_else(|| local_response(&context.request, 408, "Request Timeout").build());
+        if best.status() == Some(503) {
+            // §16.7 step 6: a 503 from downstream must not make the caller stop using us.
+            best = local_response(&context.request, 500, "Server Internal Error").build();
+        }
+        self.respond(endpoint, server, best).await;
+    }
+
+    /// Sends a final response in server transaction `transaction` and accounts for it.
+    pub(super) async fn respond(
+        &mut self,
+        endpoint: &SipEndpoint,
+        transaction: TransactionId,
+        response: Message,
+    ) {
+        if let Some(context) = self.servers.get_mut(&transaction) {
+            if context.final_sent {
+                return;
+            }
+            context.final_sent = true;
+            context.decided = true;
+            let failed_call = context.method == Method::Invite
+                && request_is_out_of_dialog(&context.request)
+                && response.status().is_some_and(|status| status >= 300);
+            if failed_call && context.media_engaged {
+                let call_id = call_id_text(&context.request);
+                self.spawn_media_delete(&call_id);
+            }
+        }
+        self.account_final(transaction, &response);
+        send_final(endpoint, transaction, response).await;
+        self.forget_if_done(transaction);
+    }
+
+    /// Drops a context once its final response is out and no branch lives any more.
+    pub(super) fn forget_if_done(&mut self, server: TransactionId) {
+        let done = self.servers.get(&server).is_some_and(|context| {
+            context.final_sent
+                && context.decided
+                && context
+                    .branches
+                    .iter()
+                    .all(|branch| !self.clients.contains_key(&branch.client))
+        });
+        if done {
+            self.servers.remove(&server);
+        }
+    }
+}
