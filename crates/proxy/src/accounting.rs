@@ -5,15 +5,21 @@
 //! The router hands records to an [`AccountingSender`], which only pushes onto a bounded queue.
 //! When the queue is full the record is dropped, counted in [`AccountingStats::dropped`] and
 //! logged: losing a record is bad, but blocking every call behind a stuck database is worse.
-//! The writer drains what has queued up and writes it in one database transaction; a failed
-//! write is retried once after a pause, then counted as failed and logged.
+//! The writer drains what has queued up and writes it in one database transaction (a group
+//! commit); a failed write is retried once after a pause, then counted as failed and logged.
+//!
+//! Durable records ([`AccountingSender::record_durable`]): the answer of an answered call and
+//! of its BYE must not reach the caller before their rows are on disk, or a `kill -9` right
+//! after loses the CDR. Such a record carries a notifier the writer fires after its batch
+//! committed; the router holds the 2xx until then. Calls still do not wait one by one: every
+//! record queued meanwhile shares the same transaction.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use store::{AccRepository, NewAccRecord, Store};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 /// Most records written in one database transaction.
@@ -49,18 +55,41 @@ impl AccountingStats {
 /// The router's side of the queue: cheap to clone, never waits.
 #[derive(Debug, Clone)]
 pub struct AccountingSender {
-    queue: mpsc::Sender<NewAccRecord>,
+    queue: mpsc::Sender<Queued>,
     stats: Arc<AccountingStats>,
+}
+
+/// A queued record and, for a durable one, who waits for its commit.
+#[derive(Debug)]
+struct Queued {
+    record: NewAccRecord,
+    committed: Option<oneshot::Sender<bool>>,
 }
 
 impl AccountingSender {
     /// Queues `record`; when the queue is full it is counted and logged as dropped.
     pub fn record(&self, record: NewAccRecord) {
-        if let Err(error) = self.queue.try_send(record) {
-            let record = match error {
-                mpsc::error::TrySendError::Full(record)
-                | mpsc::error::TrySendError::Closed(record) => record,
+        self.enqueue(record, None);
+    }
+
+    /// Queues `record` and returns what resolves once it is committed: `true` when it is on
+    /// disk, `false` when it was dropped or the write failed.
+    pub fn record_durable(&self, record: NewAccRecord) -> oneshot::Receiver<bool> {
+        let (committed, receiver) = oneshot::channel();
+        self.enqueue(record, Some(committed));
+        receiver
+    }
+
+    fn enqueue(&self, record: NewAccRecord, committed: Option<oneshot::Sender<bool>>) {
+        let queued = Queued { record, committed };
+        if let Err(error) = self.queue.try_send(queued) {
+            let Queued { record, committed } = match error {
+                mpsc::error::TrySendError::Full(queued)
+                | mpsc::error::TrySendError::Closed(queued) => queued,
             };
+            if let Some(committed) = committed {
+                let _ = committed.send(false);
+            }
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
             tracing::error!(
                 call_id = %record.call_id,
@@ -80,18 +109,28 @@ impl AccountingSender {
 /// Starts the writer task over `store` with a queue of `capacity` records. The task ends once
 /// every sender is dropped and the queue is drained.
 pub fn spawn_writer(store: Store, capacity: usize) -> (AccountingSender, JoinHandle<()>) {
-    let (queue, mut receiver) = mpsc::channel::<NewAccRecord>(capacity.max(1));
+    let (queue, mut receiver) = mpsc::channel::<Queued>(capacity.max(1));
     let stats = Arc::new(AccountingStats::default());
     let writer_stats = Arc::clone(&stats);
     let task = tokio::spawn(async move {
+        let mut queued = Vec::with_capacity(MAX_BATCH);
         let mut batch = Vec::with_capacity(MAX_BATCH);
-        while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let mut waiting = Vec::new();
+        while receiver.recv_many(&mut queued, MAX_BATCH).await > 0 {
+            for Queued { record, committed } in queued.drain(..) {
+                batch.push(record);
+                waiting.extend(committed);
+            }
             let mut result = store.insert_acc_records(&batch).await;
             if result.is_err() {
                 tokio::time::sleep(RETRY_PAUSE).await;
                 result = store.insert_acc_records(&batch).await;
             }
             let count = batch.len() as u64;
+            let on_disk = result.is_ok();
+            for committed in waiting.drain(..) {
+                let _ = committed.send(on_disk);
+            }
             match result {
                 Ok(()) => {
                     writer_stats.written.fetch_add(count, Ordering::Relaxed);
@@ -157,6 +196,31 @@ mod tests {
             .unwrap();
         assert_eq!(rows.len(), 3);
         assert!(rows.iter().all(|row| row.sip_code == 486));
+    }
+
+    #[tokio::test]
+    async fn a_durable_record_resolves_once_it_is_in_the_database() {
+        let store = Store::connect("sqlite::memory:").await.unwrap();
+        let (sender, _task) = spawn_writer(store.clone(), 16);
+        sender.record(record("acc-durable", 486));
+        let committed = sender.record_durable(record("acc-durable", 200));
+        assert!(committed.await.unwrap(), "committed");
+        // Resolved only after the commit: both rows (one batch or two) are readable now.
+        let rows = store
+            .list_acc_records_by_call_id("acc-durable")
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_durable_record_that_cannot_be_queued_resolves_false() {
+        let store = Store::connect("sqlite::memory:").await.unwrap();
+        let (sender, _task) = spawn_writer(store, 1);
+        sender.record(record("acc-durable-full", 200));
+        let refused = sender.record_durable(record("acc-durable-full", 200));
+        assert!(!refused.await.unwrap(), "the queue was full");
+        assert_eq!(sender.stats().dropped(), 1);
     }
 
     #[tokio::test]

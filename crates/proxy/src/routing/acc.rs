@@ -115,15 +115,18 @@ pub(super) fn media_timeout_record(
 }
 
 impl Router {
-    /// Writes the `acc` record for a final response: every INVITE, and BYE with a 2xx.
-    pub(super) fn account_final(&mut self, server: TransactionId, response: &Message) {
-        let Some(context) = self.servers.get(&server) else {
-            return;
-        };
+    /// Writes the `acc` record for a final response: every INVITE, and BYE with a 2xx. For a
+    /// 2xx (an answered call, a finished one) it returns what resolves once the row is on disk.
+    pub(super) fn account_final(
+        &mut self,
+        server: TransactionId,
+        response: &Message,
+    ) -> Option<tokio::sync::oneshot::Receiver<bool>> {
+        let context = self.servers.get(&server)?;
         let status = response.status().unwrap_or(500);
         let initial = request_is_out_of_dialog(&context.request);
         if !is_accounted(&context.method, initial, status) {
-            return;
+            return None;
         }
         let call_id = context
             .request
@@ -152,7 +155,12 @@ impl Router {
             context.source,
             unix_time_ms(),
         );
-        self.services.accounting.record(record);
+        if (200..300).contains(&status) {
+            Some(self.services.accounting.record_durable(record))
+        } else {
+            self.services.accounting.record(record);
+            None
+        }
     }
 }
 

@@ -200,16 +200,19 @@ impl Router {
                 for other in others {
                     let _ = endpoint.send_cancel(other).await;
                 }
-                self.account_final(server, &response);
+                let committed = self.account_final(server, &response);
                 self.remember_media_dialog(server, &response);
+                if let Some(committed) = committed {
+                    // An answered call (or its BYE): its row goes to disk before the 2xx
+                    // goes upstream, so a crash right after loses no CDR.
+                    self.hold_until_committed(server, response, committed);
+                    return;
+                }
+            } else if context.held_2xx {
+                // A retransmission while the first 2xx waits for its commit: that one goes.
+                return;
             }
-            if endpoint
-                .send_response(server, response.clone())
-                .await
-                .is_err()
-            {
-                forward_response_statelessly(endpoint, response).await;
-            }
+            send_upstream(endpoint, server, response).await;
             return;
         }
         if !first_final || context.final_sent {
@@ -318,9 +321,47 @@ impl Router {
                 self.spawn_media_delete(&call_id);
             }
         }
-        self.account_final(transaction, &response);
+        // A local answer is no answered call: its row need not hold the response.
+        drop(self.account_final(transaction, &response));
         send_final(endpoint, transaction, response).await;
         self.forget_if_done(transaction);
+    }
+
+    /// Holds a 2xx of `server` until its accounting row is committed, then hands it back as
+    /// [`Work::Committed`]. A failed write is logged by the writer; the call goes on.
+    fn hold_until_committed(
+        &mut self,
+        server: TransactionId,
+        response: Message,
+        committed: tokio::sync::oneshot::Receiver<bool>,
+    ) {
+        if let Some(context) = self.servers.get_mut(&server) {
+            context.held_2xx = true;
+        }
+        let work = self.work.clone();
+        tokio::spawn(async move {
+            if !committed.await.unwrap_or(false) {
+                tracing::error!("accounting row not on disk: answer forwarded anyway");
+            }
+            let _ = work.send(Work::Committed {
+                transaction: server,
+                response: Box::new(response),
+            });
+        });
+    }
+
+    /// Sends a 2xx whose row is committed.
+    pub(super) async fn release_committed(
+        &mut self,
+        endpoint: &SipEndpoint,
+        server: TransactionId,
+        response: Message,
+    ) {
+        if let Some(context) = self.servers.get_mut(&server) {
+            context.held_2xx = false;
+        }
+        send_upstream(endpoint, server, response).await;
+        self.forget_if_done(server);
     }
 
     /// Drops a context once its final response is out and no branch lives any more.
@@ -336,5 +377,17 @@ impl Router {
         if done {
             self.servers.remove(&server);
         }
+    }
+}
+
+/// Sends a 2xx upstream in its server transaction, or statelessly by its Via once that
+/// transaction is gone (RFC 6026).
+async fn send_upstream(endpoint: &SipEndpoint, server: TransactionId, response: Message) {
+    if endpoint
+        .send_response(server, response.clone())
+        .await
+        .is_err()
+    {
+        forward_response_statelessly(endpoint, response).await;
     }
 }

@@ -160,6 +160,11 @@ pub enum Work {
     },
     /// A media check ended; the relay no longer knows these calls.
     MediaChecked { gone: Vec<String> },
+    /// The accounting row of this held 2xx is committed: send it upstream.
+    Committed {
+        transaction: TransactionId,
+        response: Box<Message>,
+    },
 }
 
 /// One client transaction forked from a server transaction.
@@ -197,6 +202,8 @@ struct ServerContext {
     outgoing: Option<Message>,
     /// The plan's steps still to ring.
     next_steps: VecDeque<plan::PlanStep>,
+    /// A 2xx waits for its accounting row to be committed (retransmissions are dropped).
+    held_2xx: bool,
 }
 
 /// The stateful forking proxy.
@@ -307,6 +314,7 @@ impl Router {
                 media_engaged: false,
                 outgoing: None,
                 next_steps: VecDeque::new(),
+                held_2xx: false,
             },
         );
         if in_dialog {
@@ -498,6 +506,13 @@ impl Router {
                     &consumed_realm,
                 )
                 .await;
+            }
+            Work::Committed {
+                transaction,
+                response,
+            } => {
+                self.release_committed(endpoint, transaction, *response)
+                    .await;
             }
             Work::MediaChecked { gone } => {
                 self.media_check_running = false;
