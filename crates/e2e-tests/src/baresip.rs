@@ -19,6 +19,9 @@ pub struct BaresipMedia<'a> {
     pub netns: Option<&'a str>,
     /// Local RTP/RTCP port range (`rtp_ports`), so a capture can single the phone out.
     pub rtp_ports: Option<(u16, u16)>,
+    /// Print every SIP message sent and received into the log (`-s`), for
+    /// [`Baresip::received_sdp_lines`].
+    pub sip_trace: bool,
 }
 
 impl Default for BaresipMedia<'_> {
@@ -27,6 +30,7 @@ impl Default for BaresipMedia<'_> {
             tone_hz: 440,
             netns: None,
             rtp_ports: None,
+            sip_trace: false,
         }
     }
 }
@@ -85,6 +89,7 @@ impl Baresip {
             tone_hz,
             netns,
             rtp_ports,
+            sip_trace,
         } = *media;
         let rtp_ports = rtp_ports
             .map(|(first, last)| format!("rtp_ports {first}-{last}\n"))
@@ -130,6 +135,9 @@ impl Baresip {
             None => Command::new("baresip"),
         };
         command.arg("-f").arg(directory);
+        if sip_trace {
+            command.arg("-s");
+        }
         for line in commands {
             command.arg("-e").arg(line);
         }
@@ -168,6 +176,13 @@ impl Baresip {
             std::thread::sleep(Duration::from_millis(50));
         }
         Ok(())
+    }
+
+    /// The `o=` and `c=` lines of the SDP bodies the phone received at `local` (its SIP
+    /// address), from the trace a phone started with [`BaresipMedia::sip_trace`] prints: each
+    /// message follows a line `UDP <source> -> <destination>`.
+    pub fn received_sdp_lines(&self, local: SocketAddr) -> Vec<String> {
+        received_sdp_lines(&self.log(), local)
     }
 
     /// Wait until the process exits on its own (`quit_after`).
@@ -213,6 +228,23 @@ impl Baresip {
             samples,
         })
     }
+}
+
+fn received_sdp_lines(trace: &str, local: SocketAddr) -> Vec<String> {
+    let local = local.to_string();
+    let mut incoming = false;
+    let mut found = Vec::new();
+    for line in trace.lines().map(|line| line.trim_end_matches('\r')) {
+        let words: Vec<&str> = line.split(' ').collect();
+        if let [transport, _source, "->", destination] = words.as_slice()
+            && ["UDP", "TCP", "TLS", "WS", "WSS"].contains(transport)
+        {
+            incoming = *destination == local;
+        } else if incoming && (line.starts_with("o=") || line.starts_with("c=")) {
+            found.push(line.to_owned());
+        }
+    }
+    found
 }
 
 /// Decoded PCM audio: interleaved 16-bit samples.
@@ -358,6 +390,29 @@ mod tests {
             samples: wav_samples(&bytes).unwrap(),
         };
         assert!(audio.power_at(440.0) > 100.0 * audio.power_at(660.0));
+    }
+
+    #[test]
+    fn sdp_lines_are_taken_from_received_messages_only() {
+        let trace = "\x1b[36;1m#\n\
+                     UDP 10.1.0.11:5060 -> 10.1.0.2:5060\n\
+                     INVITE sip:bob@x SIP/2.0\r\n\
+                     \r\n\
+                     o=- 1 1 IN IP4 10.1.0.11\r\n\
+                     c=IN IP4 10.1.0.11\r\n\
+                     \x1b[;m\n\
+                     \x1b[36;1m#\n\
+                     UDP 10.1.0.2:5060 -> 10.1.0.11:5060\n\
+                     SIP/2.0 200 OK\r\n\
+                     \r\n\
+                     o=- 2 2 IN IP4 10.1.0.2\r\n\
+                     c=IN IP4 10.1.0.2\r\n\
+                     audio: Set audio decoder: PCMU 8000Hz 1ch\n";
+        let local: SocketAddr = "10.1.0.11:5060".parse().unwrap();
+        assert_eq!(
+            received_sdp_lines(trace, local),
+            vec!["o=- 2 2 IN IP4 10.1.0.2", "c=IN IP4 10.1.0.2"]
+        );
     }
 
     #[test]

@@ -3,20 +3,33 @@
 //! provisions subscribers over the REST API ([`Provisioning`]) and drives the platform with
 //! SIPp scenarios from `crates/e2e-tests/sipp/` ([`Sipp`]).
 //!
+//! For the out-of-the-box case, [`LanLab`] builds a LAN of network namespaces (a server, phones,
+//! a bridge) and [`DefaultNode`] runs `voxide up` there with no configuration at all; stock
+//! phones besides SIPp and baresip are [`Linphonec`] and PJSUA2 ([`pjsua2::register`]).
+//!
 //! The tests themselves live in `crates/voxide/tests/`, where Cargo hands them the path of the
 //! built binary (`CARGO_BIN_EXE_voxide`).
 
 pub mod baresip;
+pub mod default_node;
+pub mod lan;
+pub mod linphone;
 pub mod netns;
 pub mod node;
+pub mod pjsua2;
 pub mod ports;
 pub mod provision;
 pub mod scene;
+pub mod sip_trace;
 pub mod sipp;
 
 pub use baresip::{Audio, Baresip, BaresipAccount, BaresipMedia};
-pub use netns::NatLab;
+pub use default_node::DefaultNode;
+pub use lan::{LanHost, LanLab};
+pub use linphone::{LinphoneAccount, Linphonec};
+pub use netns::{Namespace, NatLab, unique_tag};
 pub use node::{Component, Node, NodePorts};
+pub use pjsua2::{Pjsua2Account, Pjsua2Registration};
 pub use ports::{free_tcp_and_udp_port, free_udp_port};
 pub use provision::{Provisioning, Subscriber};
 pub use scene::Scene;

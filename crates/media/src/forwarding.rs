@@ -901,10 +901,13 @@ mod tests {
 
     impl RemoteLab {
         fn create() -> Result<Self, String> {
-            let id = std::process::id();
-            let tag = format!("{:x}", id % 0xfffff);
-            // 10.200-249.x: clear of the NAT lab's 10.100-199 subnets.
-            let subnet = 200 + (id % 50) as u8;
+            // Unique per lab, not per process: tests of this binary run in parallel.
+            let tag = e2e_tests::netns::unique_tag();
+            // 10.200-249.x, from the tag's counter so parallel labs differ too. Only inside
+            // the lab's own namespaces, which nothing routes to, so no root address can
+            // clash; the range stays clear of the NAT lab's 10.100-199 all the same.
+            let serial = u32::from_str_radix(&tag, 16).unwrap_or(0);
+            let subnet = 200 + u8::try_from(serial % 50).unwrap_or(0);
             let lab = RemoteLab {
                 relay: format!("vxfr{tag}"),
                 phone: format!("vxfp{tag}"),

@@ -47,21 +47,28 @@ fn header_fields(header_section: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> 
 /// response must echo (Via, From, To, Call-ID, CSeq), byte for byte.
 ///
 /// Works on raw bytes because it answers messages the full parser refused. Returns `None` for
-/// responses (never answered, RFC 3261 §18.1.2) and for requests without a Via, which cannot be
-/// routed back. A request missing From, To, Call-ID or CSeq still gets its answer (RFC 4475
-/// §3.3.1 "insuf": ideally 400) with whichever of them it had.
+/// responses (never answered, RFC 3261 §18.1.2), for start lines that are not a request line
+/// ending in a SIP-Version (any version: a `SIP/7.0` request gets its 505) and for requests
+/// without a Via, which cannot be routed back. A request missing From, To, Call-ID or CSeq
+/// still gets its answer (RFC 4475 §3.3.1 "insuf": ideally 400) with whichever of them it had.
 pub fn stateless_error_response(
     message: &[u8],
     status_code: u16,
     reason_phrase: &str,
 ) -> Option<Bytes> {
+    // RFC 3261 §7.5: CRLFs before the start line are ignored, as the parser ignores them.
+    let leading = message
+        .iter()
+        .take_while(|byte| matches!(byte, b'\r' | b'\n'))
+        .count();
+    let message = &message[leading..];
     let header_section = match header_section_length(message) {
         Some(length) => &message[..length],
         None => message,
     };
     let start_line_end = header_section.iter().position(|byte| *byte == b'\n')?;
     let start_line = trim_carriage_return(&header_section[..start_line_end]);
-    if start_line.starts_with(b"SIP/") || !start_line.ends_with(b"SIP/2.0") {
+    if !is_request_line(start_line) {
         return None;
     }
     let mut vias = Vec::new();
@@ -116,6 +123,35 @@ pub fn stateless_error_response(
     }
     response.put_slice(b"Content-Length: 0\r\n\r\n");
     Some(response.freeze())
+}
+
+/// Whether `line` reads as a request line, however broken its middle: it does not start like a
+/// status line (`SIP/`, RFC 3261 §7.2) and its last word is a SIP-Version of any number
+/// (`SIP/` 1*DIGIT "." 1*DIGIT, case-insensitive as the parser reads it), so a request in
+/// another version is answered with the parser's 505 (§8.2.2, RFC 4475 §3.1.2.16 "badvers").
+/// Trailing white space after the version (RFC 4475 §3.1.2.10 "trws") still reads as a request:
+/// the parser rejects it and the sender is owed its 400. Anything else (HTTP, binary noise, a
+/// line without a version) is not SIP and gets no answer.
+fn is_request_line(line: &[u8]) -> bool {
+    if line.len() >= 4 && line[..4].eq_ignore_ascii_case(b"SIP/") {
+        return false;
+    }
+    let line = trim_whitespace(line);
+    let Some(last_space) = line
+        .iter()
+        .rposition(|byte| *byte == b' ' || *byte == b'\t')
+    else {
+        return false;
+    };
+    let version = &line[last_space + 1..];
+    if version.len() < 4 || !version[..4].eq_ignore_ascii_case(b"SIP/") {
+        return false;
+    }
+    let mut numbers = version[4..].split(|byte| *byte == b'.');
+    let is_number = |part: Option<&[u8]>| {
+        part.is_some_and(|part| !part.is_empty() && part.iter().all(u8::is_ascii_digit))
+    };
+    is_number(numbers.next()) && is_number(numbers.next()) && numbers.next().is_none()
 }
 
 fn put_header(response: &mut BytesMut, name: &[u8], value: &[u8]) {
@@ -257,6 +293,110 @@ To: <sip:c@d>\r\nCall-ID: id\r\nCSeq: 1 OPTIONS\r\n\r\n";
         assert_eq!(stateless_error_response(b"", 400, "Bad Request"), None);
     }
 
+    /// An RFC 4475 message from the repository's torture corpus.
+    fn torture(name: &str) -> Vec<u8> {
+        let path = format!(
+            "{}/../sip-message/tests/torture/{name}.sip",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read(&path).unwrap_or_else(|error| panic!("{path}: {error}"))
+    }
+
+    /// What a transport sends back for `message`: the parser's verdict turned into a response.
+    fn answer_to(message: &[u8]) -> Option<String> {
+        let error = sip_message::Message::parse(Bytes::copy_from_slice(message))
+            .and_then(|message| message.validate().map(|()| message))
+            .expect_err("the message is refused");
+        stateless_error_response(message, error.status_code(), &error.reason_phrase())
+            .map(|response| String::from_utf8(response.to_vec()).unwrap())
+    }
+
+    #[test]
+    fn request_in_another_sip_version_gets_505_rfc_4475_badvers() {
+        let text = answer_to(&torture("badvers")).expect("badvers is answered");
+        assert!(
+            text.starts_with("SIP/2.0 505 Version Not Supported\r\n"),
+            "{text}"
+        );
+        // The Via is echoed as sent, version and all: the response retraces it.
+        assert!(
+            text.contains("Via: SIP/7.0/UDP c.example.com;branch=z9hG4bKkdjuw\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("From: A. Bell <sip:a.g.bell@example.com>;tag=qweoiqpe\r\n"));
+        assert!(text.contains("To: T. Watson <sip:t.watson@example.org>;tag="));
+        assert!(text.contains("Call-ID: badvers.31417@c.example.com\r\n"));
+        assert!(text.contains("CSeq: 1 OPTIONS\r\n"));
+    }
+
+    #[test]
+    fn request_line_with_trailing_white_space_gets_400_rfc_4475_trws() {
+        let text = answer_to(&torture("trws")).expect("trws is answered");
+        assert!(
+            text.starts_with("SIP/2.0 400 Bad Request - malformed start line\r\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Call-ID: trws.oicu34958239neffasdhr2345r\r\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn any_sip_version_in_any_case_marks_a_request() {
+        let headers = "Via: SIP/2.0/UDP h;branch=z9hG4bKv\r\nCall-ID: v\r\n\r\n";
+        for line in [
+            "OPTIONS sip:a@b SIP/2.0",
+            "OPTIONS sip:a@b sip/2.0",
+            "OPTIONS sip:a@b SIP/7.0",
+            "OPTIONS sip:a@b SIP/2.1",
+            "OPTIONS sip:a@b SIP/10.25",
+            "OPTIONS sip:a@b SIP/2.0 \t ",
+            "INVITE  sip:a@b  SIP/2.0",
+            "INVITE sip:a@b\tSIP/3.0",
+        ] {
+            let request = format!("{line}\r\n{headers}");
+            let response = stateless_error_response(request.as_bytes(), 400, "Bad Request");
+            assert!(response.is_some(), "{line:?} is a request");
+        }
+        // Leading CRLFs (RFC 3261 §7.5) do not hide the request line.
+        let request = format!("\r\n\r\nOPTIONS sip:a@b SIP/2.0\r\n{headers}");
+        assert!(stateless_error_response(request.as_bytes(), 400, "Bad Request").is_some());
+    }
+
+    #[test]
+    fn lines_without_a_sip_version_or_starting_like_a_status_line_get_no_answer() {
+        let headers = "Via: SIP/2.0/UDP h;branch=z9hG4bKv\r\nCall-ID: v\r\n\r\n";
+        for line in [
+            "SIP/2.0 200 OK",
+            "SIP/7.0 200 OK",
+            "sip/2.0 4294967301 better not break the receiver SIP/2.0",
+            "SIP/2.0 100 ",
+            "GET / HTTP/1.1",
+            "OPTIONS sip:a@b",
+            "OPTIONS sip:a@b SIP/2",
+            "OPTIONS sip:a@b SIP/.0",
+            "OPTIONS sip:a@b SIP/2.",
+            "OPTIONS sip:a@b SIP/2.0.1",
+            "OPTIONS sip:a@b SIP/x.y",
+            "OPTIONS sip:a@b SIP/2.0x",
+            "SIP/2.0",
+            " SIP/2.0",
+            "",
+        ] {
+            let request = format!("{line}\r\n{headers}");
+            let response = stateless_error_response(request.as_bytes(), 400, "Bad Request");
+            assert_eq!(response, None, "{line:?} is no request");
+        }
+        for response in ["scalarlg", "bigcode", "noreason", "unreason", "bcast"] {
+            assert_eq!(
+                stateless_error_response(&torture(response), 400, "Bad Request"),
+                None,
+                "{response} is a response"
+            );
+        }
+    }
+
     mod properties {
         use super::*;
         use proptest::prelude::*;
@@ -283,6 +423,18 @@ To: <sip:c@d>\r\nCall-ID: id\r\nCSeq: 1 OPTIONS\r\n\r\n";
                 request.push_str(&format!("CSeq: 1 {method}\r\n\r\n"));
                 let response = stateless_error_response(request.as_bytes(), 400, "Bad Request");
                 prop_assert!(response.is_some());
+            }
+
+            /// A request in any SIP-Version gets the status it is refused with; the same
+            /// message as a status line gets nothing.
+            #[test]
+            fn every_version_number_is_answered_and_no_status_line_is(major in 0u32..100_000, minor in 0u32..100_000, status in 100u16..700) {
+                let headers = "Via: SIP/2.0/UDP h;branch=z9hG4bKp\r\nCSeq: 1 OPTIONS\r\n\r\n";
+                let request = format!("OPTIONS sip:x@y SIP/{major}.{minor}\r\n{headers}");
+                let response = stateless_error_response(request.as_bytes(), 505, "Version Not Supported");
+                prop_assert!(response.is_some_and(|response| response.starts_with(b"SIP/2.0 505 Version Not Supported\r\n")));
+                let status_line = format!("SIP/{major}.{minor} {status} Whatever SIP/2.0\r\n{headers}");
+                prop_assert_eq!(stateless_error_response(status_line.as_bytes(), 400, "Bad Request"), None);
             }
         }
     }

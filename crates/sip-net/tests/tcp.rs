@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{next_event, next_message, read_to_close, read_until, request, text};
+use common::{next_event, next_message, read_to_close, read_until, request, text, torture_message};
 use sip_message::ParseError;
 use sip_net::{
     CloseReason, Destination, TransportConfig, TransportEvent, TransportProtocol, Transports,
@@ -313,6 +313,35 @@ async fn malformed_message_gets_400_then_the_connection_closes_rfc_4475() {
         next_event(&mut events, Duration::from_secs(10)).await,
         TransportEvent::ConnectionClosed {
             reason: CloseReason::Malformed(ParseError::MethodMismatch),
+            ..
+        }
+    ));
+    assert_eq!(transports.connection_count(), 0);
+}
+
+#[tokio::test]
+async fn request_in_another_sip_version_gets_505_then_the_connection_closes() {
+    let (transports, mut events, address) = listening();
+    let mut client = TcpStream::connect(address).await.unwrap();
+    client.write_all(&torture_message("badvers")).await.unwrap();
+    let answer = text(&read_to_close(&mut client, Duration::from_secs(10)).await);
+    assert!(
+        answer.starts_with("SIP/2.0 505 Version Not Supported\r\n"),
+        "{answer}"
+    );
+    assert!(answer.contains("CSeq: 1 OPTIONS\r\n"), "{answer}");
+    assert!(matches!(
+        next_event(&mut events, Duration::from_secs(10)).await,
+        TransportEvent::Rejected {
+            error: ParseError::UnsupportedVersion,
+            answered: true,
+            ..
+        }
+    ));
+    assert!(matches!(
+        next_event(&mut events, Duration::from_secs(10)).await,
+        TransportEvent::ConnectionClosed {
+            reason: CloseReason::Malformed(ParseError::UnsupportedVersion),
             ..
         }
     ));

@@ -2,12 +2,17 @@
 
 mod common;
 
+use std::time::Duration;
+
 use bytes::Bytes;
-use common::{next_message, request};
+use common::{next_event, next_message, read_to_close, request, text, torture_message};
+use sip_message::ParseError;
 use sip_net::tls::{GENERATED_CERTIFICATE_FILE, GENERATED_KEY_FILE, client_config};
 use sip_net::{
-    Destination, IdentityOrigin, TlsIdentity, TransportConfig, TransportProtocol, Transports,
+    Destination, IdentityOrigin, TlsIdentity, TransportConfig, TransportEvent, TransportProtocol,
+    Transports,
 };
+use tokio::io::AsyncWriteExt;
 
 fn names() -> Vec<String> {
     vec!["localhost".into(), "127.0.0.1".into(), "::1".into()]
@@ -119,4 +124,42 @@ async fn client_that_does_not_trust_the_server_fails_the_handshake() {
         "{error}"
     );
     assert_eq!(client.connection_count(), 0);
+}
+
+#[tokio::test]
+async fn request_in_another_sip_version_over_tls_gets_505_then_a_close() {
+    let directory = tempfile::tempdir().unwrap();
+    let (identity, _) = TlsIdentity::load_or_generate(directory.path(), &names()).unwrap();
+    let (server, mut events) = Transports::new(TransportConfig::default());
+    let address = server
+        .listen_tls(
+            "127.0.0.1:0".parse().unwrap(),
+            identity.server_config().unwrap(),
+        )
+        .unwrap();
+    let connector =
+        tokio_rustls::TlsConnector::from(client_config([identity.certificate().clone()]).unwrap());
+    let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
+    let mut client = connector
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .unwrap();
+    client.write_all(&torture_message("badvers")).await.unwrap();
+    let answer = text(&read_to_close(&mut client, Duration::from_secs(10)).await);
+    assert!(
+        answer.starts_with("SIP/2.0 505 Version Not Supported\r\n"),
+        "{answer}"
+    );
+    assert!(
+        answer.contains("Call-ID: badvers.31417@c.example.com\r\n"),
+        "{answer}"
+    );
+    assert!(matches!(
+        next_event(&mut events, Duration::from_secs(10)).await,
+        TransportEvent::Rejected {
+            error: ParseError::UnsupportedVersion,
+            answered: true,
+            ..
+        }
+    ));
 }

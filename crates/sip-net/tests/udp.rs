@@ -5,7 +5,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{next_event, next_message, request, request_with_body, text};
+use common::{next_event, next_message, request, request_with_body, text, torture_message};
 use sip_message::ParseError;
 use sip_net::{Destination, TransportConfig, TransportEvent, TransportProtocol, Transports};
 use tokio::net::UdpSocket;
@@ -228,6 +228,60 @@ To: <sip:c@d>\r\nCall-ID: r\r\nCSeq: 1 OPTIONS\r\nContent-Length: 50\r\n\r\nshor
         silence.is_err(),
         "responses are never answered (RFC 3261 §18.1.2)"
     );
+}
+
+#[tokio::test]
+async fn request_in_another_sip_version_gets_505_rfc_4475_badvers() {
+    let (transports, mut events) = Transports::new(TransportConfig::default());
+    let server = transports.bind_udp("127.0.0.1:0".parse().unwrap()).unwrap();
+    let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    client
+        .send_to(&torture_message("badvers"), server)
+        .await
+        .unwrap();
+    let (response, from) = receive(&client).await;
+    assert_eq!(from, server);
+    let response = text(&response);
+    assert!(
+        response.starts_with("SIP/2.0 505 Version Not Supported\r\n"),
+        "{response}"
+    );
+    assert!(response.contains("Via: SIP/7.0/UDP c.example.com;branch=z9hG4bKkdjuw\r\n"));
+    assert!(response.contains("Call-ID: badvers.31417@c.example.com\r\n"));
+    assert!(matches!(
+        next_event(&mut events, Duration::from_secs(10)).await,
+        TransportEvent::Rejected {
+            error: ParseError::UnsupportedVersion,
+            answered: true,
+            ..
+        }
+    ));
+}
+
+#[tokio::test]
+async fn request_line_with_trailing_white_space_gets_400_rfc_4475_trws() {
+    let (transports, mut events) = Transports::new(TransportConfig::default());
+    let server = transports.bind_udp("127.0.0.1:0".parse().unwrap()).unwrap();
+    let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    client
+        .send_to(&torture_message("trws"), server)
+        .await
+        .unwrap();
+    let (response, _) = receive(&client).await;
+    let response = text(&response);
+    assert!(
+        response.starts_with("SIP/2.0 400 Bad Request - malformed start line\r\n"),
+        "{response}"
+    );
+    assert!(response.contains("Call-ID: trws.oicu34958239neffasdhr2345r\r\n"));
+    assert!(matches!(
+        next_event(&mut events, Duration::from_secs(10)).await,
+        TransportEvent::Rejected {
+            error: ParseError::MalformedStartLine { .. },
+            answered: true,
+            ..
+        }
+    ));
 }
 
 #[tokio::test]

@@ -110,3 +110,12 @@ pub async fn read_to_close<S: tokio::io::AsyncRead + Unpin>(
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
+
+/// One message of the RFC 4475 / RFC 5118 torture corpus kept in `sip-message`.
+pub fn torture_message(name: &str) -> Vec<u8> {
+    let path = format!(
+        "{}/../sip-message/tests/torture/{name}.sip",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read(&path).unwrap_or_else(|error| panic!("{path}: {error}"))
+}
