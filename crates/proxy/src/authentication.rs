@@ -427,7 +427,8 @@ fn identity_of(request: &Message, is_register: bool) -> Result<(String, String),
     } else {
         request.from().map_err(|_| "malformed From")?
     };
-    let host = std::str::from_utf8(address.uri.host.as_bytes()).map_err(|_| "host is not UTF-8")?;
+    // The realm is the domain as provisioned (an IPv6 host in brackets, canonical).
+    let host = address.uri.host.domain_name().ok_or("host is not UTF-8")?;
     if host.is_empty() {
         return Err("no domain to authenticate in");
     }
@@ -437,7 +438,7 @@ fn identity_of(request: &Message, is_register: bool) -> Result<(String, String),
         .as_ref()
         .map(|user| String::from_utf8_lossy(user).into_owned())
         .unwrap_or_default();
-    Ok((user, host.to_ascii_lowercase()))
+    Ok((user, host))
 }
 
 /// A `digest_algorithms` value (`"SHA-256,MD5"`) as algorithms in order; `None` when it names

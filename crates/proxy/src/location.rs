@@ -55,8 +55,11 @@ impl AddressOfRecord {
             .ok_or(LocationError::InvalidAddressOfRecord("no user part"))?;
         let user = String::from_utf8(Unescaped::new(user).collect())
             .map_err(|_| LocationError::InvalidAddressOfRecord("user part is not UTF-8"))?;
-        let domain = std::str::from_utf8(uri.host.as_bytes())
-            .map_err(|_| LocationError::InvalidAddressOfRecord("host is not UTF-8"))?;
+        // IPv6 hosts in brackets, canonical, as the store names such a domain.
+        let domain = uri
+            .host
+            .domain_name()
+            .ok_or(LocationError::InvalidAddressOfRecord("host is not UTF-8"))?;
         if domain.is_empty() {
             return Err(LocationError::InvalidAddressOfRecord("no host"));
         }

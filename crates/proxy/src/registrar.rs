@@ -18,7 +18,7 @@ use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use sip_message::{Contact, HeaderName, Message, Method};
+use sip_message::{Contact, HeaderName, Message, Method, Scheme};
 use store::Store;
 
 use crate::authentication::{AuthOutcome, Authenticator};
@@ -164,6 +164,11 @@ impl Registrar {
         let to = request
             .to()
             .map_err(|_| fail(400, "Bad Request - malformed To"))?;
+        // RFC 4475 §3.3.4: a To that is no SIP or SIPS URI is a bad request, not an unknown
+        // user.
+        if !matches!(to.uri.scheme, Scheme::Sip | Scheme::Sips) {
+            return Err(fail(400, "Bad Request - To is not a SIP URI"));
+        }
         let aor = AddressOfRecord::from_uri(&to.uri).map_err(|_| fail(404, "Not Found"))?;
 
         // Steps 3 and 4: authenticate, then authorize (RFC 3261 §10.3 steps 3-4).

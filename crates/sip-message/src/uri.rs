@@ -43,6 +43,21 @@ impl<'a> Host<'a> {
         }
     }
 
+    /// The host as a SIP domain is named: a host name in lower case, an IPv4 address as
+    /// written, an IPv6 reference in brackets in its canonical (RFC 5952) spelling, so every
+    /// spelling of one address names one domain. `None` when the text is not UTF-8.
+    pub fn domain_name(&self) -> Option<String> {
+        let text = std::str::from_utf8(self.as_bytes()).ok()?;
+        Some(match self {
+            Host::Domain(_) => text.to_ascii_lowercase(),
+            Host::Ipv4(_) => text.to_owned(),
+            Host::Ipv6(_) => match self.ip() {
+                Some(ip) => format!("[{ip}]"),
+                None => format!("[{}]", text.to_ascii_lowercase()),
+            },
+        })
+    }
+
     /// Hosts compare case-insensitively (RFC 3261 §19.1.4); IPv6 references compare as
     /// addresses, so `[2001:db8:0::1]` equals `[2001:DB8::1]` (RFC 5118 §4.3 notes the
     /// many spellings of one address).

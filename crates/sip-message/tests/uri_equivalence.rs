@@ -108,3 +108,18 @@ fn duplicate_parameters_keep_comparison_reflexive() {
     assert!(first.equivalent(&plain) && plain.equivalent(&first));
     assert!(!first.equivalent(&other) && !other.equivalent(&first));
 }
+
+#[test]
+fn a_host_names_its_domain_in_one_spelling() {
+    let domain = |uri: &str| {
+        sip_message::Uri::parse(uri.as_bytes())
+            .unwrap()
+            .host
+            .domain_name()
+            .unwrap()
+    };
+    assert_eq!(domain("sip:bob@Example.ORG"), "example.org");
+    assert_eq!(domain("sip:bob@192.0.2.1:5070"), "192.0.2.1");
+    assert_eq!(domain("sip:bob@[2001:DB8:0::10]"), "[2001:db8::10]");
+    assert_eq!(domain("sip:[2001:db8::10]:5070"), "[2001:db8::10]");
+}

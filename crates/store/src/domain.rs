@@ -58,9 +58,10 @@ pub(crate) fn normalize_domain(name: &str) -> StoreResult<String> {
         return Err(StoreError::invalid("domain", "must be 1 to 127 characters"));
     }
     if let Some(inner) = name.strip_prefix('[').and_then(|n| n.strip_suffix(']')) {
+        // Canonical spelling (RFC 5952), as SIP routing names the host of a URI.
         return inner
             .parse::<std::net::Ipv6Addr>()
-            .map(|_| name.to_ascii_lowercase())
+            .map(|address| format!("[{address}]"))
             .map_err(|_| StoreError::invalid("domain", "not a valid IPv6 reference"));
     }
     let labels_ok = name.split('.').all(|label| {
@@ -183,6 +184,11 @@ mod tests {
         );
         assert_eq!(normalize_domain("192.0.2.1").unwrap(), "192.0.2.1");
         assert_eq!(normalize_domain("[2001:DB8::1]").unwrap(), "[2001:db8::1]");
+        // One spelling per address, the one SIP routing derives from a URI host.
+        assert_eq!(
+            normalize_domain("[2001:0db8:0:0::1]").unwrap(),
+            "[2001:db8::1]"
+        );
         for bad in [
             "",
             "a..b",
