@@ -175,6 +175,11 @@ pub struct SippProcess {
 }
 
 impl SippProcess {
+    /// What SIPp's message trace holds so far (`-trace_msg`), while it runs.
+    pub fn messages_so_far(&self) -> String {
+        std::fs::read_to_string(&self.messages).unwrap_or_default()
+    }
+
     /// Wait until SIPp exits (it stops itself on its `-timeout`; `limit` is the safety net).
     pub fn wait(mut self, limit: Duration) -> anyhow::Result<SippOutcome> {
         let Some(mut child) = self.child.take() else {
