@@ -40,6 +40,10 @@ pub struct AuthenticationPolicy {
     pub max_failures: u32,
     /// Seconds after the first failure at which the count starts over.
     pub failure_window_seconds: u64,
+    /// How long the answer to "does any domain, customer or subscriber set
+    /// `digest_algorithms`?" is trusted before the database is asked again (while none does,
+    /// no request looks the preference up). At most one second (ARCHITECTURE.md invariant 7).
+    pub preference_recheck: std::time::Duration,
 }
 
 impl Default for AuthenticationPolicy {
@@ -52,6 +56,7 @@ impl Default for AuthenticationPolicy {
             },
             max_failures: 5,
             failure_window_seconds: 300,
+            preference_recheck: std::time::Duration::from_secs(1),
         }
     }
 }
@@ -102,6 +107,9 @@ pub struct Authenticator {
     store: Store,
     policy: AuthenticationPolicy,
     failures: Mutex<HashMap<FailureKey, FailureCount>>,
+    /// When the database was last asked whether any `digest_algorithms` preference exists,
+    /// and its answer.
+    digest_preferences: Mutex<Option<(std::time::Instant, bool)>>,
 }
 
 impl Authenticator {
@@ -115,6 +123,7 @@ impl Authenticator {
             store,
             policy,
             failures: Mutex::new(HashMap::new()),
+            digest_preferences: Mutex::new(None),
         }
     }
 
@@ -274,9 +283,43 @@ impl Authenticator {
         }
     }
 
+    /// Whether some level sets `digest_algorithms`: asked of the database at most once per
+    /// `preference_recheck`, so a preference set through the API counts within a second
+    /// and a node where none is set does no per-request lookup.
+    async fn digest_preferences_exist(&self) -> bool {
+        let now = std::time::Instant::now();
+        {
+            let known = self
+                .digest_preferences
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some((checked, exist)) = *known
+                && now.duration_since(checked) < self.policy.preference_recheck
+            {
+                return exist;
+            }
+        }
+        let exist = match self.store.any_digest_algorithms_preference().await {
+            Ok(exist) => exist,
+            Err(error) => {
+                tracing::error!(%error, "digest_algorithms preference check failed");
+                // Look per request until the database answers again.
+                return true;
+            }
+        };
+        *self
+            .digest_preferences
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((now, exist));
+        exist
+    }
+
     /// The digest algorithms to offer `username` in `realm`: the `digest_algorithms`
     /// preference (subscriber, customer or domain), else the configured ones.
     async fn algorithms_for(&self, username: &str, realm: &str) -> Vec<DigestAlgorithm> {
+        if !self.digest_preferences_exist().await {
+            return self.policy.digest.offered_algorithms.clone();
+        }
         match self.store.find_digest_algorithms(username, realm).await {
             Ok(Some(names)) => match parse_digest_algorithms(&names) {
                 Some(algorithms) => return algorithms,

@@ -124,6 +124,13 @@ const DIGEST_ALGORITHMS: &str = "SELECT value FROM ( \
          WHERE p.name = 'digest_algorithms' AND d.domain = ? \
      ) levels ORDER BY level_rank LIMIT 1";
 
+/// One row when any level sets `digest_algorithms`.
+const ANY_DIGEST_ALGORITHMS: &str = "SELECT 1 FROM preference_definitions p WHERE \
+     p.name = 'digest_algorithms' AND ( \
+       EXISTS (SELECT 1 FROM subscriber_preferences v WHERE v.preference_id = p.id) \
+       OR EXISTS (SELECT 1 FROM customer_preferences v WHERE v.preference_id = p.id) \
+       OR EXISTS (SELECT 1 FROM domain_preferences v WHERE v.preference_id = p.id))";
+
 type SipCalleeRow = (i64, String, String, String, String);
 
 fn callee_from_row((id, uuid, username, domain, status): SipCalleeRow) -> SipCallee {
@@ -159,6 +166,25 @@ impl crate::Store {
     pub async fn find_sip_callee_by_number(&self, e164: &str) -> StoreResult<Option<SipCallee>> {
         self.find_callee_where(CALLEE_BY_NUMBER, &[e164.trim_start_matches('+')])
             .await
+    }
+
+    /// Whether any domain, customer or subscriber sets `digest_algorithms` at all (when none
+    /// does, the proxy skips the per-request lookup).
+    pub async fn any_digest_algorithms_preference(&self) -> StoreResult<bool> {
+        let found: Option<i64> = match self.direct_reader() {
+            Some(reader) => reader.read(|connection| {
+                connection
+                    .prepare_cached(ANY_DIGEST_ALGORITHMS)?
+                    .query_row([], |row| row.get(0))
+                    .optional()
+            })?,
+            None => crate::on_pool!(self, pool => {
+                sqlx::query_scalar(ANY_DIGEST_ALGORITHMS)
+                    .fetch_optional(pool)
+                    .await?
+            }),
+        };
+        Ok(found.is_some())
     }
 
     /// The digest algorithms to challenge `username@domain` with, as the `digest_algorithms`

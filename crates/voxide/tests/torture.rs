@@ -126,9 +126,6 @@ const IPV6_DOMAIN: &str = "the LB does not serve provisioned IPv6-literal domain
     `[2001:db8::10]`: the store keeps them in brackets, `Forwarder::serves` \
     (crates/lb/src/forward.rs) compares the Request-URI host without them, so it refuses to \
     relay";
-const UNKSM2: &str = "the registrar answers 404 when To is no SIP/SIPS URI \
-    (crates/proxy/src/registrar.rs maps every `AddressOfRecord::from_uri` error to 404); \
-    RFC 4475 §3.3.4 wants 400 for that";
 const BEXT01: &str = "nothing checks Proxy-Require (RFC 3261 §16.3 item 5: 420 with \
     Unsupported), so the LB forwards it; the proxy's answer then heads for the Via's TLS \
     address, and the LB has no TLS client to open that connection with";
@@ -181,14 +178,7 @@ const CASES: &[Case] = &[
     case("insuf", Via::Udp, 5060, Malformed(400)),
     case("unkscm", Via::Tcp, 5060, Refused(416)),
     case("novelsc", Via::Tcp, 5060, Refused(416)),
-    deviating(
-        "unksm2",
-        Via::Udp,
-        5060,
-        Answered(Some(400)),
-        Answered(Some(404)),
-        UNKSM2,
-    ),
+    case("unksm2", Via::Udp, 5060, Answered(Some(400))),
     // The LB is the first proxy: Proxy-Require is its to refuse.
     deviating("bext01", Via::Tls, 5061, Refused(420), Dropped, BEXT01),
     case("invut", Via::Udp, 5060, FORWARDED),

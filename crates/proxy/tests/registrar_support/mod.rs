@@ -182,7 +182,12 @@ pub async fn fixture_without_provisioning(
     config: RegistrarConfig,
     now_unix: u64,
 ) -> Fixture {
-    fixture_with_policy(db, config, now_unix, AuthenticationPolicy::default()).await
+    // These tests change preferences between requests: no second of grace.
+    let policy = AuthenticationPolicy {
+        preference_recheck: std::time::Duration::ZERO,
+        ..AuthenticationPolicy::default()
+    };
+    fixture_with_policy(db, config, now_unix, policy).await
 }
 
 /// Like [`fixture_without_provisioning`] with a chosen authentication policy.
