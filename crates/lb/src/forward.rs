@@ -13,6 +13,10 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
 
 use bytes::Bytes;
+use sip_core::internal_headers::{self, Source, remove_internal_headers};
+use sip_core::proxy_rules::{ToTag, is_dialog_forming, is_target_refresh, loop_hash};
+use sip_core::response_routing::{request_source, sent_by_port, stamp_received_text};
+use sip_core::transport::uri_destination;
 use sip_message::{Contact, HeaderName, Host, Message, MessageBuilder, Method, Uri, Via};
 use sip_net::TransportProtocol;
 
@@ -27,11 +31,8 @@ const FLOW_TOKEN_PARAMETER: &[u8] = b"vxf";
 /// the encoding of Kamailio's `add_contact_alias`).
 const ALIAS_PARAMETER: &[u8] = b"alias";
 
-/// Header prefix reserved for LB → proxy information; clients may not send it.
-const INTERNAL_HEADER_PREFIX: &[u8] = b"x-voxide-";
-
-/// The header naming the real source of a phone's request.
-pub const SOURCE_HEADER: &str = "X-Voxide-Source";
+/// The header naming the real source of a phone's request (kept here for `lb`'s users).
+pub use sip_core::internal_headers::SOURCE_HEADER;
 
 /// Max-Forwards put on requests that carry none (RFC 3261 §8.1.1.6, §16.6 step 3).
 const DEFAULT_MAX_FORWARDS: &[u8] = b"70";
@@ -234,7 +235,7 @@ impl Forwarder {
     fn is_our_via(&self, via: &Via<'_>) -> bool {
         via.branch()
             .is_some_and(|branch| branch.starts_with(BRANCH_PREFIX.as_bytes()))
-            && self.is_our_address(&via.host, via.port, default_port_for_via(via.transport))
+            && self.is_our_address(&via.host, via.port, sent_by_port(via))
     }
 
     fn is_our_uri(&self, uri: &Uri<'_>) -> bool {
@@ -330,7 +331,8 @@ impl Forwarder {
         if let Err(error) = message.check_request_uri_scheme() {
             return Err((error.status_code(), error.reason_phrase()));
         }
-        let loop_hash = loop_hash(message);
+        // Stateless: the To tag stays out, so a non-2xx ACK gets its INVITE's branch.
+        let loop_hash = loop_hash(message, ToTag::Ignored);
         let looped = message.vias().filter_map(Result::ok).any(|via| {
             self.is_our_via(&via)
                 && via
@@ -362,7 +364,7 @@ impl Forwarder {
             Ok(hash) => hash,
             Err(refusal) => return refuse(&message, refusal),
         };
-        strip_internal_headers(&mut message);
+        remove_internal_headers(&mut message);
         self.strip_forged_routing(&mut message);
         let popped = self.pop_our_routes(&mut message);
         let has_to_tag = message.to().ok().and_then(|to| to.tag()).is_some();
@@ -384,10 +386,11 @@ impl Forwarder {
         if !has_to_tag && is_dialog_forming(&method) {
             self.record_route(&mut message, inbound.transport, Side::Public);
         }
-        message.add_header(
-            HeaderName::from_static(SOURCE_HEADER),
-            format!("{} {}", transport_name(inbound.transport), inbound.remote),
-        );
+        let source = Source {
+            transport: inbound.transport,
+            address: inbound.remote,
+        };
+        message.add_header(internal_headers::source_header_name(), source.to_string());
         let branch = self.branch(&message, loop_hash);
         let mut via = format!("SIP/2.0/UDP {};branch={branch}", self.config.internal);
         if let Some(connection) = inbound.connection {
@@ -405,7 +408,7 @@ impl Forwarder {
             Ok(hash) => hash,
             Err(refusal) => return refuse(&message, refusal),
         };
-        strip_internal_headers(&mut message);
+        remove_internal_headers(&mut message);
         let popped = self.pop_our_routes(&mut message);
         let method = message.method().cloned().unwrap_or(Method::Options);
         let has_to_tag = message.to().ok().and_then(|to| to.tag()).is_some();
@@ -486,14 +489,14 @@ impl Forwarder {
                 let received: Vec<u8> = sip_message::Unescaped::new(received).collect();
                 let (transport, remote) = Uri::parse(&received)
                     .ok()
-                    .and_then(|uri| uri_address(&uri))
+                    .and_then(|uri| uri_destination(&uri))
                     .ok_or((400, "Bad Request - malformed Path received".to_owned()))?;
                 return Ok((transport, remote, connection));
             }
         }
         if let Some(route) = message.routes().next() {
             let route = route.map_err(|error| (error.status_code(), error.reason_phrase()))?;
-            let (transport, remote) = uri_address(&route.uri).ok_or((
+            let (transport, remote) = uri_destination(&route.uri).ok_or((
                 502,
                 "Bad Gateway - next hop is not an IP address".to_owned(),
             ))?;
@@ -505,7 +508,7 @@ impl Forwarder {
                 .ok_or((400, "Bad Request - malformed alias parameter".to_owned()))?;
             return Ok((transport, remote, None));
         }
-        let (transport, remote) = uri_address(&uri).ok_or((
+        let (transport, remote) = uri_destination(&uri).ok_or((
             502,
             "Bad Gateway - Request-URI host is not an IP address".to_owned(),
         ))?;
@@ -520,7 +523,7 @@ impl Forwarder {
             "<sip:{};lr;received=sip:{}%3Btransport%3D{}",
             self.config.internal,
             inbound.remote,
-            transport_name(inbound.transport)
+            inbound.transport.name()
         );
         if let Some(connection) = inbound.connection {
             let _ = write!(path, ";vxf={connection}");
@@ -538,7 +541,7 @@ impl Forwarder {
         let public_entry = format!(
             "<sip:{};transport={};lr;r2=on>",
             interface.advertised,
-            transport_name(public)
+            public.name()
         );
         let internal_entry = format!("<sip:{};lr;r2=on>", self.config.internal);
         let (lower, upper) = match came_from {
@@ -591,14 +594,14 @@ impl Forwarder {
         }
         message.pop_via();
         let next = match message.top_via() {
-            Ok(via) => via_response_address(&via),
+            Ok(via) => request_source(&via),
             Err(_) => None,
         };
         let Some((_, address)) = next.filter(|(_, address)| self.is_trusted_proxy(address.ip()))
         else {
             return Action::Drop(DropReason::ResponseWithoutNextHop);
         };
-        strip_internal_headers(&mut message);
+        remove_internal_headers(&mut message);
         self.strip_forged_routing(&mut message);
         let dialog_forming = message
             .cseq()
@@ -623,14 +626,16 @@ impl Forwarder {
             _ => return Action::Drop(DropReason::ResponseNotForUs),
         };
         message.pop_via();
+        // Where the phone's request came from (received/rport): over a stream the remote
+        // end of its connection, which the flow token names when it is still open.
         let next = match message.top_via() {
-            Ok(via) => via_response_address(&via),
+            Ok(via) => request_source(&via),
             Err(_) => None,
         };
         let Some((transport, remote)) = next else {
             return Action::Drop(DropReason::ResponseWithoutNextHop);
         };
-        strip_internal_headers(&mut message);
+        remove_internal_headers(&mut message);
         Action::Forward {
             message: message.to_bytes(),
             target: Target::Public {
@@ -649,39 +654,20 @@ enum Side {
     Internal,
 }
 
-/// Parses and validates a datagram and stamps `received`/`rport` on a request's top Via,
-/// as the `sip-net` transports do before handing a message over: the whole receive path
-/// without sockets, for tests and benchmarks.
+/// Parses and validates a datagram and stamps `received`/`rport` on a request's top Via
+/// with `sip-core`'s rule, as the `sip-net` transports do before handing a message over: the
+/// whole receive path without sockets, for tests and benchmarks.
 pub fn receive(bytes: Bytes, source: SocketAddr) -> Result<Message, sip_message::ParseError> {
     let mut message = Message::parse(bytes)?;
     message.validate()?;
     if message.is_request() {
-        let stamped = {
-            let via = message.top_via()?;
-            let rport = via.rport().is_some();
-            let differs =
-                via.host.ip().map(|ip| ip.to_canonical()) != Some(source.ip().to_canonical());
-            (rport || differs).then(|| {
-                let mut value = String::from_utf8_lossy(via.raw).into_owned();
-                value = remove_param_text(&value, "received");
-                value = remove_param_text(&value, "rport");
-                let _ = write!(value, ";received={}", source.ip().to_canonical());
-                if rport {
-                    let _ = write!(value, ";rport={}", source.port());
-                }
-                value
-            })
-        };
-        if let Some(value) = stamped {
+        let stamped = stamp_received_text(&message.top_via()?, source);
+        if let Some(via) = stamped {
             message.pop_via();
-            message.push_via(value);
+            message.push_via(via);
         }
     }
     Ok(message)
-}
-
-fn remove_param_text(via: &str, name: &str) -> String {
-    String::from_utf8_lossy(&remove_uri_parameter(via.as_bytes(), name.as_bytes())).into_owned()
 }
 
 /// Answers a refused request; an ACK is never answered (RFC 3261 §17.2.1), only dropped.
@@ -709,68 +695,6 @@ fn reply(request: &Message, status: u16, reason: String) -> Action {
         response: response.to_bytes(),
         status,
     }
-}
-
-/// RFC 3261 §16.6 step 8 (loop detection hash): the fields a proxy's forwarding decision
-/// depends on. A request that comes back with the same values went round a loop. The To tag
-/// is left out on purpose: the ACK of a non-2xx answer carries one its INVITE lacked, yet
-/// must get the INVITE's branch so the proxy's INVITE transaction matches it (§17.2.3).
-fn loop_hash(message: &Message) -> u64 {
-    let mut hasher = DefaultHasher::new();
-    message.request_uri_bytes().hash(&mut hasher);
-    message
-        .from()
-        .ok()
-        .and_then(|from| from.tag())
-        .hash(&mut hasher);
-    message.call_id().ok().hash(&mut hasher);
-    message
-        .cseq()
-        .ok()
-        .map(|cseq| cseq.number)
-        .hash(&mut hasher);
-    for route in message.header_values(&HeaderName::Route) {
-        route.hash(&mut hasher);
-    }
-    hasher.finish()
-}
-
-/// Removes every header whose name starts with `X-Voxide-`: only the LB may set them.
-fn strip_internal_headers(message: &mut Message) {
-    let is_internal = |name: &HeaderName| {
-        let name = name.as_bytes();
-        name.len() >= INTERNAL_HEADER_PREFIX.len()
-            && name[..INTERNAL_HEADER_PREFIX.len()].eq_ignore_ascii_case(INTERNAL_HEADER_PREFIX)
-    };
-    // Most messages carry none: look before allocating.
-    if !message.headers().any(|(name, _)| is_internal(&name)) {
-        return;
-    }
-    let internal: Vec<HeaderName> = message
-        .headers()
-        .filter(|(name, _)| is_internal(name))
-        .map(|(name, _)| name)
-        .collect();
-    for name in internal {
-        message.remove_header(&name);
-    }
-}
-
-/// Methods whose Contact becomes a dialog's remote target (RFC 3261 §12.1, RFC 3311,
-/// RFC 3265, RFC 3515): their Contact gets the NAT alias.
-fn is_target_refresh(method: &Method) -> bool {
-    matches!(
-        method,
-        Method::Invite | Method::Subscribe | Method::Refer | Method::Notify | Method::Update
-    )
-}
-
-/// Out-of-dialog requests that create a dialog and are therefore record-routed.
-fn is_dialog_forming(method: &Method) -> bool {
-    matches!(
-        method,
-        Method::Invite | Method::Subscribe | Method::Refer | Method::Notify
-    )
 }
 
 /// NAT detection in the manner of Kamailio's `nat_uac_test`: the message came over a
@@ -941,73 +865,6 @@ fn host_text(ip: IpAddr) -> String {
         IpAddr::V4(v4) => v4.to_string(),
         IpAddr::V6(v6) => format!("[{v6}]"),
     }
-}
-
-fn transport_name(transport: TransportProtocol) -> &'static str {
-    match transport {
-        TransportProtocol::Udp => "udp",
-        TransportProtocol::Tcp => "tcp",
-        TransportProtocol::Tls => "tls",
-    }
-}
-
-fn transport_from_token(token: &[u8]) -> Option<TransportProtocol> {
-    if token.eq_ignore_ascii_case(b"udp") {
-        Some(TransportProtocol::Udp)
-    } else if token.eq_ignore_ascii_case(b"tcp") {
-        Some(TransportProtocol::Tcp)
-    } else if token.eq_ignore_ascii_case(b"tls") {
-        Some(TransportProtocol::Tls)
-    } else {
-        None
-    }
-}
-
-fn default_port_for_via(transport: &[u8]) -> u16 {
-    if transport.eq_ignore_ascii_case(b"tls") {
-        5061
-    } else {
-        5060
-    }
-}
-
-/// A SIP URI whose host is an IP literal → transport (from `transport=`, or TLS for `sips`)
-/// and address. No DNS here (RFC 3263 is the proxy's job): a domain gives `None`.
-fn uri_address(uri: &Uri<'_>) -> Option<(TransportProtocol, SocketAddr)> {
-    if !uri.is_sip() {
-        return None;
-    }
-    let sips = matches!(uri.scheme, sip_message::Scheme::Sips);
-    let transport = match uri.param(b"transport") {
-        Some(Some(token)) => transport_from_token(token)?,
-        _ if sips => TransportProtocol::Tls,
-        _ => TransportProtocol::Udp,
-    };
-    let ip = uri.host.ip()?;
-    let default_port = if transport == TransportProtocol::Tls {
-        5061
-    } else {
-        5060
-    };
-    Some((
-        transport,
-        SocketAddr::new(ip, uri.port.unwrap_or(default_port)),
-    ))
-}
-
-/// Where a response goes by this Via (RFC 3261 §18.2.2, RFC 3581 §4): `received`/`rport`
-/// when stamped, else sent-by.
-fn via_response_address(via: &Via<'_>) -> Option<(TransportProtocol, SocketAddr)> {
-    let transport = transport_from_token(via.transport)?;
-    let ip = match via.received() {
-        Some(received) => std::str::from_utf8(received).ok()?.parse().ok()?,
-        None => via.host.ip()?,
-    };
-    let port = match via.rport() {
-        Some(Some(port)) => port,
-        _ => via.port.unwrap_or(default_port_for_via(via.transport)),
-    };
-    Some((transport, SocketAddr::new(ip, port)))
 }
 
 #[cfg(test)]

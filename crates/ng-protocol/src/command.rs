@@ -69,6 +69,27 @@ pub enum AddressFamily {
     Ip6,
 }
 
+impl AddressFamily {
+    /// The family of `address`.
+    #[must_use]
+    pub fn of(address: IpAddr) -> Self {
+        if address.is_ipv4() {
+            AddressFamily::Ip4
+        } else {
+            AddressFamily::Ip6
+        }
+    }
+
+    /// The token a client writes (`IP4`, `IP6`, as Kamailio's module does).
+    #[must_use]
+    pub fn token(self) -> &'static str {
+        match self {
+            AddressFamily::Ip4 => "IP4",
+            AddressFamily::Ip6 => "IP6",
+        }
+    }
+}
+
 /// What `offer` and `answer` carry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OfferAnswer<'a> {
@@ -233,6 +254,159 @@ pub fn parse_command(value: Value<'_>) -> Result<NgCommand<'_>, NgError> {
             Err(NgError::UnsupportedCommand(other.to_owned()))
         }
         _ => Err(NgError::UnrecognizedCommand),
+    }
+}
+
+// ----- client side: a typed command back into its request dictionary -----
+
+impl NgCommand<'_> {
+    /// The `command` value, e.g. `offer`.
+    #[must_use]
+    pub fn name(&self) -> &'static str {
+        match self {
+            NgCommand::Ping => "ping",
+            NgCommand::Offer(_) => "offer",
+            NgCommand::Answer(_) => "answer",
+            NgCommand::Delete(_) => "delete",
+            NgCommand::Query(_) => "query",
+            NgCommand::List { .. } => "list",
+            NgCommand::Statistics => "statistics",
+        }
+    }
+
+    /// The request dictionary a client sends (the payload after the cookie): the inverse of
+    /// [`parse_command`], which reads it back to an equal command. Strings and the SDP are
+    /// borrowed, not copied; optional keys are written only when set, flags as a list.
+    #[must_use]
+    pub fn to_value(&self) -> Value<'_> {
+        let mut request = Request::new(self.name());
+        match self {
+            NgCommand::Ping | NgCommand::Statistics => {}
+            NgCommand::Offer(exchange) | NgCommand::Answer(exchange) => {
+                request.offer_answer(exchange);
+            }
+            NgCommand::Delete(delete) => {
+                request.text("call-id", &delete.call_id);
+                request.optional("from-tag", delete.from_tag.as_deref());
+                request.optional("to-tag", delete.to_tag.as_deref());
+                request.optional("via-branch", delete.via_branch.as_deref());
+                if let Some(delay) = delete.delete_delay {
+                    request.entry("delete-delay", Value::Int(i64::from(delay)));
+                }
+                let flags = [
+                    (delete.fatal, "fatal"),
+                    (delete.fast, "fast"),
+                    (delete.honour_to_tag, "to-tag"),
+                ];
+                request.flags(flags.iter().filter(|(set, _)| *set).map(|(_, flag)| *flag));
+            }
+            NgCommand::Query(query) => {
+                request.text("call-id", &query.call_id);
+                request.optional("from-tag", query.from_tag.as_deref());
+                request.optional("to-tag", query.to_tag.as_deref());
+            }
+            NgCommand::List { limit } => {
+                request.entry(
+                    "limit",
+                    Value::Int(i64::try_from(*limit).unwrap_or(i64::MAX)),
+                );
+            }
+        }
+        Value::Dict(request.entries)
+    }
+}
+
+/// A request dictionary being built; values borrow from the command.
+struct Request<'a> {
+    entries: Vec<(Cow<'static, [u8]>, Value<'a>)>,
+}
+
+fn text_value(text: &str) -> Value<'_> {
+    Value::bytes(text.as_bytes())
+}
+
+impl<'a> Request<'a> {
+    fn new(command: &'static str) -> Self {
+        let mut request = Request {
+            entries: Vec::with_capacity(12),
+        };
+        request.entry("command", Value::bytes(command.as_bytes()));
+        request
+    }
+
+    fn entry(&mut self, key: &'static str, value: Value<'a>) {
+        self.entries.push((Cow::Borrowed(key.as_bytes()), value));
+    }
+
+    fn text(&mut self, key: &'static str, text: &'a str) {
+        self.entry(key, text_value(text));
+    }
+
+    fn optional(&mut self, key: &'static str, text: Option<&'a str>) {
+        if let Some(text) = text {
+            self.text(key, text);
+        }
+    }
+
+    fn list(&mut self, key: &'static str, items: impl Iterator<Item = &'a str>) {
+        let items: Vec<Value<'a>> = items.map(text_value).collect();
+        if !items.is_empty() {
+            self.entry(key, Value::List(items));
+        }
+    }
+
+    fn flags(&mut self, flags: impl Iterator<Item = &'a str>) {
+        self.list("flags", flags);
+    }
+
+    fn offer_answer(&mut self, exchange: &'a OfferAnswer<'_>) {
+        self.text("call-id", &exchange.call_id);
+        self.text("from-tag", &exchange.from_tag);
+        self.optional("to-tag", exchange.to_tag.as_deref());
+        self.optional("via-branch", exchange.via_branch.as_deref());
+        self.optional("label", exchange.label.as_deref());
+        self.entry("sdp", Value::bytes(&exchange.sdp));
+        let replace = [
+            (exchange.replace.origin, "origin"),
+            (exchange.replace.session_connection, "session-connection"),
+        ];
+        self.list(
+            "replace",
+            replace
+                .into_iter()
+                .filter(|(set, _)| *set)
+                .map(|(_, option)| option),
+        );
+        match exchange.ice {
+            IceMode::Default => {}
+            IceMode::Remove => self.text("ICE", "remove"),
+            IceMode::Force => self.text("ICE", "force"),
+        }
+        self.list("direction", exchange.direction.iter().map(String::as_str));
+        if let Some((family, address)) = exchange.received_from {
+            self.entry(
+                "received-from",
+                Value::List(vec![
+                    text_value(family.token()),
+                    Value::string(address.to_string()),
+                ]),
+            );
+        }
+        self.optional("transport-protocol", exchange.transport_protocol.as_deref());
+        if let Some(delay) = exchange.delete_delay {
+            self.entry("delete-delay", Value::Int(i64::from(delay)));
+        }
+        let named = [
+            (exchange.trust_address, "trust-address"),
+            (exchange.sip_source_address, "SIP-source-address"),
+        ];
+        self.flags(
+            named
+                .into_iter()
+                .filter(|(set, _)| *set)
+                .map(|(_, flag)| flag)
+                .chain(exchange.flags.iter().map(String::as_str)),
+        );
     }
 }
 
@@ -490,6 +664,7 @@ impl<'a> Keys<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn parses_ping() {
@@ -630,5 +805,236 @@ mod tests {
                 key: "received-from"
             }
         );
+    }
+
+    /// The offer Kamailio's `rtpengine_manage("replace-origin replace-session-connection
+    /// ICE=remove trust-address")` sends, as the proxy sends it.
+    fn kamailio_offer() -> NgCommand<'static> {
+        NgCommand::Offer(OfferAnswer {
+            call_id: "c1".into(),
+            from_tag: "ft".into(),
+            to_tag: None,
+            via_branch: Some("z9hG4bK1".into()),
+            label: Some("caller".into()),
+            sdp: Cow::Borrowed(b"v=0\r\n"),
+            replace: Replace {
+                origin: true,
+                session_connection: true,
+            },
+            ice: IceMode::Remove,
+            direction: Vec::new(),
+            received_from: Some((AddressFamily::Ip4, "192.0.2.7".parse().unwrap())),
+            trust_address: true,
+            sip_source_address: false,
+            transport_protocol: None,
+            delete_delay: None,
+            flags: Vec::new(),
+        })
+    }
+
+    #[test]
+    fn encodes_the_kamailio_offer_byte_for_byte() {
+        let offer = kamailio_offer();
+        assert_eq!(
+            String::from_utf8(offer.to_value().encode()).unwrap(),
+            "d3:ICE6:remove7:call-id2:c17:command5:offer5:flagsl13:trust-addresse\
+             8:from-tag2:ft5:label6:caller13:received-froml3:IP49:192.0.2.7e\
+             7:replacel6:origin18:session-connectione3:sdp5:v=0\r\n10:via-branch8:z9hG4bK1e"
+        );
+        assert_eq!(parse_request(&offer.to_value().encode()), Ok(offer));
+    }
+
+    #[test]
+    fn encodes_the_small_commands() {
+        let encoded =
+            |command: NgCommand<'_>| String::from_utf8(command.to_value().encode()).unwrap();
+        assert_eq!(encoded(NgCommand::Ping), "d7:command4:pinge");
+        assert_eq!(encoded(NgCommand::Statistics), "d7:command10:statisticse");
+        assert_eq!(
+            encoded(NgCommand::List { limit: 32 }),
+            "d7:command4:list5:limiti32ee"
+        );
+        assert_eq!(
+            encoded(NgCommand::Delete(Delete {
+                call_id: "c1".into(),
+                from_tag: None,
+                to_tag: None,
+                via_branch: None,
+                delete_delay: None,
+                fatal: false,
+                fast: false,
+                honour_to_tag: false,
+            })),
+            "d7:call-id2:c17:command6:deletee"
+        );
+        assert_eq!(
+            encoded(NgCommand::Delete(Delete {
+                call_id: "c1".into(),
+                from_tag: Some("f".into()),
+                to_tag: Some("t".into()),
+                via_branch: None,
+                delete_delay: Some(0),
+                fatal: true,
+                fast: false,
+                honour_to_tag: true,
+            })),
+            "d7:call-id2:c17:command6:delete12:delete-delayi0e5:flagsl5:fatal6:to-tage\
+             8:from-tag1:f6:to-tag1:te"
+        );
+        assert_eq!(
+            encoded(NgCommand::Query(Query {
+                call_id: "c1".into(),
+                from_tag: None,
+                to_tag: None,
+            })),
+            "d7:call-id2:c17:command5:querye"
+        );
+    }
+
+    #[test]
+    fn address_family_of_and_token() {
+        let v4: IpAddr = "192.0.2.1".parse().unwrap();
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        assert_eq!(AddressFamily::of(v4), AddressFamily::Ip4);
+        assert_eq!(AddressFamily::of(v6), AddressFamily::Ip6);
+        assert_eq!(
+            parse_family(AddressFamily::Ip4.token()),
+            Some(AddressFamily::Ip4)
+        );
+        assert_eq!(
+            parse_family(AddressFamily::Ip6.token()),
+            Some(AddressFamily::Ip6)
+        );
+    }
+
+    fn text() -> impl Strategy<Value = Cow<'static, str>> {
+        any::<String>().prop_map(Cow::Owned)
+    }
+
+    fn optional_text() -> impl Strategy<Value = Option<Cow<'static, str>>> {
+        proptest::option::of(text())
+    }
+
+    /// Flags a relay keeps as they are: not one of those it turns into a field, no
+    /// `replace-` prefix, no spaces.
+    fn plain_flag() -> impl Strategy<Value = String> {
+        "[a-zA-Z][a-zA-Z0-9]{0,8}(-[a-zA-Z0-9]{1,6})?".prop_filter("flag with a meaning", |flag| {
+            !flag.starts_with("replace-")
+                && !flag.eq_ignore_ascii_case("trust-address")
+                && !flag.eq_ignore_ascii_case("SIP-source-address")
+        })
+    }
+
+    fn received_from() -> impl Strategy<Value = Option<(AddressFamily, IpAddr)>> {
+        proptest::option::of(
+            any::<IpAddr>().prop_map(|address| (AddressFamily::of(address), address)),
+        )
+    }
+
+    fn offer_answer(is_answer: bool) -> impl Strategy<Value = OfferAnswer<'static>> {
+        let to_tag = if is_answer {
+            text().prop_map(Some).boxed()
+        } else {
+            optional_text().boxed()
+        };
+        (
+            (text(), text(), to_tag, optional_text(), optional_text()),
+            proptest::collection::vec(any::<u8>(), 0..64),
+            (
+                any::<bool>(),
+                any::<bool>(),
+                0_u8..3,
+                proptest::collection::vec(any::<String>(), 0..3),
+            ),
+            (
+                received_from(),
+                any::<bool>(),
+                any::<bool>(),
+                proptest::option::of(any::<String>()),
+            ),
+            (
+                proptest::option::of(any::<u32>()),
+                proptest::collection::vec(plain_flag(), 0..4),
+            ),
+        )
+            .prop_map(
+                |(
+                    (call_id, from_tag, to_tag, via_branch, label),
+                    sdp,
+                    (origin, session_connection, ice, direction),
+                    (received_from, trust_address, sip_source_address, transport_protocol),
+                    (delete_delay, flags),
+                )| OfferAnswer {
+                    call_id,
+                    from_tag,
+                    to_tag,
+                    via_branch,
+                    label,
+                    sdp: Cow::Owned(sdp),
+                    replace: Replace {
+                        origin,
+                        session_connection,
+                    },
+                    ice: [IceMode::Default, IceMode::Remove, IceMode::Force][usize::from(ice)],
+                    direction,
+                    received_from,
+                    trust_address,
+                    sip_source_address,
+                    transport_protocol,
+                    delete_delay,
+                    flags,
+                },
+            )
+    }
+
+    fn command() -> impl Strategy<Value = NgCommand<'static>> {
+        prop_oneof![
+            Just(NgCommand::Ping),
+            Just(NgCommand::Statistics),
+            (0_usize..1_000_000).prop_map(|limit| NgCommand::List { limit }),
+            offer_answer(false).prop_map(NgCommand::Offer),
+            offer_answer(true).prop_map(NgCommand::Answer),
+            (
+                text(),
+                (optional_text(), optional_text(), optional_text()),
+                proptest::option::of(any::<u32>()),
+                (any::<bool>(), any::<bool>(), any::<bool>()),
+            )
+                .prop_map(
+                    |(
+                        call_id,
+                        (from_tag, to_tag, via_branch),
+                        delete_delay,
+                        (fatal, fast, honour_to_tag),
+                    )| {
+                        NgCommand::Delete(Delete {
+                            call_id,
+                            from_tag,
+                            to_tag,
+                            via_branch,
+                            delete_delay,
+                            fatal,
+                            fast,
+                            honour_to_tag,
+                        })
+                    }
+                ),
+            (text(), optional_text(), optional_text()).prop_map(|(call_id, from_tag, to_tag)| {
+                NgCommand::Query(Query {
+                    call_id,
+                    from_tag,
+                    to_tag,
+                })
+            }),
+        ]
+    }
+
+    proptest! {
+        /// What a client encodes, a relay parses back to the same command.
+        #[test]
+        fn every_command_round_trips_through_its_request(command in command()) {
+            let encoded = command.to_value().encode();
+            prop_assert_eq!(parse_request(&encoded), Ok(command));
+        }
     }
 }

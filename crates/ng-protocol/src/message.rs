@@ -42,10 +42,21 @@ pub fn split_message(datagram: &[u8]) -> Result<NgMessage<'_>, FramingError> {
 /// Frames a reply: the request's cookie, one space, the encoded dictionary.
 #[must_use]
 pub fn frame_reply(cookie: &[u8], reply: &Value<'_>) -> Vec<u8> {
+    frame(cookie, reply)
+}
+
+/// Frames a request (client side): a cookie unique to this request, one space, the encoded
+/// dictionary (e.g. [`crate::NgCommand::to_value`]). A retransmission resends these very bytes.
+#[must_use]
+pub fn frame_request(cookie: &[u8], request: &Value<'_>) -> Vec<u8> {
+    frame(cookie, request)
+}
+
+fn frame(cookie: &[u8], dictionary: &Value<'_>) -> Vec<u8> {
     let mut out = Vec::with_capacity(cookie.len() + 64);
     out.extend_from_slice(cookie);
     out.push(b' ');
-    reply.encode_into(&mut out);
+    dictionary.encode_into(&mut out);
     out
 }
 
@@ -66,6 +77,16 @@ mod tests {
     fn refuses_datagrams_without_cookie() {
         assert_eq!(split_message(b"nospace"), Err(FramingError::NoSeparator));
         assert_eq!(split_message(b" d4:spame"), Err(FramingError::EmptyCookie));
+    }
+
+    #[test]
+    fn a_framed_request_splits_back_into_cookie_and_payload() {
+        let request = Value::Dict(vec![(b"command".as_slice().into(), Value::string("ping"))]);
+        let datagram = frame_request(b"ab12_7", &request);
+        assert_eq!(datagram, b"ab12_7 d7:command4:pinge");
+        let message = split_message(&datagram).unwrap();
+        assert_eq!(message.cookie, b"ab12_7");
+        assert_eq!(message.payload, request.encode());
     }
 
     #[test]

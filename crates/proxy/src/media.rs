@@ -13,6 +13,10 @@
 //! source) and `via-branch` (the caller's Via branch, the same for every fork of one INVITE,
 //! so all branches and their replies name one far-side party; an answer with a new To tag
 //! re-tags it, ng-protocol.md §6).
+//!
+//! This module is the mechanism only (socket, cookies, resends, down-marking); what goes into
+//! a request and what a reply means is `ng-protocol`'s client side ([`NgCommand::to_value`],
+//! [`Reply::decode`]), next to the relay's own parser and encoder.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -22,8 +26,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ng_protocol::Value;
-use ng_protocol::bencode;
+use ng_protocol::{
+    AddressFamily, CallReport, Delete, IceMode, NgCommand, OfferAnswer, Query, Replace, Reply,
+    ReplyBody, ReplyError, TagReport, Value, bencode,
+};
 use tokio::net::UdpSocket;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -159,17 +165,51 @@ impl std::fmt::Debug for MediaRelayClient {
     }
 }
 
-fn dict(entries: Vec<(&'static str, Value<'static>)>) -> Value<'static> {
-    Value::Dict(
-        entries
-            .into_iter()
-            .map(|(k, v)| (Cow::Borrowed(k.as_bytes()), v))
-            .collect(),
-    )
+impl From<&CallReport> for RelayTotals {
+    /// Per party, the first stream of each medium (the relay lists RTP before RTCP).
+    fn from(report: &CallReport) -> Self {
+        RelayTotals {
+            rtp_packets: report.totals_rtp.packets,
+            rtcp_packets: report.totals_rtcp.packets,
+            parties: report.tags.iter().map(PartyCounters::from).collect(),
+        }
+    }
 }
 
-fn strings(items: &[&str]) -> Value<'static> {
-    Value::List(items.iter().map(|item| Value::string(*item)).collect())
+impl From<&TagReport> for PartyCounters {
+    fn from(tag: &TagReport) -> Self {
+        let mut party = PartyCounters {
+            tag: tag.tag.clone(),
+            label: tag.label.clone(),
+            ..PartyCounters::default()
+        };
+        for rtp in tag.medias.iter().filter_map(|media| media.streams.first()) {
+            party.rtp_packets += rtp.stats.packets;
+            party.rtp_errors += rtp.stats.errors;
+            party.rtp_kernelized |= rtp.kernelized;
+            // Port 0 is how a reply without `local port` reads.
+            if party.local_port.is_none() && rtp.local_port != 0 {
+                party.local_port = Some(rtp.local_port);
+            }
+            if party.endpoint.is_none() {
+                party.endpoint = rtp.endpoint;
+            }
+        }
+        party
+    }
+}
+
+/// What a decoded reply means to the router: a `result: error` is a refusal, as is a result
+/// the client does not know; anything else unusable is a bad reply.
+fn accepted(reply: Result<Reply, ReplyError>) -> Result<Reply, NgClientError> {
+    match reply {
+        Ok(Reply::Error(reason)) => Err(NgClientError::Refused(reason)),
+        Ok(reply) => Ok(reply),
+        Err(error @ ReplyError::UnexpectedResult(_)) => {
+            Err(NgClientError::Refused(error.to_string()))
+        }
+        Err(error) => Err(NgClientError::BadReply(error.to_string())),
+    }
 }
 
 impl MediaRelayClient {
@@ -208,21 +248,37 @@ impl MediaRelayClient {
         self.inner.config.address
     }
 
-    /// Sends one request and waits for its reply; `result: error` becomes
+    /// Sends one request dictionary and waits for its reply; `result: error` becomes
     /// [`NgClientError::Refused`] with the relay's `error-reason`.
     ///
     /// # Errors
     /// [`NgClientError`].
     pub async fn request(&self, message: &Value<'_>) -> Result<Value<'static>, NgClientError> {
-        self.send(message, true).await
+        let payload = self.exchange(message, true).await?;
+        let reply = bencode::decode(&payload)
+            .map_err(|error| NgClientError::BadReply(error.to_string()))?
+            .into_owned();
+        accepted(Reply::envelope(&reply))?;
+        Ok(reply)
     }
 
-    /// [`MediaRelayClient::request`]; `mark_down` says whether silence marks the relay down.
-    async fn send(
+    /// Sends `command` and decodes its reply.
+    async fn command(
+        &self,
+        command: &NgCommand<'_>,
+        mark_down: bool,
+    ) -> Result<Reply, NgClientError> {
+        let payload = self.exchange(&command.to_value(), mark_down).await?;
+        accepted(Reply::decode(&payload, command))
+    }
+
+    /// Sends `message` under a fresh cookie, resending it until its reply's payload comes;
+    /// `mark_down` says whether silence marks the relay down.
+    async fn exchange(
         &self,
         message: &Value<'_>,
         mark_down: bool,
-    ) -> Result<Value<'static>, NgClientError> {
+    ) -> Result<Vec<u8>, NgClientError> {
         let inner = &self.inner;
         let relay = inner.config.address;
         if let Ok(down) = inner.down_until.lock()
@@ -235,9 +291,7 @@ impl MediaRelayClient {
             inner.cookie_prefix,
             inner.next_cookie.fetch_add(1, Ordering::Relaxed)
         );
-        let mut datagram = cookie.clone().into_bytes();
-        datagram.push(b' ');
-        message.encode_into(&mut datagram);
+        let datagram = ng_protocol::frame_request(cookie.as_bytes(), message);
         let (sender, mut reply) = oneshot::channel();
         lock(&inner.shared.pending).insert(cookie.clone().into_bytes(), sender);
         let _forget = Forget {
@@ -252,7 +306,7 @@ impl MediaRelayClient {
                     if let Ok(mut down) = inner.down_until.lock() {
                         *down = None;
                     }
-                    return parse_reply(&payload);
+                    return Ok(payload);
                 }
                 Ok(Err(_)) => return Err(NgClientError::BadReply("receiver stopped".into())),
                 Err(_) => {}
@@ -271,13 +325,10 @@ impl MediaRelayClient {
     /// # Errors
     /// [`NgClientError`], also when the answer is not `pong`.
     pub async fn ping(&self) -> Result<(), NgClientError> {
-        let reply = self
-            .send(&dict(vec![("command", Value::string("ping"))]), false)
-            .await?;
-        match reply.get("result").and_then(Value::as_str) {
-            Some("pong") => Ok(()),
+        match self.command(&NgCommand::Ping, false).await? {
+            Reply::Pong => Ok(()),
             other => Err(NgClientError::BadReply(format!(
-                "ping answered with result {other:?}"
+                "ping answered with {other:?}"
             ))),
         }
     }
@@ -291,41 +342,43 @@ impl MediaRelayClient {
         exchange: &SdpExchange<'_>,
         is_answer: bool,
     ) -> Result<Vec<u8>, NgClientError> {
-        let command = if is_answer { "answer" } else { "offer" };
-        let mut entries = vec![
-            ("command", Value::string(command)),
-            ("call-id", Value::string(exchange.call_id)),
-            ("from-tag", Value::string(exchange.from_tag)),
-            ("sdp", Value::Bytes(Cow::Owned(exchange.sdp.to_vec()))),
-            ("replace", strings(&["origin", "session-connection"])),
-            ("ICE", Value::string("remove")),
-            ("flags", strings(&["trust-address"])),
-        ];
-        if let Some(to_tag) = exchange.to_tag {
-            entries.push(("to-tag", Value::string(to_tag)));
+        let exchange = OfferAnswer {
+            call_id: Cow::Borrowed(exchange.call_id),
+            from_tag: Cow::Borrowed(exchange.from_tag),
+            to_tag: exchange.to_tag.map(Cow::Borrowed),
+            via_branch: exchange.via_branch.map(Cow::Borrowed),
+            label: exchange.label.map(Cow::Borrowed),
+            sdp: Cow::Borrowed(exchange.sdp),
+            replace: Replace {
+                origin: true,
+                session_connection: true,
+            },
+            ice: IceMode::Remove,
+            direction: Vec::new(),
+            received_from: exchange
+                .received_from
+                .map(|source| (AddressFamily::of(source), source)),
+            trust_address: true,
+            sip_source_address: false,
+            transport_protocol: None,
+            delete_delay: None,
+            flags: Vec::new(),
+        };
+        let command = if is_answer {
+            NgCommand::Answer(exchange)
+        } else {
+            NgCommand::Offer(exchange)
+        };
+        match self.command(&command, true).await? {
+            Reply::Ok {
+                body: ReplyBody::Sdp(sdp),
+                ..
+            } => Ok(sdp),
+            _ => Err(NgClientError::BadReply(format!(
+                "{} reply has no sdp",
+                command.name()
+            ))),
         }
-        if let Some(branch) = exchange.via_branch {
-            entries.push(("via-branch", Value::string(branch)));
-        }
-        if let Some(label) = exchange.label {
-            entries.push(("label", Value::string(label)));
-        }
-        if let Some(source) = exchange.received_from {
-            let family = if source.is_ipv4() { "IP4" } else { "IP6" };
-            entries.push((
-                "received-from",
-                Value::List(vec![
-                    Value::string(family),
-                    Value::string(source.to_string()),
-                ]),
-            ));
-        }
-        let reply = self.request(&dict(entries)).await?;
-        reply
-            .get("sdp")
-            .and_then(Value::as_bytes)
-            .map(<[u8]>::to_vec)
-            .ok_or_else(|| NgClientError::BadReply(format!("{command} reply has no sdp")))
     }
 
     /// `delete` of the whole call (no tags: every party goes).
@@ -333,12 +386,17 @@ impl MediaRelayClient {
     /// # Errors
     /// [`NgClientError`]. An unknown call is no error (rtpengine answers `ok` with a warning).
     pub async fn delete(&self, call_id: &str) -> Result<(), NgClientError> {
-        self.request(&dict(vec![
-            ("command", Value::string("delete")),
-            ("call-id", Value::string(call_id)),
-        ]))
-        .await
-        .map(drop)
+        let command = NgCommand::Delete(Delete {
+            call_id: Cow::Borrowed(call_id),
+            from_tag: None,
+            to_tag: None,
+            via_branch: None,
+            delete_delay: None,
+            fatal: false,
+            fast: false,
+            honour_to_tag: false,
+        });
+        self.command(&command, true).await.map(drop)
     }
 
     /// `query`: the call's packet totals. A call the relay has ended is
@@ -347,26 +405,18 @@ impl MediaRelayClient {
     /// # Errors
     /// [`NgClientError`].
     pub async fn query(&self, call_id: &str) -> Result<RelayTotals, NgClientError> {
-        let reply = self
-            .request(&dict(vec![
-                ("command", Value::string("query")),
-                ("call-id", Value::string(call_id)),
-            ]))
-            .await?;
-        let packets = |kind: &str| {
-            reply
-                .get("totals")
-                .and_then(|totals| totals.get(kind))
-                .and_then(|counters| counters.get("packets"))
-                .and_then(Value::as_int)
-                .and_then(|n| u64::try_from(n).ok())
-                .unwrap_or(0)
-        };
-        Ok(RelayTotals {
-            rtp_packets: packets("RTP"),
-            rtcp_packets: packets("RTCP"),
-            parties: parties(&reply),
-        })
+        let command = NgCommand::Query(Query {
+            call_id: Cow::Borrowed(call_id),
+            from_tag: None,
+            to_tag: None,
+        });
+        match self.command(&command, true).await? {
+            Reply::Ok {
+                body: ReplyBody::Call(report),
+                ..
+            } => Ok(RelayTotals::from(&*report)),
+            _ => Ok(RelayTotals::default()),
+        }
     }
 
     /// `list`: the Call-IDs the relay holds (at most `limit`).
@@ -374,79 +424,17 @@ impl MediaRelayClient {
     /// # Errors
     /// [`NgClientError`].
     pub async fn list(&self, limit: u32) -> Result<Vec<String>, NgClientError> {
-        let reply = self
-            .request(&dict(vec![
-                ("command", Value::string("list")),
-                ("limit", Value::Int(i64::from(limit))),
-            ]))
-            .await?;
-        Ok(reply
-            .get("calls")
-            .and_then(Value::as_list)
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|call| call.as_str().map(str::to_owned))
-            .collect())
+        let command = NgCommand::List {
+            limit: usize::try_from(limit).unwrap_or(usize::MAX),
+        };
+        match self.command(&command, true).await? {
+            Reply::Ok {
+                body: ReplyBody::Calls(calls),
+                ..
+            } => Ok(calls),
+            _ => Ok(Vec::new()),
+        }
     }
-}
-
-/// The `tags` of a `query` reply: per party, the RTP packets of its first stream of each
-/// medium (rtpengine lists RTP before RTCP) and where that stream's peer is.
-fn parties(reply: &Value<'_>) -> Vec<PartyCounters> {
-    let Some(Value::Dict(tags)) = reply.get("tags") else {
-        return Vec::new();
-    };
-    let number = |value: Option<&Value<'_>>| {
-        value
-            .and_then(Value::as_int)
-            .and_then(|n| u64::try_from(n).ok())
-            .unwrap_or(0)
-    };
-    tags.iter()
-        .map(|(key, tag)| {
-            let mut party = PartyCounters {
-                tag: tag
-                    .get("tag")
-                    .and_then(Value::as_str)
-                    .map_or_else(|| String::from_utf8_lossy(key).into_owned(), str::to_owned),
-                label: tag.get("label").and_then(Value::as_str).map(str::to_owned),
-                ..PartyCounters::default()
-            };
-            let medias = tag
-                .get("medias")
-                .and_then(Value::as_list)
-                .unwrap_or_default();
-            for media in medias {
-                let Some(rtp) = media
-                    .get("streams")
-                    .and_then(Value::as_list)
-                    .and_then(<[Value<'_>]>::first)
-                else {
-                    continue;
-                };
-                party.rtp_packets += number(rtp.get("stats").and_then(|s| s.get("packets")));
-                party.rtp_errors += number(rtp.get("stats").and_then(|s| s.get("errors")));
-                party.rtp_kernelized |= rtp
-                    .get("flags")
-                    .and_then(Value::as_list)
-                    .is_some_and(|flags| flags.iter().any(|f| f.as_str() == Some("kernelized")));
-                if party.local_port.is_none() {
-                    party.local_port = rtp
-                        .get("local port")
-                        .and_then(Value::as_int)
-                        .and_then(|port| u16::try_from(port).ok());
-                }
-                if party.endpoint.is_none() {
-                    party.endpoint = rtp.get("endpoint").and_then(|endpoint| {
-                        let ip: IpAddr = endpoint.get("address")?.as_str()?.parse().ok()?;
-                        let port = u16::try_from(endpoint.get("port")?.as_int()?).ok()?;
-                        Some(SocketAddr::new(ip, port))
-                    });
-                }
-            }
-            party
-        })
-        .collect()
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -464,25 +452,6 @@ struct Forget<'a> {
 impl Drop for Forget<'_> {
     fn drop(&mut self) {
         lock(&self.shared.pending).remove(self.cookie);
-    }
-}
-
-/// `result` of a reply: `ok`/`pong` pass, `error` carries `error-reason`.
-fn parse_reply(payload: &[u8]) -> Result<Value<'static>, NgClientError> {
-    let value = bencode::decode(payload)
-        .map_err(|error| NgClientError::BadReply(error.to_string()))?
-        .into_owned();
-    match value.get("result").and_then(Value::as_str) {
-        Some("ok" | "pong") => Ok(value),
-        Some("error") => Err(NgClientError::Refused(
-            value
-                .get("error-reason")
-                .and_then(Value::as_str)
-                .unwrap_or("no reason given")
-                .to_owned(),
-        )),
-        Some(other) => Err(NgClientError::Refused(format!("result `{other}`"))),
-        None => Err(NgClientError::BadReply("reply has no result".into())),
     }
 }
 
@@ -684,6 +653,115 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(query.await.unwrap().unwrap(), RelayTotals::default());
+    }
+
+    #[test]
+    fn totals_count_the_first_stream_of_each_medium_per_party() {
+        use ng_protocol::{Counters, MediaReport, StreamReport};
+        let stream =
+            |port: u16, packets: u64, kernelized: bool, endpoint: Option<&str>| StreamReport {
+                local_address: "127.0.0.1".parse().unwrap(),
+                local_port: port,
+                endpoint: endpoint.map(|e| e.parse().unwrap()),
+                advertised_endpoint: None,
+                last_packet: 0,
+                is_rtcp: false,
+                kernelized,
+                stats: Counters {
+                    packets,
+                    bytes: 0,
+                    errors: 1,
+                },
+            };
+        let media = |streams| MediaReport {
+            index: 1,
+            media_type: "audio".into(),
+            protocol: "RTP/AVP".into(),
+            streams,
+        };
+        let report = CallReport {
+            tags: vec![TagReport {
+                tag: "ft".into(),
+                label: Some("caller".into()),
+                via_branch: None,
+                created: 0,
+                medias: vec![
+                    // No local port yet: the next medium's counts.
+                    media(vec![
+                        stream(0, 5, false, None),
+                        stream(30001, 100, true, Some("192.0.2.9:9")),
+                    ]),
+                    media(vec![stream(30002, 7, true, Some("192.0.2.5:4000"))]),
+                    media(Vec::new()),
+                ],
+            }],
+            totals_rtp: Counters {
+                packets: 12,
+                bytes: 0,
+                errors: 0,
+            },
+            totals_rtcp: Counters {
+                packets: 3,
+                bytes: 0,
+                errors: 0,
+            },
+            ..CallReport::default()
+        };
+        let totals = RelayTotals::from(&report);
+        assert_eq!(totals.rtp_packets, 12);
+        assert_eq!(totals.rtcp_packets, 3);
+        assert_eq!(
+            totals.parties,
+            vec![PartyCounters {
+                tag: "ft".into(),
+                label: Some("caller".into()),
+                rtp_packets: 12,
+                rtp_errors: 2,
+                endpoint: Some("192.0.2.5:4000".parse().unwrap()),
+                local_port: Some(30002),
+                rtp_kernelized: true,
+            }]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_result_the_client_does_not_know_is_a_refusal_and_garbage_a_bad_reply() {
+        let (relay, client) = fake_relay().await;
+        for (payload, refused) in [
+            (&b"d6:result10:load limite"[..], true),
+            (b"not bencode", false),
+            (b"d3:sdp3:v=0e", false),
+        ] {
+            let offer = tokio::spawn({
+                let client = client.clone();
+                async move {
+                    let exchange = SdpExchange {
+                        call_id: "c2",
+                        from_tag: "ft",
+                        to_tag: None,
+                        via_branch: None,
+                        received_from: None,
+                        label: None,
+                        sdp: b"v=0\r\n",
+                    };
+                    client.offer_answer(&exchange, false).await
+                }
+            });
+            let (request, from) = receive(&relay).await;
+            relay
+                .send_to(&framed(&cookie_of(&request), payload), from)
+                .await
+                .unwrap();
+            let error = offer.await.unwrap().unwrap_err();
+            if refused {
+                assert!(
+                    matches!(&error, NgClientError::Refused(reason) if reason == "result `load limit`"),
+                    "{error}"
+                );
+            } else {
+                assert!(matches!(error, NgClientError::BadReply(_)), "{error}");
+            }
+        }
     }
 
     #[tokio::test]

@@ -7,8 +7,10 @@
 //! `sip_message::Via`. The caller applies a rewritten Via with `Message::pop_via` and
 //! `Message::push_via`.
 
-use core::fmt;
+use core::fmt::{self, Write as _};
 use std::net::{IpAddr, SocketAddr};
+
+use crate::transport::TransportProtocol;
 
 /// The transport of a Via `sent-protocol` (RFC 3261 §20.42, RFC 7118 §5 for WS/WSS).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -32,18 +34,22 @@ pub enum Transport {
 }
 
 impl Transport {
-    /// Reads a transport token; tokens compare case-insensitively.
+    /// Reads a transport token; tokens compare case-insensitively. Only an unknown token
+    /// allocates (this runs for every Via a stateless proxy looks at).
     pub fn from_token(token: &str) -> Self {
-        match token.to_ascii_uppercase().as_str() {
-            "UDP" => Self::Udp,
-            "TCP" => Self::Tcp,
-            "TLS" => Self::Tls,
-            "SCTP" => Self::Sctp,
-            "TLS-SCTP" => Self::TlsSctp,
-            "WS" => Self::Ws,
-            "WSS" => Self::Wss,
-            other => Self::Other(other.to_owned()),
-        }
+        const KNOWN: [Transport; 7] = [
+            Transport::Udp,
+            Transport::Tcp,
+            Transport::Tls,
+            Transport::Sctp,
+            Transport::TlsSctp,
+            Transport::Ws,
+            Transport::Wss,
+        ];
+        KNOWN
+            .into_iter()
+            .find(|known| known.token().eq_ignore_ascii_case(token))
+            .unwrap_or_else(|| Self::Other(token.to_ascii_uppercase()))
     }
 
     /// The token as written in a Via.
@@ -309,24 +315,84 @@ pub struct ReceivedStamp {
 /// and add `received` even if the address matches. An `rport` that already has a value
 /// is overwritten: the packet's real source is what the response must reach.
 pub fn stamp_received(via: &TopVia, source: SocketAddr) -> Option<ReceivedStamp> {
-    let source_address = source.ip().to_canonical();
-    let rport_requested = via.rport().is_some();
-    let sent_by_differs = !via.host.matches(&Host::Ip(source_address));
-    if !rport_requested && !sent_by_differs {
-        return None;
-    }
+    let sent_by = match via.host {
+        Host::Ip(address) => Some(address),
+        Host::Domain(_) => None,
+    };
+    let (received, rport) = stamp_values(sent_by, via.rport().is_some(), source)?;
     let mut stamped = via.clone();
     // RFC 3261 §25.1: `received` holds the bare address, IPv6 without brackets.
-    stamped.set_parameter("received", source_address.to_string());
-    let rport = rport_requested.then(|| source.port());
+    stamped.set_parameter("received", received.to_string());
     if let Some(port) = rport {
         stamped.set_parameter("rport", port.to_string());
     }
     Some(ReceivedStamp {
-        received: source_address,
+        received,
         rport,
         via: stamped,
     })
+}
+
+/// The one rule behind [`stamp_received`] and [`stamp_received_text`]: the `received`
+/// address and filled `rport` for a Via whose sent-by is `sent_by` (`None` for a host name),
+/// or `None` when the Via stays as it is.
+fn stamp_values(
+    sent_by: Option<IpAddr>,
+    rport_requested: bool,
+    source: SocketAddr,
+) -> Option<(IpAddr, Option<u16>)> {
+    let source_address = source.ip().to_canonical();
+    let sent_by_differs = sent_by.map(|address| address.to_canonical()) != Some(source_address);
+    if !rport_requested && !sent_by_differs {
+        return None;
+    }
+    Some((source_address, rport_requested.then(|| source.port())))
+}
+
+/// [`stamp_received`] on the borrowed view, for receive paths that stamp every request and
+/// should not copy the Via into a [`TopVia`] first: the same decision, and the same edit of
+/// the parameters (`received` and `rport` replaced where they stand, `received` appended when
+/// new); the sent-protocol and sent-by stay as written. `None` when the Via needs no change,
+/// or when [`TopVia::from_view`] would refuse it (bytes that are not UTF-8, an unusable
+/// address), so both stamp the same requests.
+pub fn stamp_received_text(via: &sip_message::Via<'_>, source: SocketAddr) -> Option<String> {
+    let sent_by = match via.host {
+        sip_message::Host::Domain(_) => None,
+        sip_message::Host::Ipv4(_) | sip_message::Host::Ipv6(_) => Some(via.host.ip()?),
+    };
+    let rport_requested = via.rport().is_some();
+    let (received, rport) = stamp_values(sent_by, rport_requested, source)?;
+    // The sent-protocol and sent-by end at the first `;` (neither may contain one).
+    let parameters_start = via
+        .raw
+        .iter()
+        .position(|&byte| byte == b';')
+        .unwrap_or(via.raw.len());
+    let head = core::str::from_utf8(via.raw[..parameters_start].trim_ascii_end()).ok()?;
+    let mut text = String::with_capacity(via.raw.len() + 40);
+    text.push_str(head);
+    let (mut received_written, mut rport_written) = (false, rport.is_none());
+    for (name, value) in via.params.iter() {
+        let name = core::str::from_utf8(name).ok()?;
+        text.push(';');
+        text.push_str(name);
+        if !received_written && name.eq_ignore_ascii_case("received") {
+            received_written = true;
+            let _ = write!(text, "={received}");
+        } else if let (false, Some(port)) = (rport_written, rport)
+            && name.eq_ignore_ascii_case("rport")
+        {
+            rport_written = true;
+            let _ = write!(text, "={port}");
+        } else if let Some(value) = value {
+            text.push('=');
+            text.push_str(core::str::from_utf8(value).ok()?);
+        }
+    }
+    if !received_written {
+        let _ = write!(text, ";received={received}");
+    }
+    Some(text)
 }
 
 /// Where a response goes (RFC 3261 §18.2.2, RFC 3581 §4).
@@ -389,6 +455,44 @@ pub fn response_target(via: &TopVia, request_connection_open: bool) -> ResponseT
         port,
         transport,
     }
+}
+
+/// The sent-by port of a parsed Via, else its transport's default ([`Transport::default_port`]),
+/// read from the borrowed view without copying it (the [`TopVia::effective_port`] rule).
+pub fn sent_by_port(via: &sip_message::Via<'_>) -> u16 {
+    via.port.unwrap_or_else(|| {
+        core::str::from_utf8(via.transport)
+            .map_or(5060, |token| Transport::from_token(token).default_port())
+    })
+}
+
+/// Where the request that carried `via` came from, as the server that received it stamped it
+/// (RFC 3261 §18.2.1, RFC 3581 §4): the `received` address, else the sent-by IP; the filled
+/// `rport`, else the sent-by port or the transport default. Read from the borrowed view, so a
+/// stateless element pays no copy per response.
+///
+/// Over UDP, for a Via without `maddr`, this is the §18.2.2 target [`response_target`] gives.
+/// Over TCP/TLS with `rport` it is the remote end of the connection the request came on, the
+/// connection §18.2.2 sends the response on, so a stateless element finds that connection
+/// again by it ([`response_target`] instead gives the sent-by port to open a new connection
+/// to once that one is gone).
+///
+/// `None` for a transport voxide does not carry, a `received` that is not an address, or a
+/// sent-by host name without `received` (no DNS here).
+pub fn request_source(via: &sip_message::Via<'_>) -> Option<(TransportProtocol, SocketAddr)> {
+    let transport = TransportProtocol::from_token(via.transport)?;
+    let ip = match via.received() {
+        Some(received) => match Host::parse(core::str::from_utf8(received).ok()?) {
+            Host::Ip(address) => address,
+            Host::Domain(_) => return None,
+        },
+        None => via.host.ip()?,
+    };
+    let port = match via.rport() {
+        Some(Some(port)) => port,
+        _ => via.port.unwrap_or_else(|| transport.default_port()),
+    };
+    Some((transport, SocketAddr::new(ip, port)))
 }
 
 /// A sent-by this client transport puts into its requests.

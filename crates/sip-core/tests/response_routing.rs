@@ -8,8 +8,10 @@ use bytes::Bytes;
 use proptest::prelude::*;
 use sip_core::response_routing::{
     Host, LocalSentBy, ResponseDisposition, ResponseTarget, TopVia, Transport, ViaError,
-    check_response_via, response_target, stamp_received, stamp_received as stamp,
+    check_response_via, request_source, response_target, sent_by_port, stamp_received,
+    stamp_received as stamp, stamp_received_text,
 };
+use sip_core::transport::TransportProtocol;
 
 fn via(text: &str) -> TopVia {
     TopVia::parse(text).unwrap_or_else(|error| panic!("{text}: {error}"))
@@ -216,6 +218,103 @@ fn received_without_rport_uses_the_sent_by_port() {
     );
 }
 
+/// The borrowed view of a Via value, as a stateless element reads it.
+fn view(text: &str) -> sip_message::Via<'_> {
+    sip_message::Via::parse(text.as_bytes()).unwrap_or_else(|error| panic!("{text}: {error}"))
+}
+
+#[test]
+fn request_source_is_received_and_rport_whatever_the_transport() {
+    let tcp = "SIP/2.0/TCP 10.0.0.5:5060;branch=z9hG4bKs;rport=40000;received=203.0.113.5";
+    assert_eq!(
+        request_source(&view(tcp)),
+        Some((TransportProtocol::Tcp, source("203.0.113.5:40000")))
+    );
+    // Unlike the response target once the connection is gone, which uses the sent-by port.
+    assert_eq!(
+        response_target(&via(tcp), false),
+        address(ip("203.0.113.5"), 5060, Transport::Tcp)
+    );
+    let tls_default = "SIP/2.0/TLS 10.0.0.5;branch=z9hG4bKs;received=203.0.113.5";
+    assert_eq!(
+        request_source(&view(tls_default)),
+        Some((TransportProtocol::Tls, source("203.0.113.5:5061")))
+    );
+    let unstamped = "SIP/2.0/udp [2001:db8::7];branch=z9hG4bKs";
+    assert_eq!(
+        request_source(&view(unstamped)),
+        Some((TransportProtocol::Udp, source("[2001:db8::7]:5060")))
+    );
+    let bracketed = "SIP/2.0/UDP 10.0.0.5;received=[2001:db8::9];rport=7;branch=z9hG4bKs";
+    assert_eq!(
+        request_source(&view(bracketed)),
+        Some((TransportProtocol::Udp, source("[2001:db8::9]:7")))
+    );
+    for unusable in [
+        "SIP/2.0/UDP phone.example;branch=z9hG4bKs",
+        "SIP/2.0/WS 192.0.2.1;branch=z9hG4bKs;received=192.0.2.2",
+        "SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKs;received=nowhere.example",
+    ] {
+        assert_eq!(request_source(&view(unusable)), None, "{unusable}");
+    }
+    // A host name is fine once `received` names the address.
+    assert_eq!(
+        request_source(&view(
+            "SIP/2.0/UDP phone.example;branch=z9hG4bKs;received=192.0.2.3"
+        )),
+        Some((TransportProtocol::Udp, source("192.0.2.3:5060")))
+    );
+}
+
+#[test]
+fn text_stamping_edits_the_parameters_as_the_top_via_does() {
+    let source = source("192.0.2.1:9988");
+    for written in [
+        "SIP/2.0/UDP 10.1.1.1:4540;rport;branch=z9hG4bKkjshdyff",
+        "SIP/2.0/UDP 10.0.0.5;received=203.0.113.9;branch=z9hG4bK4;rport=1",
+        "SIP/2.0/TCP client.example;branch=z9hG4bKc;x=\"q;v\";received",
+        "SIP/2.0/UDP [2001:db8::10]:5062;branch=z9hG4bK5",
+    ] {
+        let expected = stamp(&via(written), source).unwrap().via.to_header_value();
+        assert_eq!(
+            stamp_received_text(&view(written), source),
+            Some(expected),
+            "{written}"
+        );
+    }
+    // As written, not normalised: the transport's case and the sent-by spelling stay.
+    assert_eq!(
+        stamp_received_text(&view("SIP/2.0/udp  10.1.1.1 ;branch=z9hG4bKa"), source).as_deref(),
+        Some("SIP/2.0/udp  10.1.1.1;branch=z9hG4bKa;received=192.0.2.1")
+    );
+    // Nothing to add: the sent-by is the source and no rport was asked for.
+    assert_eq!(
+        stamp_received_text(&view("SIP/2.0/UDP 192.0.2.1:5070;branch=z9hG4bKb"), source),
+        None
+    );
+}
+
+#[test]
+fn sent_by_port_of_a_view_follows_the_transport_default() {
+    for (transport, port) in [
+        ("UDP", 5060),
+        ("tcp", 5060),
+        ("TLS", 5061),
+        ("TLS-SCTP", 5061),
+        ("WS", 80),
+        ("WSS", 443),
+        ("XYZ", 5060),
+    ] {
+        let text = format!("SIP/2.0/{transport} 192.0.2.1;branch=z9hG4bKa");
+        assert_eq!(sent_by_port(&view(&text)), port, "{transport}");
+        assert_eq!(via(&text).effective_port(), port, "{transport}");
+    }
+    assert_eq!(
+        sent_by_port(&view("SIP/2.0/TLS 192.0.2.1:5999;branch=z9hG4bKa")),
+        5999
+    );
+}
+
 #[test]
 fn client_discards_responses_whose_top_via_is_not_ours() {
     let ours = [
@@ -341,6 +440,79 @@ proptest! {
             response_target(&reparsed, false),
             address(Host::Ip(from.ip().to_canonical()), from_port, Transport::Udp)
         );
+    }
+
+    /// Once stamped with rport, the request source is the packet's source over every
+    /// transport; over UDP it is also the response target.
+    #[test]
+    fn stamped_request_source_is_the_packet_source(
+        sent_by in any_ip(),
+        sent_by_port in proptest::option::of(1u16..),
+        from in any_ip(),
+        from_port in 1u16..,
+        transport in proptest::sample::select(TransportProtocol::ALL.to_vec()),
+    ) {
+        let port = sent_by_port.map(|port| format!(":{port}")).unwrap_or_default();
+        let text = format!(
+            "SIP/2.0/{transport} {}{port};branch=z9hG4bKprop;rport",
+            Host::Ip(sent_by)
+        );
+        let from = SocketAddr::new(from, from_port);
+        let stamped = stamp(&via(&text), from).expect("rport always stamps");
+        let printed = stamped.via.to_header_value();
+        let expected = SocketAddr::new(from.ip().to_canonical(), from_port);
+        prop_assert_eq!(request_source(&view(&printed)), Some((transport, expected)));
+        if transport == TransportProtocol::Udp {
+            prop_assert_eq!(
+                response_target(&via(&printed), false),
+                address(Host::Ip(expected.ip()), from_port, Transport::Udp)
+            );
+        }
+    }
+
+    /// Over UDP without maddr, stamped or not, the request source and the §18.2.2 response
+    /// target name the same address: one rule, two readings.
+    #[test]
+    fn udp_request_source_agrees_with_the_response_target(
+        sent_by in any_ip(),
+        sent_by_port in proptest::option::of(1u16..),
+        from in any_ip(),
+        from_port in 1u16..,
+        rport in any::<bool>(),
+    ) {
+        let port = sent_by_port.map(|port| format!(":{port}")).unwrap_or_default();
+        let rport = if rport { ";rport" } else { "" };
+        let text = format!("SIP/2.0/UDP {}{port};branch=z9hG4bKprop{rport}", Host::Ip(sent_by));
+        let top = via(&text);
+        let printed = match stamp(&top, SocketAddr::new(from, from_port)) {
+            Some(stamped) => stamped.via.to_header_value(),
+            None => text.clone(),
+        };
+        let target = match response_target(&via(&printed), false) {
+            ResponseTarget::Address { host: Host::Ip(ip), port, .. } => Some(SocketAddr::new(ip, port)),
+            _ => None,
+        };
+        let source = request_source(&view(&printed)).map(|(_, address)| {
+            SocketAddr::new(address.ip().to_canonical(), address.port())
+        });
+        prop_assert_eq!(source, target);
+    }
+
+    /// The text stamp and the TopVia stamp are one rule: the same requests get stamped, and
+    /// what they print reads back to the same Via.
+    #[test]
+    fn text_and_top_via_stamps_agree(
+        text in "SIP/2\\.0/(UDP|tcp|TLS|WS|XYZ) ([0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}|\\[[0-9a-f:.]{2,30}\\]|[a-z][a-z0-9.-]{0,20})(:[0-9]{1,5})?;branch=z9hG4bK[a-z0-9]{1,8}(;(rport|received|maddr|x)(=[a-zA-Z0-9.:\\[\\]-]{0,12})?){0,4}",
+        from in any_ip(),
+        from_port in 1u16..,
+    ) {
+        let source = SocketAddr::new(from, from_port);
+        if let Ok(top) = TopVia::parse(&text) {
+            let by_top_via = stamp(&top, source).map(|stamped| stamped.via);
+            let by_text = stamp_received_text(&view(&text), source)
+                .map(|printed| via(&printed));
+            prop_assert_eq!(by_text, by_top_via, "{}", text);
+        }
     }
 
     /// Without rport, a received parameter appears exactly when the addresses differ.

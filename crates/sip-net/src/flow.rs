@@ -3,35 +3,9 @@
 use std::fmt;
 use std::net::SocketAddr;
 
-/// The transport protocols this crate carries SIP over (RFC 3261 §18, RFC 5630 for TLS).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum TransportProtocol {
-    Udp,
-    Tcp,
-    Tls,
-}
-
-impl TransportProtocol {
-    /// The token used in the Via header's sent-protocol (RFC 3261 §20.42).
-    pub fn via_token(self) -> &'static str {
-        match self {
-            TransportProtocol::Udp => "UDP",
-            TransportProtocol::Tcp => "TCP",
-            TransportProtocol::Tls => "TLS",
-        }
-    }
-
-    /// Whether messages travel over a connection that must be framed (RFC 3261 §18.3).
-    pub fn is_stream(self) -> bool {
-        !matches!(self, TransportProtocol::Udp)
-    }
-}
-
-impl fmt::Display for TransportProtocol {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter.write_str(self.via_token())
-    }
-}
+/// The transport protocols this crate carries SIP over: defined in `sip-core`, beside the
+/// sans-IO rules that name transports (tokens, default ports, URI destinations).
+pub use sip_core::transport::TransportProtocol;
 
 /// Identifies one TCP or TLS connection for as long as it lives. Never reused within a process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

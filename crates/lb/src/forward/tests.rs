@@ -122,7 +122,7 @@ fn register_gets_path_with_received_and_source_header() {
         "<sip:127.0.0.1:5064;lr;received=sip:203.0.113.5:40000%3Btransport%3Dudp>"
     );
     assert_eq!(
-        message.header(&HeaderName::from_static(SOURCE_HEADER)),
+        message.header(&internal_headers::source_header_name()),
         Some(&b"udp 203.0.113.5:40000"[..])
     );
     let top = message.top_via().unwrap();
@@ -167,6 +167,14 @@ fn register_over_tcp_carries_the_flow_token_in_path_and_via() {
     assert_eq!(
         message.top_via().unwrap().param(b"vxf"),
         Some(Some(&b"42"[..]))
+    );
+    // What the proxy reads back with sip-core's parser: the phone's transport and address.
+    assert_eq!(
+        Source::from_message(&message),
+        Some(Source {
+            transport: TransportProtocol::Tcp,
+            address: PHONE.parse().unwrap(),
+        })
     );
 }
 
@@ -639,7 +647,7 @@ fn ipv6_phone_path_round_trip() {
         "<sip:127.0.0.1:5064;lr;received=sip:[2001:db8::5]:40000%3Btransport%3Dudp>"
     );
     assert_eq!(
-        message.header(&HeaderName::from_static(SOURCE_HEADER)),
+        message.header(&internal_headers::source_header_name()),
         Some(&b"udp [2001:db8::5]:40000"[..])
     );
     let invite = request(

@@ -9,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ng_protocol::bencode::{Value, decode};
+use ng_protocol::{frame_request, split_message};
 
 /// A blocking ng client on its own socket; cookies are unique per client.
 pub struct NgClient {
@@ -42,14 +43,15 @@ impl NgClient {
     pub fn try_call(&mut self, request: &Value<'_>) -> Option<Value<'static>> {
         self.next += 1;
         let cookie = format!("{}_{}", self.prefix, self.next);
-        let mut datagram = format!("{cookie} ").into_bytes();
-        datagram.extend(request.encode());
+        let datagram = frame_request(cookie.as_bytes(), request);
         let mut buffer = vec![0_u8; 65_535];
         for _ in 0..3 {
             self.socket.send_to(&datagram, self.server).unwrap();
             while let Ok(len) = self.socket.recv(&mut buffer) {
-                if let Some(payload) = buffer[..len].strip_prefix(format!("{cookie} ").as_bytes()) {
-                    return Some(decode(payload).expect("bencoded reply").into_owned());
+                if let Ok(reply) = split_message(&buffer[..len])
+                    && reply.cookie == cookie.as_bytes()
+                {
+                    return Some(decode(reply.payload).expect("bencoded reply").into_owned());
                 }
             }
         }
