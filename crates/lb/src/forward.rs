@@ -262,11 +262,10 @@ impl Forwarder {
             return None;
         }
         let uri = message.request_uri()?.ok()?;
-        if self.serves(&uri) || uri.host.ip().is_some() {
+        if self.serves(&uri) {
             return None;
         }
-        let host = std::str::from_utf8(uri.host.as_bytes()).ok()?;
-        Some(host.to_ascii_lowercase())
+        uri.host.domain_name()
     }
 
     /// Whether the Request-URI names a domain (or one of our addresses) we serve.
@@ -287,11 +286,10 @@ impl Forwarder {
                 return true;
             }
         }
-        let host = uri.host.as_bytes();
-        std::str::from_utf8(host).is_ok_and(|host| {
-            self.config.domains.contains(host)
-                || self.config.domains.contains(&host.to_ascii_lowercase())
-        })
+        // The name the domain is provisioned under: lower case, an IPv6 host in brackets.
+        uri.host
+            .domain_name()
+            .is_some_and(|domain| self.config.domains.contains(&domain))
     }
 
     /// Removes Record-Route and Path values from a phone's message that pose as our Path URI
@@ -364,6 +362,21 @@ impl Forwarder {
             Ok(hash) => hash,
             Err(refusal) => return refuse(&message, refusal),
         };
+        // RFC 3261 §16.3 step 5: no proxy extension is supported here, so any Proxy-Require
+        // gets 420 naming what was required (a CANCEL's is ignored, an ACK is never answered).
+        let required: Vec<&[u8]> = message.proxy_require().collect();
+        if !required.is_empty() && message.method() != Some(&Method::Cancel) {
+            if message.method() == Some(&Method::Ack) {
+                return Action::Drop(DropReason::AckRefused(420));
+            }
+            let unsupported = required.join(&b", "[..]);
+            return reply_with(
+                &message,
+                420,
+                "Bad Extension".to_owned(),
+                &[(HeaderName::Unsupported, Bytes::from(unsupported))],
+            );
+        }
         remove_internal_headers(&mut message);
         self.strip_forged_routing(&mut message);
         let popped = self.pop_our_routes(&mut message);
@@ -681,6 +694,16 @@ fn refuse(request: &Message, (status, reason): Refusal) -> Action {
 
 /// A stateless response to `request` (RFC 3261 §16.11 lets a stateless element answer).
 fn reply(request: &Message, status: u16, reason: String) -> Action {
+    reply_with(request, status, reason, &[])
+}
+
+/// [`reply`] with more header lines (e.g. `Unsupported` on a 420).
+fn reply_with(
+    request: &Message,
+    status: u16,
+    reason: String,
+    headers: &[(HeaderName, Bytes)],
+) -> Action {
     let mut hasher = DefaultHasher::new();
     request.call_id().unwrap_or_default().hash(&mut hasher);
     request
@@ -688,9 +711,12 @@ fn reply(request: &Message, status: u16, reason: String) -> Action {
         .ok()
         .and_then(|from| from.tag())
         .hash(&mut hasher);
-    let response = MessageBuilder::response_to(request, status, reason)
-        .to_tag(format!("vx{:08x}", hasher.finish() as u32))
-        .build();
+    let mut builder = MessageBuilder::response_to(request, status, reason)
+        .to_tag(format!("vx{:08x}", hasher.finish() as u32));
+    for (name, value) in headers {
+        builder = builder.header(name.clone(), value.clone());
+    }
+    let response = builder.build();
     Action::Reply {
         response: response.to_bytes(),
         status,

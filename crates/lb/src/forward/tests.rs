@@ -691,3 +691,42 @@ fn alias_and_parameter_helpers() {
     assert!(is_private("100.64.0.1".parse().unwrap()));
     assert!(!is_private("203.0.113.5".parse().unwrap()));
 }
+
+#[test]
+fn proxy_require_is_answered_420_naming_the_extensions() {
+    let inbound = from_phone(TransportProtocol::Udp, None);
+    let required = invite("z9hG4bKreq", "UDP").replace(
+        "Max-Forwards: 70\r\n",
+        "Max-Forwards: 70\r\nProxy-Require: sec-agree, foo\r\n",
+    );
+    let (status, response) = replied(handle(&required, &inbound));
+    assert_eq!(status, 420);
+    assert_eq!(response.reason(), Some(&b"Bad Extension"[..]));
+    assert_eq!(
+        response.header(&HeaderName::Unsupported),
+        Some(&b"sec-agree, foo"[..])
+    );
+    // Require alone is for the UAS: forwarded.
+    let for_the_callee = invite("z9hG4bKreq2", "UDP").replace(
+        "Max-Forwards: 70\r\n",
+        "Max-Forwards: 70\r\nRequire: 100rel\r\n",
+    );
+    forwarded(handle(&for_the_callee, &inbound));
+}
+
+#[test]
+fn an_ipv6_domain_is_served_in_any_spelling() {
+    let mut forwarder = forwarder();
+    forwarder.set_domains(["[2001:db8::10]".to_owned()]);
+    let inbound = from_phone(TransportProtocol::Udp, None);
+    for uri in ["sip:bob@[2001:db8::10]", "sip:bob@[2001:DB8:0:0::10]:5060"] {
+        let text =
+            invite("z9hG4bKv6", "UDP").replace("sip:bob@example.com SIP", &format!("{uri} SIP"));
+        let message = receive(Bytes::from(text), inbound.remote).unwrap();
+        forwarded(forwarder.handle(message, &inbound));
+    }
+    let other = invite("z9hG4bKv6b", "UDP")
+        .replace("sip:bob@example.com SIP", "sip:bob@[2001:db8::11] SIP");
+    let message = receive(Bytes::from(other), inbound.remote).unwrap();
+    assert_eq!(replied(forwarder.handle(message, &inbound)).0, 403);
+}
