@@ -1,8 +1,6 @@
 //! What the proxy answers and sends on its own: local responses (RFC 3261 §8.2.6), final
 //! responses in a server transaction, and responses forwarded without one (§16.7 step 10).
 
-use std::net::SocketAddr;
-
 use bytes::Bytes;
 use sip_core::transaction::TransactionId;
 use sip_message::{Message, MessageBuilder};
@@ -31,15 +29,7 @@ pub async fn send_final(endpoint: &SipEndpoint, transaction: TransactionId, resp
 /// (RFC 3261 §18.2.2 with RFC 3581 `received`/`rport`).
 pub async fn forward_response_statelessly(endpoint: &SipEndpoint, response: Message) {
     let Some(address) = response.top_via().ok().and_then(|via| {
-        let ip = via
-            .received()
-            .and_then(|received| std::str::from_utf8(received).ok()?.parse().ok())
-            .or_else(|| via.host.ip())?;
-        let port = match via.rport() {
-            Some(Some(port)) => port,
-            _ => via.port.unwrap_or(5060),
-        };
-        Some(SocketAddr::new(ip, port))
+        sip_core::response_routing::request_source(&via).map(|(_, address)| address)
     }) else {
         return;
     };

@@ -123,7 +123,7 @@ impl Router {
             HeaderName::MaxForwards,
             Bytes::from((max_forwards - 1).to_string()),
         );
-        if is_dialog_forming(outgoing.method()) {
+        if outgoing.method().is_some_and(is_dialog_forming) {
             outgoing.add_header_before(HeaderName::RecordRoute, self.own_record_route());
         }
         // §16.6 step 7 with RFC 3327 §5: the Path is the route set to the contact.

@@ -1,6 +1,9 @@
 //! Loose routing (RFC 3261 §16.4, §16.12): in-dialog requests and the ACK of a 2xx follow
 //! their Route set; our own Via, Record-Route and the loop check (§16.3 step 4).
 
+use sip_core::internal_headers::Source;
+use sip_core::proxy_rules::ToTag;
+
 use super::*;
 
 impl Router {
@@ -162,51 +165,13 @@ pub fn real_source(request: &Message, flow: &Flow, trusted: &[IpAddr]) -> Socket
     if !trusted.contains(&flow.remote.ip()) {
         return flow.remote;
     }
-    request
-        .header(&HeaderName::from_static(SOURCE_HEADER))
-        .and_then(|value| std::str::from_utf8(value).ok())
-        .and_then(|value| value.split_whitespace().nth(1))
-        .and_then(|address| address.parse().ok())
-        .unwrap_or(flow.remote)
+    Source::from_message(request).map_or(flow.remote, |source| source.address)
 }
 
-/// Removes every `X-Voxide-*` header: internal headers never leave the platform.
-pub(super) fn remove_internal_headers(message: &mut Message) {
-    let names: Vec<HeaderName> = message
-        .headers()
-        .map(|(name, _)| name)
-        .filter(|name| {
-            name.as_bytes()
-                .get(..INTERNAL_HEADER_PREFIX.len())
-                .is_some_and(|prefix| prefix.eq_ignore_ascii_case(INTERNAL_HEADER_PREFIX))
-        })
-        .collect();
-    for name in names {
-        message.remove_header(&name);
-    }
-}
-
-/// The loop-detection hash of §16.6 step 8 over what identifies the request as received:
-/// Request-URI, From tag, To tag, Call-ID, CSeq number and the Route headers.
+/// The loop-detection hash of §16.6 step 8 over the request as received (this proxy is
+/// stateful: the To tag counts).
 pub(super) fn loop_hash(request: &Message) -> u64 {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    request.request_uri_bytes().hash(&mut hasher);
-    request
-        .from()
-        .ok()
-        .and_then(|from| from.tag())
-        .hash(&mut hasher);
-    request.to().ok().and_then(|to| to.tag()).hash(&mut hasher);
-    request.call_id().ok().hash(&mut hasher);
-    request
-        .cseq()
-        .ok()
-        .map(|cseq| cseq.number)
-        .hash(&mut hasher);
-    for route in request.header_values(&HeaderName::Route) {
-        route.hash(&mut hasher);
-    }
-    hasher.finish()
+    sip_core::proxy_rules::loop_hash(request, ToTag::Hashed)
 }
 
 /// Where a loose-routed request goes: its top Route, else its Request-URI (§16.12).
@@ -254,12 +219,4 @@ pub(super) fn request_uri_has_no_user(request: &Message) -> bool {
             uri.user
                 .is_none_or(|user| Unescaped::new(user).next().is_none())
         })
-}
-
-/// Requests that may create a dialog, which the proxy must stay in (RFC 3261 §16.6 step 4).
-pub(super) fn is_dialog_forming(method: Option<&Method>) -> bool {
-    matches!(
-        method,
-        Some(Method::Invite | Method::Subscribe | Method::Refer | Method::Notify)
-    )
 }

@@ -71,17 +71,15 @@ mod tests;
 use decide::decide;
 pub use loose::real_source;
 use loose::{
-    is_dialog_forming, loop_hash, next_hop, remove_internal_headers, request_is_out_of_dialog,
-    request_uri_has_no_user, strip_angle_brackets, uri_address,
+    loop_hash, next_hop, request_is_out_of_dialog, request_uri_has_no_user, strip_angle_brackets,
+    uri_address,
 };
 use media_session::{Roles, call_id_text, exchange_sdp, has_sdp, media_failure_response};
 use response::replaces_best;
+pub use sip_core::internal_headers::SOURCE_HEADER;
+use sip_core::internal_headers::remove_internal_headers;
+use sip_core::proxy_rules::is_dialog_forming;
 
-/// The header in which the load balancer names the real source of a request
-/// (`<transport> <ip>:<port>`); trusted only from configured load balancers.
-pub const SOURCE_HEADER: &str = "X-Voxide-Source";
-/// Prefix of every internal header; such headers never leave the platform.
-const INTERNAL_HEADER_PREFIX: &[u8] = b"x-voxide-";
 /// Prefix of the branches this proxy creates; the loop-detection hash follows it (§16.6 step 8).
 const BRANCH_PREFIX: &str = "z9hG4bK-vx";
 /// Max-Forwards assumed when a request carries none (RFC 3261 §16.6 step 3).
