@@ -319,7 +319,13 @@ pub fn stamp_received(via: &TopVia, source: SocketAddr) -> Option<ReceivedStamp>
         Host::Ip(address) => Some(address),
         Host::Domain(_) => None,
     };
-    let (received, rport) = stamp_values(sent_by, via.rport().is_some(), source)?;
+    let claimed = via.parameter("received").map(|value| {
+        value.and_then(|text| match Host::parse(text) {
+            Host::Ip(address) => Some(address),
+            Host::Domain(_) => None,
+        })
+    });
+    let (received, rport) = stamp_values(sent_by, claimed, via.rport().is_some(), source)?;
     let mut stamped = via.clone();
     // RFC 3261 §25.1: `received` holds the bare address, IPv6 without brackets.
     stamped.set_parameter("received", received.to_string());
@@ -334,16 +340,24 @@ pub fn stamp_received(via: &TopVia, source: SocketAddr) -> Option<ReceivedStamp>
 }
 
 /// The one rule behind [`stamp_received`] and [`stamp_received_text`]: the `received`
-/// address and filled `rport` for a Via whose sent-by is `sent_by` (`None` for a host name),
-/// or `None` when the Via stays as it is.
+/// address and filled `rport` for a Via whose sent-by is `sent_by` (`None` for a host name)
+/// and which arrived with a `received` parameter `claimed` (`Some(None)`: one that is no
+/// address), or `None` when the Via stays as it is.
+///
+/// A `received` the sender wrote itself that is not its real source is replaced: otherwise a
+/// phone could name a victim in it and have every response reflected there.
 fn stamp_values(
     sent_by: Option<IpAddr>,
+    claimed: Option<Option<IpAddr>>,
     rport_requested: bool,
     source: SocketAddr,
 ) -> Option<(IpAddr, Option<u16>)> {
     let source_address = source.ip().to_canonical();
     let sent_by_differs = sent_by.map(|address| address.to_canonical()) != Some(source_address);
-    if !rport_requested && !sent_by_differs {
+    let forged = claimed.is_some_and(|claimed| {
+        claimed.map(|address| address.to_canonical()) != Some(source_address)
+    });
+    if !rport_requested && !sent_by_differs && !forged {
         return None;
     }
     Some((source_address, rport_requested.then(|| source.port())))
@@ -361,7 +375,14 @@ pub fn stamp_received_text(via: &sip_message::Via<'_>, source: SocketAddr) -> Op
         sip_message::Host::Ipv4(_) | sip_message::Host::Ipv6(_) => Some(via.host.ip()?),
     };
     let rport_requested = via.rport().is_some();
-    let (received, rport) = stamp_values(sent_by, rport_requested, source)?;
+    let claimed =
+        via.received().map(
+            |value| match Host::parse(core::str::from_utf8(value).ok()?) {
+                Host::Ip(address) => Some(address),
+                Host::Domain(_) => None,
+            },
+        );
+    let (received, rport) = stamp_values(sent_by, claimed, rport_requested, source)?;
     // The sent-protocol and sent-by end at the first `;` (neither may contain one).
     let parameters_start = via
         .raw

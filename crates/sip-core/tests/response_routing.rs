@@ -295,6 +295,31 @@ fn text_stamping_edits_the_parameters_as_the_top_via_does() {
 }
 
 #[test]
+fn a_received_the_sender_wrote_itself_is_replaced_by_its_real_source() {
+    let source = source("192.0.2.1:5070");
+    // Sent-by is the real source and no rport: only the forged `received` needs fixing,
+    // else every response would be reflected to the victim it names.
+    let forged = "SIP/2.0/UDP 192.0.2.1:5070;branch=z9hG4bKf;received=198.51.100.66";
+    let expected = "SIP/2.0/UDP 192.0.2.1:5070;branch=z9hG4bKf;received=192.0.2.1";
+    assert_eq!(
+        stamp_received_text(&view(forged), source).as_deref(),
+        Some(expected)
+    );
+    assert_eq!(
+        stamp(&via(forged), source).unwrap().via.to_header_value(),
+        expected
+    );
+    assert_eq!(
+        request_source(&view(expected)),
+        Some((TransportProtocol::Udp, source))
+    );
+    // A `received` that already names the source stays as it is.
+    let honest = "SIP/2.0/UDP 192.0.2.1:5070;branch=z9hG4bKh;received=192.0.2.1";
+    assert_eq!(stamp_received_text(&view(honest), source), None);
+    assert!(stamp(&via(honest), source).is_none());
+}
+
+#[test]
 fn sent_by_port_of_a_view_follows_the_transport_default() {
     for (transport, port) in [
         ("UDP", 5060),

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::{Buf, Bytes, BytesMut};
-use sip_core::response_routing::{self, TopVia};
+use sip_core::response_routing;
 use sip_message::stream::{Frame, frame};
 use sip_message::{Message, ParseError};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -263,13 +263,16 @@ pub(crate) fn parse(
 fn stamp_received(message: &mut Message, source: SocketAddr) {
     // validate() has checked the Via; a value sip-core still cannot use (e.g. not UTF-8) is
     // left as received rather than dropping an otherwise valid request.
-    let Ok(via) = TopVia::from_message(message) else {
+    // The borrowed view: no copy of the Via into a TopVia per received request.
+    let Some(stamped) = message
+        .top_via()
+        .ok()
+        .and_then(|via| response_routing::stamp_received_text(&via, source))
+    else {
         return;
     };
-    if let Some(stamp) = response_routing::stamp_received(&via, source) {
-        message.pop_via();
-        message.push_via(stamp.via.to_header_value());
-    }
+    message.pop_via();
+    message.push_via(stamped);
 }
 
 #[cfg(test)]
