@@ -19,6 +19,7 @@ pub mod node;
 pub mod pjsua2;
 pub mod ports;
 pub mod provision;
+pub mod ready;
 pub mod scene;
 pub mod sip_trace;
 pub mod sipp;
@@ -32,6 +33,7 @@ pub use node::{Component, Node, NodePorts};
 pub use pjsua2::{Pjsua2Account, Pjsua2Registration};
 pub use ports::{free_tcp_and_udp_port, free_udp_port};
 pub use provision::{Provisioning, Subscriber};
+pub use ready::wait_until_udp_bound;
 pub use scene::Scene;
 pub use sipp::{Sipp, SippOutcome, SippProcess};
 

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use store::{AccRepository, NewAccRecord, Store};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 /// Most records written in one database transaction.
@@ -30,12 +30,20 @@ const RETRY_PAUSE: Duration = Duration::from_millis(200);
 /// Counters of the accounting writer.
 #[derive(Debug, Default)]
 pub struct AccountingStats {
+    queued: AtomicU64,
     written: AtomicU64,
     dropped: AtomicU64,
     failed: AtomicU64,
+    /// Woken after every batch, for [`AccountingStats::drained`].
+    batch_done: Notify,
 }
 
 impl AccountingStats {
+    /// Records accepted into the queue.
+    pub fn queued(&self) -> u64 {
+        self.queued.load(Ordering::Acquire)
+    }
+
     /// Records committed to the database.
     pub fn written(&self) -> u64 {
         self.written.load(Ordering::Relaxed)
@@ -49,6 +57,22 @@ impl AccountingStats {
     /// Records lost because the database refused them twice.
     pub fn failed(&self) -> u64 {
         self.failed.load(Ordering::Relaxed)
+    }
+
+    /// Waits until every record queued so far has been written (or has failed), so that a row
+    /// missing from the database now is a row that was never queued: what a check for the
+    /// absence of a record waits for, instead of a pause.
+    pub async fn drained(&self) {
+        loop {
+            let batch_done = self.batch_done.notified();
+            tokio::pin!(batch_done);
+            // Registered before the check, so a batch finishing in between still wakes us.
+            batch_done.as_mut().enable();
+            if self.written() + self.failed() >= self.queued() {
+                return;
+            }
+            batch_done.await;
+        }
     }
 }
 
@@ -82,7 +106,11 @@ impl AccountingSender {
 
     fn enqueue(&self, record: NewAccRecord, committed: Option<oneshot::Sender<bool>>) {
         let queued = Queued { record, committed };
+        // Counted before it can be written, so `drained` never takes it for done.
+        self.stats.queued.fetch_add(1, Ordering::AcqRel);
         if let Err(error) = self.queue.try_send(queued) {
+            self.stats.queued.fetch_sub(1, Ordering::AcqRel);
+            self.stats.batch_done.notify_waiters();
             let Queued { record, committed } = match error {
                 mpsc::error::TrySendError::Full(queued)
                 | mpsc::error::TrySendError::Closed(queued) => queued,
@@ -141,6 +169,7 @@ pub fn spawn_writer(store: Store, capacity: usize) -> (AccountingSender, JoinHan
                 }
             }
             batch.clear();
+            writer_stats.batch_done.notify_waiters();
         }
     });
     (AccountingSender { queue, stats }, task)
@@ -211,6 +240,27 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(rows.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn drained_waits_until_every_queued_record_is_in_the_database() {
+        let store = Store::connect("sqlite::memory:").await.unwrap();
+        // Two slots: the third record finds the queue full (the writer has not run yet) and
+        // is never queued, so nothing waits for it.
+        let (sender, _task) = spawn_writer(store.clone(), 2);
+        for code in [486, 487, 603] {
+            sender.record(record("acc-drained", code));
+        }
+        assert_eq!(sender.stats().queued(), 2);
+        assert_eq!(sender.stats().written(), 0, "the writer has not run yet");
+        sender.stats().drained().await;
+        assert_eq!(sender.stats().written(), 2);
+        let rows = store
+            .list_acc_records_by_call_id("acc-drained")
+            .await
+            .unwrap();
+        let codes: Vec<i64> = rows.iter().map(|row| row.sip_code).collect();
+        assert_eq!(codes, [486, 487]);
     }
 
     #[tokio::test]

@@ -1,14 +1,24 @@
 //! The call router over real UDP on 127.0.0.1 with SQLite in a temporary directory: small SIP
 //! user agents written here (raw messages, `sip-message` to read the answers, `sip-core` to
 //! answer digest challenges) call each other through a running proxy.
+//!
+//! Timer C and the media check run on tokio's clock held still ([`in_frozen_time`]): the test
+//! moves it to the millisecond a timer is due instead of sleeping. A check that something did
+//! not happen waits for the proxy to have taken in what came before ([`Phone::ping_proxy`]) or
+//! for the accounting writer to drain ([`Platform::acc`]), not for a pause.
 
+use std::borrow::Cow;
+use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use ng_protocol::{Value, bencode, frame_reply, split_message};
 use proxy::authentication::AuthenticationPolicy;
 use proxy::location::{AddressOfRecord, Binding, BindingChanges, unix_now};
-use proxy::{ProxyConfig, ProxyHandle};
+use proxy::media::MediaRelayConfig;
+use proxy::{DEFAULT_MEDIA_CHECK_INTERVAL, DEFAULT_TIMER_C, ProxyConfig, ProxyHandle};
 use sip_core::auth::{
     ClientCredentials, DigestAlgorithm, DigestChallenge, DigestPolicy, RequestToSign,
     answer_challenge, select_challenge,
@@ -20,9 +30,36 @@ use store::{
     NewSubscriber, Store, SubscriberRepository, SubscriberStatus,
 };
 use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
 
 const DOMAIN: &str = "example.org";
 const WAIT: Duration = Duration::from_secs(5);
+/// Longest a test in frozen time may take in real time: its phones' receive timeouts are in
+/// tokio time, which stands still there.
+const REAL_TIME_LIMIT: Duration = Duration::from_secs(30);
+
+/// Runs `test` on tokio's paused clock held still: time moves only by
+/// `tokio::time::advance`, so a timer fires exactly when the test says.
+///
+/// `start_paused` alone is not enough: whenever the runtime has nothing to do — also while
+/// SQLite's worker thread answers a query or a datagram is on its way — a paused clock jumps
+/// to the next timer, and the phones' receive timeouts, the transaction timers or Timer C would
+/// fire at random points. A blocking task in flight keeps the clock from jumping
+/// (`tokio::time::pause`, "Preventing auto-advance"); the one held here is also a real-time
+/// watchdog, so a test that waits for a message that never comes fails instead of hanging.
+async fn in_frozen_time<F: Future>(test: F) -> F::Output {
+    let (finished, finished_signal) = std::sync::mpsc::channel::<()>();
+    let mut watchdog =
+        tokio::task::spawn_blocking(move || finished_signal.recv_timeout(REAL_TIME_LIMIT));
+    tokio::select! {
+        output = test => {
+            drop(finished);
+            let _ = watchdog.await;
+            output
+        }
+        _ = &mut watchdog => panic!("not finished after {REAL_TIME_LIMIT:?} of real time"),
+    }
+}
 
 /// A proxy over a fresh SQLite store with subscribers alice, bob (number 43111002) and carol.
 struct Platform {
@@ -148,24 +185,23 @@ impl Platform {
             .unwrap();
     }
 
-    /// The `acc` rows of a call as (method, code), once the writer has caught up.
-    async fn acc(&self, call_id: &str, expected: usize) -> Vec<store::AccRecord> {
-        for _ in 0..100 {
-            let rows = self
-                .store
-                .list_acc_records_by_call_id(call_id)
-                .await
-                .unwrap();
-            if rows.len() >= expected {
-                return rows;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    /// The `acc` rows of a call once the writer has written everything queued. The proxy
+    /// queues a row before it sends the response the row is about, so every row of a response
+    /// a phone has seen is in the database by then, and a row missing is a row never made.
+    async fn acc(&self, call_id: &str) -> Vec<store::AccRecord> {
+        self.proxy.accounting_stats().drained().await;
         self.store
             .list_acc_records_by_call_id(call_id)
             .await
             .unwrap()
     }
+}
+
+/// Each row as (method, code).
+fn summary(rows: &[store::AccRecord]) -> Vec<(&str, i64)> {
+    rows.iter()
+        .map(|row| (row.method.as_str(), row.sip_code))
+        .collect()
 }
 
 /// A user agent on its own UDP socket.
@@ -236,6 +272,19 @@ impl Phone {
     /// Answers `request` with `status`, with a Contact and the Record-Route copied
     /// (RFC 3261 §12.1.1).
     async fn answer(&self, request: &Message, status: u16, reason: &str, user: &str) {
+        self.send(self.response(request, status, reason, user).to_bytes())
+            .await;
+    }
+
+    /// Answers `request` with `status` and `sdp` as its body.
+    async fn answer_with_sdp(&self, request: &Message, status: u16, user: &str, sdp: &str) {
+        let mut response = self.response(request, status, "OK", user);
+        response.add_header(HeaderName::ContentType, "application/sdp");
+        response.set_body(Bytes::from(sdp.to_owned()));
+        self.send(response.to_bytes()).await;
+    }
+
+    fn response(&self, request: &Message, status: u16, reason: &str, user: &str) -> Message {
         let mut response = make_response(request, status, reason, Some(b"callee-tag"));
         for record_route in request.header_values(&HeaderName::RecordRoute) {
             response.add_header(
@@ -246,7 +295,31 @@ impl Phone {
         if request.method() == Some(&Method::Invite) {
             response.add_header(HeaderName::Contact, format!("<{}>", self.contact(user)));
         }
-        self.send(response.to_bytes()).await;
+        response
+    }
+
+    /// An OPTIONS to the proxy itself, and its 200 as the next message: the proxy's one
+    /// socket and one loop take messages in order, so it has taken in everything this phone
+    /// sent before and sent nothing else this way meanwhile.
+    async fn ping_proxy(&self) {
+        let ping = Call::new("alice", &format!("sip:{}", self.proxy));
+        self.send(ping.request("OPTIONS", &ping.branch, 1, self, None))
+            .await;
+        self.receive_response(200).await;
+    }
+
+    /// Fails when a message is waiting on this phone's socket.
+    fn assert_nothing_waiting(&self) {
+        let mut buffer = vec![0u8; 65_535];
+        match self.socket.try_recv_from(&mut buffer) {
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+            Ok((length, _)) => panic!(
+                "{} got an unexpected message:\n{}",
+                self.address,
+                String::from_utf8_lossy(&buffer[..length])
+            ),
+            Err(error) => panic!("{error}"),
+        }
     }
 }
 
@@ -259,6 +332,8 @@ struct Call {
     cseq: u32,
     max_forwards: u32,
     authorization: Option<String>,
+    /// The INVITE's SDP offer, if any.
+    sdp: Option<String>,
 }
 
 impl Call {
@@ -271,6 +346,7 @@ impl Call {
             cseq: 1,
             max_forwards: 70,
             authorization: None,
+            sdp: None,
         }
     }
 
@@ -292,6 +368,10 @@ impl Call {
             .map(|value| format!("Proxy-Authorization: {value}\r\n"))
             .unwrap_or_default();
         let to_tag = to_tag.map(|tag| format!(";tag={tag}")).unwrap_or_default();
+        let (content_type, body) = match (&self.sdp, method) {
+            (Some(sdp), "INVITE") => ("Content-Type: application/sdp\r\n", sdp.as_str()),
+            _ => ("", ""),
+        };
         format!(
             "{method} {uri} SIP/2.0\r\n\
              Via: SIP/2.0/UDP {address};branch={branch};rport\r\n\
@@ -301,13 +381,14 @@ impl Call {
              Call-ID: {call_id}\r\n\
              CSeq: {cseq} {method}\r\n\
              Contact: <{contact}>\r\n\
-             {authorization}Content-Length: 0\r\n\r\n",
+             {authorization}{content_type}Content-Length: {length}\r\n\r\n{body}",
             uri = self.request_uri,
             address = phone.address,
             max_forwards = self.max_forwards,
             from = self.from_user,
             call_id = self.call_id,
             contact = phone.contact(self.from_user),
+            length = body.len(),
         )
     }
 
@@ -432,12 +513,8 @@ async fn alice_calls_bob_rings_answers_and_hangs_up() {
     bob.answer(&bye, 200, "OK", "bob").await;
     alice.receive_response(200).await;
 
-    let rows = platform.acc(&call.call_id, 2).await;
-    let summary: Vec<_> = rows
-        .iter()
-        .map(|row| (row.method.as_str(), row.sip_code))
-        .collect();
-    assert_eq!(summary, [("INVITE", 200), ("BYE", 200)]);
+    let rows = platform.acc(&call.call_id).await;
+    assert_eq!(summary(&rows), [("INVITE", 200), ("BYE", 200)]);
     let start = &rows[0];
     assert_eq!(start.from_tag, "caller-tag");
     assert_eq!(start.to_tag, "callee-tag");
@@ -498,7 +575,7 @@ async fn a_cancelled_call_ends_with_487_and_the_callee_gets_cancel() {
     // The proxy's client transaction acknowledges the 487 (RFC 3261 §17.1.1.3).
     bob.receive_request(Method::Ack).await;
 
-    let rows = platform.acc(&call.call_id, 1).await;
+    let rows = platform.acc(&call.call_id).await;
     assert_eq!(rows.len(), 1);
     assert_eq!((rows[0].method.as_str(), rows[0].sip_code), ("INVITE", 487));
 }
@@ -518,9 +595,9 @@ async fn offline_and_unknown_callees_get_480_and_404() {
     let response = alice.receive_response(404).await;
     alice.send(unknown.ack_for(&response, &alice)).await;
 
-    let rows = platform.acc(&offline.call_id, 1).await;
+    let rows = platform.acc(&offline.call_id).await;
     assert_eq!((rows[0].method.as_str(), rows[0].sip_code), ("INVITE", 480));
-    let rows = platform.acc(&unknown.call_id, 1).await;
+    let rows = platform.acc(&unknown.call_id).await;
     assert_eq!((rows[0].method.as_str(), rows[0].sip_code), ("INVITE", 404));
     assert_eq!(rows[0].destination_user_id, None);
 }
@@ -543,7 +620,7 @@ async fn a_call_to_a_number_reaches_its_subscriber() {
     let busy = alice.receive_response(486).await;
     alice.send(call.ack_for(&busy, &alice)).await;
 
-    let rows = platform.acc(&call.call_id, 1).await;
+    let rows = platform.acc(&call.call_id).await;
     assert_eq!((rows[0].method.as_str(), rows[0].sip_code), ("INVITE", 486));
     assert_eq!(
         rows[0].destination_user_id.as_deref(),
@@ -585,7 +662,7 @@ async fn forking_rings_both_contacts_and_cancels_the_one_that_did_not_answer() {
             .is_none()
     );
 
-    let rows = platform.acc(&call.call_id, 1).await;
+    let rows = platform.acc(&call.call_id).await;
     assert_eq!(rows.len(), 1);
     assert_eq!((rows[0].method.as_str(), rows[0].sip_code), ("INVITE", 200));
 }
@@ -697,16 +774,11 @@ async fn an_unauthenticated_invite_is_challenged_with_407_for_the_caller_domain(
     assert!(first.contains("algorithm=MD5"), "MD5 by default: {first}");
     assert!(first.contains(&format!("realm=\"{DOMAIN}\"")));
     alice.send(call.ack_for(&challenge, &alice)).await;
-    // A challenge is no call attempt: nothing accounted.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(
-        platform
-            .store
-            .list_acc_records_by_call_id(&call.call_id)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    // A challenge is no call attempt: nothing accounted. Once the proxy has taken in the ACK
+    // too and the writer has drained, a row that is not there was never made.
+    alice.ping_proxy().await;
+    let rows = platform.acc(&call.call_id).await;
+    assert!(rows.is_empty(), "{rows:?}");
 }
 
 #[tokio::test]
@@ -792,31 +864,300 @@ async fn the_source_named_by_a_trusted_load_balancer_is_accounted_and_not_forwar
     let busy = alice.receive_response(486).await;
     alice.send(natted.ack_for(&busy, &alice)).await;
     bob.receive_request(Method::Ack).await;
-    let rows = platform.acc(&natted.call_id, 1).await;
+    let rows = platform.acc(&natted.call_id).await;
     assert_eq!(rows[0].source_ip, "198.51.100.7");
 }
 
-#[tokio::test]
+/// Timer C at its default of 181 s, on a clock that moves only when the test says: the branch
+/// is cancelled at the very millisecond, without three minutes of waiting.
+#[tokio::test(start_paused = true)]
 async fn timer_c_cancels_a_branch_that_rings_forever() {
-    let platform = Platform::start_with(ProxyConfig {
-        timer_c: Duration::from_secs(1),
-        ..ProxyConfig::default()
+    in_frozen_time(async {
+        let platform = Platform::start().await;
+        let alice = Phone::new(&platform.proxy).await;
+        let bob = Phone::new(&platform.proxy).await;
+        platform.register("bob", &bob).await;
+        let mut call = Call::new("alice", &uri("bob"));
+        call.invite_authenticated(&alice, "alice").await;
+        let invite = bob.receive_request(Method::Invite).await;
+        // The 180 (re)starts Timer C (RFC 3261 §16.7 step 2) at this instant.
+        bob.answer(&invite, 180, "Ringing", "bob").await;
+        alice.receive_response(180).await;
+
+        // A millisecond before Timer C, the branch still rings.
+        tokio::time::advance(DEFAULT_TIMER_C - Duration::from_millis(1)).await;
+        bob.ping_proxy().await;
+        bob.assert_nothing_waiting();
+        alice.assert_nothing_waiting();
+
+        // No final response from bob at 181 s: the proxy cancels the branch (§16.8).
+        tokio::time::advance(Duration::from_millis(1)).await;
+        let cancel = bob.receive_request(Method::Cancel).await;
+        let branch = |message: &Message| message.top_via().unwrap().branch().map(<[u8]>::to_vec);
+        assert_eq!(
+            branch(&cancel),
+            branch(&invite),
+            "the CANCEL matches the INVITE"
+        );
+        bob.answer(&cancel, 200, "OK", "bob").await;
+        bob.answer(&invite, 487, "Request Terminated", "bob").await;
+        bob.receive_request(Method::Ack).await;
+        let terminated = alice.receive_response(487).await;
+        alice.send(call.ack_for(&terminated, &alice)).await;
+        assert_eq!(
+            summary(&platform.acc(&call.call_id).await),
+            [("INVITE", 487)]
+        );
     })
     .await;
-    let alice = Phone::new(&platform.proxy).await;
-    let bob = Phone::new(&platform.proxy).await;
-    platform.register("bob", &bob).await;
-    let mut call = Call::new("alice", &uri("bob"));
-    call.invite_authenticated(&alice, "alice").await;
-    let invite = bob.receive_request(Method::Invite).await;
-    bob.answer(&invite, 180, "Ringing", "bob").await;
-    alice.receive_response(180).await;
-    // No final response from bob: after Timer C the proxy cancels the branch.
-    let cancel = bob.receive_request(Method::Cancel).await;
-    bob.answer(&cancel, 200, "OK", "bob").await;
-    bob.answer(&invite, 487, "Request Terminated", "bob").await;
-    let terminated = alice.receive_response(487).await;
-    alice.send(call.ack_for(&terminated, &alice)).await;
+}
+
+/// The address the fake relay writes into every SDP it passes.
+const RELAY_MEDIA_IP: &str = "127.0.0.9";
+
+/// A media relay speaking just enough ng for the router, on 127.0.0.1: `offer` and `answer`
+/// put [`RELAY_MEDIA_IP`] into the SDP, and the relay holds the call until the test drops it
+/// (what a real relay's media timeout does); `query` answers for the calls it holds and
+/// `Unknown call-id` for the others, and is reported to the test.
+struct FakeRelay {
+    address: SocketAddr,
+    calls: Arc<Mutex<HashSet<String>>>,
+    queries: mpsc::UnboundedReceiver<String>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FakeRelay {
+    async fn start() -> FakeRelay {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let address = socket.local_addr().unwrap();
+        let calls = Arc::new(Mutex::new(HashSet::new()));
+        let (report, queries) = mpsc::unbounded_channel();
+        let task = tokio::spawn(serve_ng(socket, Arc::clone(&calls), report));
+        FakeRelay {
+            address,
+            calls,
+            queries,
+            task,
+        }
+    }
+
+    /// The relay forgets `call_id`, as after a media timeout.
+    fn drop_call(&self, call_id: &str) {
+        assert!(
+            self.calls.lock().unwrap().remove(call_id),
+            "the relay held {call_id}"
+        );
+    }
+
+    /// The Call-ID of the next `query` the relay answered.
+    async fn next_query(&mut self) -> String {
+        self.queries.recv().await.expect("the relay runs")
+    }
+}
+
+impl Drop for FakeRelay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn serve_ng(
+    socket: UdpSocket,
+    calls: Arc<Mutex<HashSet<String>>>,
+    queries: mpsc::UnboundedSender<String>,
+) {
+    let mut buffer = vec![0u8; 65_535];
+    loop {
+        let (length, peer) = socket.recv_from(&mut buffer).await.unwrap();
+        let message = split_message(&buffer[..length]).unwrap();
+        let request = bencode::decode(message.payload).unwrap();
+        let text = |key: &str| {
+            request
+                .get(key)
+                .and_then(Value::as_bytes)
+                .map(|value| String::from_utf8_lossy(value).into_owned())
+                .unwrap_or_default()
+        };
+        let call_id = text("call-id");
+        let command = text("command");
+        let ok = ("result", Value::string("ok"));
+        let entries = match command.as_str() {
+            "ping" => vec![("result", Value::string("pong"))],
+            "offer" | "answer" => {
+                calls.lock().unwrap().insert(call_id.clone());
+                let sdp: String = text("sdp")
+                    .split_inclusive("\r\n")
+                    .map(|line| {
+                        if line.starts_with("c=") {
+                            format!("c=IN IP4 {RELAY_MEDIA_IP}\r\n")
+                        } else {
+                            line.to_owned()
+                        }
+                    })
+                    .collect();
+                vec![ok, ("sdp", Value::string(sdp))]
+            }
+            "query" if calls.lock().unwrap().contains(&call_id) => vec![ok],
+            "query" => vec![
+                ("result", Value::string("error")),
+                ("error-reason", Value::string("Unknown call-id")),
+            ],
+            "delete" => {
+                calls.lock().unwrap().remove(&call_id);
+                vec![ok]
+            }
+            // Refused: the proxy turns that into a SIP error the test reports.
+            other => vec![
+                ("result", Value::string("error")),
+                (
+                    "error-reason",
+                    Value::string(format!("unknown command {other}")),
+                ),
+            ],
+        };
+        let reply = Value::Dict(
+            entries
+                .into_iter()
+                .map(|(key, value)| (Cow::Borrowed(key.as_bytes()), value))
+                .collect(),
+        );
+        socket
+            .send_to(&frame_reply(message.cookie, &reply), peer)
+            .await
+            .unwrap();
+        if command == "query" {
+            let _ = queries.send(call_id);
+        }
+    }
+}
+
+/// An SDP offer or answer from a phone at 127.0.0.1.
+fn phone_sdp(user: &str, port: u16) -> String {
+    format!(
+        "v=0\r\no={user} 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio {port} RTP/AVP 0\r\n"
+    )
+}
+
+/// The `c=` lines of a message's SDP.
+fn connection_lines(message: &Message) -> Vec<String> {
+    String::from_utf8_lossy(&message.body())
+        .lines()
+        .filter(|line| line.starts_with("c="))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Alice calls `user` at `callee` with SDP, which the callee answers with SDP: both go
+/// through the relay. Returns the call once confirmed and acknowledged.
+async fn call_through_the_relay(
+    platform: &Platform,
+    alice: &Phone,
+    callee: &Phone,
+    user: &'static str,
+) -> Call {
+    let mut call = Call::new("alice", &uri(user));
+    call.sdp = Some(phone_sdp("alice", 40_000));
+    call.invite_authenticated(alice, "alice").await;
+    let invite = callee.receive_request(Method::Invite).await;
+    let relayed = [format!("c=IN IP4 {RELAY_MEDIA_IP}")];
+    assert_eq!(
+        connection_lines(&invite),
+        relayed,
+        "the offer went through the relay"
+    );
+    callee
+        .answer_with_sdp(&invite, 200, user, &phone_sdp(user, 40_002))
+        .await;
+    let ok = alice.receive_response(200).await;
+    assert_eq!(connection_lines(&ok), relayed, "so did the answer");
+    let ack = format!(
+        "ACK {contact} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {address};branch={branch};rport\r\n\
+         Max-Forwards: 70\r\n\
+         Route: <sip:{proxy};lr>\r\n\
+         From: <sip:alice@{DOMAIN}>;tag=caller-tag\r\n\
+         To: <sip:{user}@{DOMAIN}>;tag=callee-tag\r\n\
+         Call-ID: {call_id}\r\n\
+         CSeq: {cseq} ACK\r\n\
+         Content-Length: 0\r\n\r\n",
+        contact = callee.contact(user),
+        address = alice.address,
+        branch = new_branch(),
+        proxy = platform.proxy.local_addr(),
+        call_id = call.call_id,
+        cseq = call.cseq,
+    );
+    alice.send(ack).await;
+    callee.receive_request(Method::Ack).await;
+    call
+}
+
+/// The media check at its default interval, on a clock that moves only when the test says:
+/// at the first check, the call the relay dropped (its media timeout) gets a BYE to both
+/// phones and its stop record, and the call the relay still holds goes on.
+#[tokio::test(start_paused = true)]
+async fn a_call_the_relay_dropped_is_ended_at_the_next_media_check() {
+    in_frozen_time(async {
+        let mut relay = FakeRelay::start().await;
+        let platform = Platform::start_with(ProxyConfig {
+            media_relay: Some(MediaRelayConfig::new(relay.address)),
+            ..ProxyConfig::default()
+        })
+        .await;
+        let alice = Phone::new(&platform.proxy).await;
+        let bob = Phone::new(&platform.proxy).await;
+        let carol = Phone::new(&platform.proxy).await;
+        platform.register("bob", &bob).await;
+        platform.register("carol", &carol).await;
+        // Both calls are confirmed at this instant: the first check is one interval later.
+        let kept = call_through_the_relay(&platform, &alice, &bob, "bob").await;
+        let dropped = call_through_the_relay(&platform, &alice, &carol, "carol").await;
+        relay.drop_call(&dropped.call_id);
+
+        // A millisecond before the interval, the relay has not been asked.
+        tokio::time::advance(DEFAULT_MEDIA_CHECK_INTERVAL - Duration::from_millis(1)).await;
+        alice.ping_proxy().await;
+        assert!(relay.queries.try_recv().is_err(), "asked too early");
+
+        // At the interval it is asked about both calls.
+        tokio::time::advance(Duration::from_millis(1)).await;
+        let mut asked = [relay.next_query().await, relay.next_query().await];
+        asked.sort();
+        let mut expected = [kept.call_id.clone(), dropped.call_id.clone()];
+        expected.sort();
+        assert_eq!(asked, expected);
+
+        // The dropped call: a BYE to carol on alice's behalf and one to alice on carol's.
+        for (phone, from_tag, to_tag) in [
+            (&carol, "caller-tag", "callee-tag"),
+            (&alice, "callee-tag", "caller-tag"),
+        ] {
+            let bye = phone.receive_request(Method::Bye).await;
+            assert_eq!(bye.call_id().unwrap(), dropped.call_id.as_bytes());
+            assert_eq!(bye.from().unwrap().tag(), Some(from_tag.as_bytes()));
+            assert_eq!(bye.to().unwrap().tag(), Some(to_tag.as_bytes()));
+            let reason: Vec<_> = bye.header_values(&HeaderName::Reason).collect();
+            assert_eq!(reason, [&b"SIP;cause=200;text=\"Media Timeout\""[..]]);
+            phone.answer(&bye, 200, "OK", "carol").await;
+        }
+        // The proxy ends the calls of one check before it takes the ping: the kept call got
+        // no BYE, and the stop record is queued.
+        alice.ping_proxy().await;
+        bob.assert_nothing_waiting();
+        let rows = platform.acc(&dropped.call_id).await;
+        assert_eq!(summary(&rows), [("INVITE", 200), ("BYE", 200)]);
+        assert_eq!(rows[1].sip_reason, "Media Timeout");
+        assert_eq!(
+            rows[1].source_user_id.as_deref(),
+            Some(platform.uuids["alice"].as_str())
+        );
+        assert_eq!(
+            summary(&platform.acc(&kept.call_id).await),
+            [("INVITE", 200)]
+        );
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -856,7 +1197,7 @@ async fn accounting_records_land_in_mariadb_too() {
     bob.answer(&invite, 486, "Busy Here", "bob").await;
     let busy = alice.receive_response(486).await;
     alice.send(call.ack_for(&busy, &alice)).await;
-    let rows = platform.acc(&call.call_id, 1).await;
+    let rows = platform.acc(&call.call_id).await;
     let Platform { store, proxy, .. } = platform;
     proxy.shutdown().await;
     store.close().await;
@@ -971,8 +1312,14 @@ async fn sipp_phones_call_each_other_through_the_proxy() {
         "callee.xml",
         vec!["-p".to_owned(), callee_port.to_string()],
     ));
-    // Give the callee a moment to bind its port.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The callee takes the INVITE once its socket is bound.
+    let callee_address = SocketAddr::from(([127, 0, 0, 1], callee_port));
+    tokio::task::spawn_blocking(move || {
+        e2e_tests::wait_until_udp_bound(callee_address, None, Duration::from_secs(10))
+    })
+    .await
+    .unwrap()
+    .expect("SIPp binds its port");
     let call_id = format!("sipp-{:08x}", rand::random::<u32>());
     sipp(
         "caller.xml",
@@ -994,12 +1341,8 @@ async fn sipp_phones_call_each_other_through_the_proxy() {
     )
     .await;
     callee.await.unwrap();
-    let rows = platform.acc(&call_id, 2).await;
-    let summary: Vec<_> = rows
-        .iter()
-        .map(|row| (row.method.as_str(), row.sip_code))
-        .collect();
-    assert_eq!(summary, [("INVITE", 200), ("BYE", 200)]);
+    let rows = platform.acc(&call_id).await;
+    assert_eq!(summary(&rows), [("INVITE", 200), ("BYE", 200)]);
 }
 
 #[tokio::test]
@@ -1029,6 +1372,6 @@ async fn when_every_branch_fails_the_best_response_wins() {
     let declined = alice.receive_response(603).await;
     alice.send(call.ack_for(&declined, &alice)).await;
 
-    let rows = platform.acc(&call.call_id, 1).await;
+    let rows = platform.acc(&call.call_id).await;
     assert_eq!((rows[0].method.as_str(), rows[0].sip_code), ("INVITE", 603));
 }

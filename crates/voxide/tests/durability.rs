@@ -11,7 +11,7 @@ use bytes::Bytes;
 use sip_core::auth::{ClientCredentials, DigestChallenge, RequestToSign};
 use sip_message::{Contact, HeaderName, Message};
 
-use e2e_tests::{Scene, TEST_DOMAIN, block_on};
+use e2e_tests::{Scene, TEST_DOMAIN, block_on, wait_until_udp_bound};
 use store::{CdrRepository, Store};
 
 const VOXIDE: &str = env!("CARGO_BIN_EXE_voxide");
@@ -68,24 +68,6 @@ fn answered_calls(messages: &str) -> BTreeMap<String, Seen> {
     calls
 }
 
-/// Waits until some socket of this namespace is bound to UDP `port` (the UAS is ready).
-fn wait_until_udp_bound(port: u16) {
-    let needle = format!(":{port:04X} ");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !["/proc/net/udp", "/proc/net/udp6"].iter().any(|table| {
-        std::fs::read_to_string(table).is_ok_and(|text| {
-            text.lines().skip(1).any(|line| {
-                line.split_whitespace()
-                    .nth(1)
-                    .is_some_and(|local| format!("{local} ").contains(&needle))
-            })
-        })
-    }) {
-        assert!(Instant::now() < deadline, "nothing bound UDP port {port}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 #[test]
 fn kill_9_under_call_load_loses_no_answered_calls_accounting() {
     let mut scene = Scene::start(VOXIDE, &["alice", "bob"]).unwrap();
@@ -100,7 +82,8 @@ fn kill_9_under_call_load_loses_no_answered_calls_accounting() {
         .args(["-m", total.as_str()])
         .spawn("bob-load")
         .unwrap();
-    wait_until_udp_bound(bob_port);
+    let bob_local = SocketAddr::new(scene.node.ports.public_ip, bob_port);
+    wait_until_udp_bound(bob_local, None, Duration::from_secs(10)).unwrap();
     let alice = scene.subscriber("alice").clone();
     let caller = scene
         .sipp("uac_call.xml", Scene::free_port())
@@ -400,7 +383,8 @@ fn a_call_answered_the_moment_before_a_kill_9_still_gets_its_cdr() {
         .args(["-m", rounds.as_str()])
         .spawn("bob-durable")
         .unwrap();
-    wait_until_udp_bound(bob_port);
+    let bob_local = SocketAddr::new(scene.node.ports.public_ip, bob_port);
+    wait_until_udp_bound(bob_local, None, Duration::from_secs(10)).unwrap();
     let alice = scene.subscriber("alice").clone();
     let caller = Caller::new(scene.node.sip_address(), "alice", &alice.password);
     let mut call_ids = Vec::new();

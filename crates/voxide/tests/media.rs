@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use e2e_tests::{
     Audio, Baresip, BaresipAccount, BaresipMedia, NatLab, NodePorts, Scene, TEST_DOMAIN, block_on,
-    free_udp_port,
+    free_udp_port, wait_until_udp_bound,
 };
 use proxy::media::{MediaRelayClient, MediaRelayConfig, RelayTotals};
 use store::{AccRepository as _, CdrRepository as _};
@@ -519,7 +519,7 @@ fn a_silent_call_is_ended_by_the_platform(scene: &Scene, relay_ip: IpAddr) {
         .key("user", "bob")
         .spawn("bob-media-timeout")
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    wait_until_udp_bound(bob_local, None, Duration::from_secs(10)).unwrap();
     let alice = scene.subscriber("alice");
     let started = Instant::now();
     let caller = scene
@@ -752,7 +752,7 @@ fn a_late_offer_and_a_re_invite_go_through_the_relay() {
         .key("user", "bob")
         .spawn("bob-late-offer")
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    wait_until_udp_bound(bob_local, None, Duration::from_secs(10)).unwrap();
     let alice = scene.subscriber("alice");
     let caller = scene
         .sipp_from(
@@ -804,12 +804,9 @@ fn a_silent_relay_gets_the_caller_a_503() {
     let scene = Scene::start_with_ports(VOXIDE, ports, &["alice", "bob"]).unwrap();
     let registered = scene.register("bob", Scene::free_port()).unwrap();
     assert!(registered.succeeded(), "{}", registered.report());
-    // The start-up ping (never answered) comes first: read it and its resends away.
-    std::thread::sleep(Duration::from_secs(2));
-    silent.set_nonblocking(true).unwrap();
+    // The relay also gets the proxy's start-up ping and its resends (never answered); only
+    // offers are counted below.
     let mut buffer = vec![0_u8; 65_535];
-    while silent.recv_from(&mut buffer).is_ok() {}
-    silent.set_nonblocking(false).unwrap();
 
     let alice = scene.subscriber("alice");
     let caller = scene
@@ -959,8 +956,8 @@ fn a_forked_call_with_early_media_keeps_the_winning_branch_on_the_relay() {
                 .spawn(tag)
                 .unwrap(),
         );
+        wait_until_udp_bound(local, None, Duration::from_secs(10)).unwrap();
     }
-    std::thread::sleep(Duration::from_millis(300));
     let alice = scene.subscriber("alice");
     let caller = scene
         .sipp_from(

@@ -3,11 +3,12 @@
 //! and MD5 footer check out with the real `md5sum`; `kill -9` of `voxide mediator` in the middle
 //! of its work loses and doubles nothing; a malformed acc row is trashed and the rest mediated.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use e2e_tests::{Scene, TEST_DOMAIN, block_on};
+use e2e_tests::{Scene, TEST_DOMAIN, block_on, wait_until_udp_bound};
 use serde_json::Value;
 use store::{AccRepository, CdrRepository, NewAccRecord, Store};
 
@@ -20,8 +21,9 @@ fn bob_runs(scene: &Scene, port: u16, scenario: &str, tag: &str) -> e2e_tests::S
         .key("user", "bob")
         .spawn(&format!("bob-{tag}"))
         .unwrap();
-    // SIPp binds its socket right away; give it a moment before the INVITE arrives.
-    std::thread::sleep(Duration::from_millis(300));
+    // The INVITE may come once SIPp's socket is bound.
+    let local = SocketAddr::new(scene.node.ports.public_ip, port);
+    wait_until_udp_bound(local, None, Duration::from_secs(10)).unwrap();
     process
 }
 

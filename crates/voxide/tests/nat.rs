@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use e2e_tests::{NatLab, NodePorts, Scene, TEST_DOMAIN};
+use e2e_tests::{NatLab, NodePorts, Scene, TEST_DOMAIN, wait_until_udp_bound};
 
 const VOXIDE: &str = env!("CARGO_BIN_EXE_voxide");
 
@@ -45,7 +45,12 @@ fn a_phone_behind_nat_registers_and_receives_a_call() {
         .key("user", "bob")
         .spawn("bob-behind-nat")
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    wait_until_udp_bound(
+        bob_local,
+        Some(&lab.phone_namespace),
+        Duration::from_secs(10),
+    )
+    .unwrap();
 
     let alice = scene.subscriber("alice");
     let caller = scene

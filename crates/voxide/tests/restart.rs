@@ -1,9 +1,10 @@
 //! Registrations live in the database: after `kill -9` and a new start, a subscriber who
 //! registered before is still reachable.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use e2e_tests::{Scene, TEST_DOMAIN};
+use e2e_tests::{Scene, TEST_DOMAIN, wait_until_udp_bound};
 
 const VOXIDE: &str = env!("CARGO_BIN_EXE_voxide");
 
@@ -30,7 +31,8 @@ fn the_callee_is_reachable_after_kill_9_and_a_restart() {
         .key("user", "bob")
         .spawn("bob-after-restart")
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    let bob_local = SocketAddr::new(scene.node.ports.public_ip, bob_port);
+    wait_until_udp_bound(bob_local, None, Duration::from_secs(10)).unwrap();
     let alice = scene.subscriber("alice");
     let caller = scene
         .sipp("uac_call.xml", Scene::free_port())

@@ -2,9 +2,10 @@
 //! public UDP listener; the LB forwards to the proxy/registrar, which authenticates against
 //! subscribers provisioned over the REST API.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use e2e_tests::{Scene, TEST_DOMAIN};
+use e2e_tests::{Scene, TEST_DOMAIN, wait_until_udp_bound};
 
 const VOXIDE: &str = env!("CARGO_BIN_EXE_voxide");
 
@@ -77,8 +78,9 @@ fn bob_answers(scene: &Scene, scenario: &str, port: u16) -> e2e_tests::SippProce
         .key("user", "bob")
         .spawn(&format!("bob-{scenario}"))
         .unwrap();
-    // SIPp binds its socket right away; give it a moment before the INVITE arrives.
-    std::thread::sleep(Duration::from_millis(300));
+    // The INVITE may come once SIPp's socket is bound.
+    let local = SocketAddr::new(scene.node.ports.public_ip, port);
+    wait_until_udp_bound(local, None, Duration::from_secs(10)).unwrap();
     process
 }
 
