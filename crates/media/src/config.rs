@@ -23,7 +23,9 @@ pub struct MediaConfig {
     pub port_max: u16,
     /// A call with no media (and no signalling) for this long is ended.
     pub media_timeout: Duration,
-    /// Default delay between `delete` and the release of the call's ports.
+    /// How long a deleted call is remembered by default (rtpengine's `--delete-delay`): its
+    /// ports return to the pool at the delete, but `query` still answers with its final
+    /// figures and late packets of its phones are kept from the ports' next owners.
     pub delete_delay: Duration,
     /// How long a cookie's reply is replayed for retransmissions (lives 1–2 times this).
     pub cookie_cache_ttl: Duration,

@@ -4,8 +4,14 @@
 //! media side per m= line, and each side owns a port pair facing that party. A packet from A
 //! arrives on the side facing A and leaves through the partner side facing B, so the SDP sent
 //! to B advertises B's side and the SDP sent back to A advertises A's side.
+//!
+//! A `delete` ends the call's media at once: its legs leave the data plane and its ports go
+//! back to the pool, where the data plane keeps late packets of the call from the ports' next
+//! owners for the delete delay. The call's record stays that long too, so `list` still names it
+//! and `query` and a repeated `delete` answer with its final figures (rtpengine keeps the whole
+//! call, ports included, which limits a port range to what it can hold for the delay).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -29,6 +35,9 @@ pub enum MediaEvent {
 
 const UNKNOWN_CALL: &str = "Unknown call-id";
 const MAX_DELETE_DELAY: Duration = Duration::from_secs(86_400);
+/// Most deleted calls remembered for queries; past it the one due to go first goes now, so a
+/// flood of calls with long delete delays cannot grow memory without bound.
+const MAX_DELETED_CALLS: usize = 100_000;
 const DELETE_WARNING: &str = "Call-ID not found or tags didn't match";
 
 #[derive(Debug)]
@@ -65,8 +74,17 @@ struct Call {
     last_signal: Instant,
     last_signal_system: SystemTime,
     parties: Vec<Party>,
-    delete_at: Option<Instant>,
+    /// The delete delay an offer or answer asked for.
     delete_delay: Option<Duration>,
+}
+
+/// A deleted call: its ports are back in the pool and its counters final; kept for `query`
+/// until its delete delay runs out.
+#[derive(Debug)]
+struct DeletedCall {
+    call: Call,
+    /// Its key in [`Controller::expiries`].
+    expiry: (Instant, u64),
 }
 
 impl Call {
@@ -76,7 +94,6 @@ impl Call {
             last_signal: now,
             last_signal_system: SystemTime::now(),
             parties: Vec::new(),
-            delete_at: None,
             delete_delay: None,
         }
     }
@@ -172,9 +189,16 @@ impl Resources {
         Ok((first_side, second_side))
     }
 
-    fn release_call(&mut self, call: &Call) {
-        self.data
-            .send(DataCommand::Remove(call.legs().map(|l| l.id).collect()));
+    /// Takes the call's legs out of the data plane, which closes their sockets and reports the
+    /// ports free; for `quarantine` the ports' next owners do not latch onto this call's peers.
+    fn release_call(&mut self, call: &Call, quarantine: Duration) {
+        for leg in call.legs() {
+            leg.shared.stop_kernel();
+        }
+        self.data.send(DataCommand::Remove {
+            ids: call.legs().map(|l| l.id).collect(),
+            quarantine,
+        });
         // The data plane reports each pair back once its sockets are closed.
         self.ports
             .closing(call.parties.iter().map(|p| p.medias.len()).sum());
@@ -186,7 +210,13 @@ impl Resources {
 pub struct Controller {
     config: MediaConfig,
     resources: Resources,
+    /// Calls with media: their ports are in use.
     calls: HashMap<String, Call>,
+    /// Deleted calls within their delete delay.
+    deleted: HashMap<String, DeletedCall>,
+    /// Deleted calls by (expiry, deletion number): the sweep takes the due ones from the front.
+    expiries: BTreeMap<(Instant, u64), String>,
+    deletions: u64,
     epoch: Instant,
     epoch_system: SystemTime,
     managed_sessions: u64,
@@ -262,6 +292,9 @@ impl Controller {
                 next_leg_id: 0,
             },
             calls: HashMap::new(),
+            deleted: HashMap::new(),
+            expiries: BTreeMap::new(),
+            deletions: 0,
             epoch,
             epoch_system: SystemTime::now(),
             managed_sessions: 0,
@@ -274,29 +307,44 @@ impl Controller {
 
     /// Answers one command.
     pub fn handle(&mut self, command: NgCommand<'_>) -> Reply {
+        self.handle_at(command, Instant::now())
+    }
+
+    /// Answers one command arriving at `now`.
+    pub fn handle_at(&mut self, command: NgCommand<'_>, now: Instant) -> Reply {
         match command {
             NgCommand::Ping => Reply::Pong,
-            NgCommand::Offer(request) => self.offer_answer(&request, false),
-            NgCommand::Answer(request) => self.offer_answer(&request, true),
-            NgCommand::Delete(request) => self.delete(&request),
+            NgCommand::Offer(request) => self.offer_answer(&request, false, now),
+            NgCommand::Answer(request) => self.offer_answer(&request, true, now),
+            NgCommand::Delete(request) => self.delete(&request, now),
             NgCommand::Query(request) => self.query(&request),
+            // Deleted calls within their delay too, as rtpengine lists them.
             NgCommand::List { limit } => Reply::ok(ReplyBody::Calls(
-                self.calls.keys().take(limit).cloned().collect(),
+                self.calls
+                    .keys()
+                    .chain(self.deleted.keys())
+                    .take(limit)
+                    .cloned()
+                    .collect(),
             )),
             NgCommand::Statistics => Reply::ok(ReplyBody::Statistics(self.statistics())),
         }
     }
 
-    fn offer_answer(&mut self, request: &OfferAnswer<'_>, is_answer: bool) -> Reply {
+    fn offer_answer(&mut self, request: &OfferAnswer<'_>, is_answer: bool, now: Instant) -> Reply {
         let session = match sdp::parse(&request.sdp) {
             Ok(session) => session,
             Err(error) => return Reply::error(error),
         };
         let call_id = request.call_id.as_ref();
+        // A deleted call's ports are gone, so an answer cannot complete it (the offerer was
+        // told those ports); an offer starts the call afresh.
         if is_answer && !self.calls.contains_key(call_id) {
             return Reply::error(UNKNOWN_CALL);
         }
-        let now = Instant::now();
+        if !is_answer {
+            self.take_deleted(call_id);
+        }
         let is_new = !self.calls.contains_key(call_id);
         let Controller {
             calls, resources, ..
@@ -326,7 +374,8 @@ impl Controller {
         }
         if let Some(error) = failure {
             if is_new && let Some(call) = calls.remove(call_id) {
-                resources.release_call(&call);
+                // Never advertised: no late packets to keep out.
+                resources.release_call(&call, Duration::ZERO);
             }
             return Reply::error(error);
         }
@@ -360,7 +409,6 @@ impl Controller {
         }
         call.last_signal = now;
         call.last_signal_system = SystemTime::now();
-        call.delete_at = None;
         if let Some(delay) = request.delete_delay {
             call.delete_delay = Some(Duration::from_secs(u64::from(delay)));
         }
@@ -383,9 +431,9 @@ impl Controller {
         }
     }
 
-    fn delete(&mut self, request: &Delete<'_>) -> Reply {
+    fn delete(&mut self, request: &Delete<'_>, now: Instant) -> Reply {
         let call_id = request.call_id.as_ref();
-        let Some(call) = self.calls.get_mut(call_id) else {
+        let Some(call) = self.find(call_id) else {
             return if request.fatal {
                 Reply::error(UNKNOWN_CALL)
             } else {
@@ -420,37 +468,79 @@ impl Controller {
             .unwrap_or(self.config.delete_delay);
         // A day is the most a delete waits, so no request can overflow the clock.
         let delay = delay.min(MAX_DELETE_DELAY);
-        call.delete_at = Some(Instant::now() + delay);
         let body = if request.fast {
             ReplyBody::Empty
         } else {
-            ReplyBody::Call(Box::new(self.report(call_id, None)))
+            ReplyBody::Call(Box::new(self.report(call, None)))
         };
-        if delay.is_zero() {
-            self.remove_call(call_id);
-            self.deleted_sessions += 1;
+        let call = match self.calls.remove(call_id) {
+            Some(call) => {
+                self.end_media(&call, delay);
+                self.deleted_sessions += 1;
+                call
+            }
+            // Deleted before: its delay starts again (or ends, for zero).
+            None => match self.take_deleted(call_id) {
+                Some(call) => call,
+                None => return Reply::ok(body),
+            },
+        };
+        if !delay.is_zero() {
+            self.remember_deleted(call_id, call, now + delay);
         }
         Reply::ok(body)
     }
 
-    fn query(&self, request: &Query<'_>) -> Reply {
-        if !self.calls.contains_key(request.call_id.as_ref()) {
-            return Reply::error(UNKNOWN_CALL);
+    /// A call with media or one deleted within its delay.
+    fn find(&self, call_id: &str) -> Option<&Call> {
+        self.calls
+            .get(call_id)
+            .or_else(|| self.deleted.get(call_id).map(|deleted| &deleted.call))
+    }
+
+    /// Ends a call's media: its ports go back to the pool (late packets of its peers kept from
+    /// the ports' next owners for `quarantine`) and its counters into the finished totals.
+    fn end_media(&mut self, call: &Call, quarantine: Duration) {
+        for media in call.parties.iter().flat_map(|p| p.medias.iter()) {
+            self.finished_rtp.add(media.rtp.shared.counters());
+            self.finished_rtcp.add(media.rtcp.shared.counters());
         }
+        self.resources.release_call(call, quarantine);
+    }
+
+    /// Keeps a deleted call for queries until `expires`.
+    fn remember_deleted(&mut self, call_id: &str, call: Call, expires: Instant) {
+        self.deletions += 1;
+        let expiry = (expires, self.deletions);
+        self.expiries.insert(expiry, call_id.to_owned());
+        self.deleted
+            .insert(call_id.to_owned(), DeletedCall { call, expiry });
+        while self.deleted.len() > MAX_DELETED_CALLS
+            && let Some((_, oldest)) = self.expiries.pop_first()
+        {
+            self.deleted.remove(&oldest);
+        }
+    }
+
+    fn take_deleted(&mut self, call_id: &str) -> Option<Call> {
+        let deleted = self.deleted.remove(call_id)?;
+        self.expiries.remove(&deleted.expiry);
+        Some(deleted.call)
+    }
+
+    fn query(&self, request: &Query<'_>) -> Reply {
+        let Some(call) = self.find(request.call_id.as_ref()) else {
+            return Reply::error(UNKNOWN_CALL);
+        };
         let narrow = request.from_tag.as_deref().or(request.to_tag.as_deref());
-        Reply::ok(ReplyBody::Call(Box::new(
-            self.report(&request.call_id, narrow),
-        )))
+        Reply::ok(ReplyBody::Call(Box::new(self.report(call, narrow))))
     }
 
     fn unix_of(&self, epoch_ms: u64) -> u64 {
         unix_seconds(self.epoch_system + Duration::from_millis(epoch_ms))
     }
 
-    fn report(&self, call_id: &str, narrow_to_tag: Option<&str>) -> CallReport {
-        let Some(call) = self.calls.get(call_id) else {
-            return CallReport::default();
-        };
+    fn report(&self, call: &Call, narrow_to_tag: Option<&str>) -> CallReport {
         let selected: Vec<usize> = match narrow_to_tag.and_then(|t| call.party_by_tag(t)) {
             Some(index) => std::iter::once(index)
                 .chain(call.parties[index].peer)
@@ -532,29 +622,20 @@ impl Controller {
         }
     }
 
-    fn remove_call(&mut self, call_id: &str) -> Option<Call> {
-        let call = self.calls.remove(call_id)?;
-        for leg in call.parties.iter().flat_map(|p| p.medias.iter()) {
-            self.finished_rtp.add(leg.rtp.shared.counters());
-            self.finished_rtcp.add(leg.rtcp.shared.counters());
-        }
-        self.resources.release_call(&call);
-        Some(call)
-    }
-
-    /// Ends calls whose delete delay ran out or whose media timed out; returns the timeout
-    /// notifications.
+    /// Ends calls whose media timed out and forgets deleted calls whose delay ran out; returns
+    /// the timeout notifications.
     pub fn sweep(&mut self, now: Instant) -> Vec<MediaEvent> {
+        while let Some(entry) = self.expiries.first_entry()
+            && entry.key().0 <= now
+        {
+            let call_id = entry.remove();
+            self.deleted.remove(&call_id);
+        }
         let timeout = self.config.media_timeout;
         let now_ms = u64::try_from(now.saturating_duration_since(self.epoch).as_millis())
             .unwrap_or(u64::MAX);
-        let mut deleted = Vec::new();
         let mut timed_out = Vec::new();
         for (call_id, call) in &self.calls {
-            if call.delete_at.is_some_and(|at| at <= now) {
-                deleted.push(call_id.clone());
-                continue;
-            }
             let signal_ms = u64::try_from(
                 call.last_signal
                     .saturating_duration_since(self.epoch)
@@ -566,17 +647,16 @@ impl Controller {
                 .filter_map(|leg| leg.shared.last_packet_ms())
                 .fold(signal_ms, u64::max);
             let idle = Duration::from_millis(now_ms.saturating_sub(last_activity));
-            if call.delete_at.is_none() && idle >= timeout {
+            if idle >= timeout {
                 timed_out.push(call_id.clone());
             }
         }
-        for call_id in deleted {
-            self.remove_call(&call_id);
-            self.deleted_sessions += 1;
-        }
         let mut events = Vec::new();
         for call_id in timed_out {
-            if let Some(call) = self.remove_call(&call_id) {
+            // Gone at once, so the proxy's `query` learns the call ended ("Unknown call-id");
+            // its phones may come back, so their packets are kept from the ports' next owners.
+            if let Some(call) = self.calls.remove(&call_id) {
+                self.end_media(&call, self.config.delete_delay);
                 self.timeout_sessions += 1;
                 tracing::info!(call_id, "media timeout, call ended");
                 events.push(MediaEvent::Timeout {
@@ -635,4 +715,383 @@ fn resolve_parties(
     } else {
         (offerer, other)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ng_protocol::{Value, parse_command};
+    use proptest::prelude::*;
+    use std::net::{Ipv4Addr, UdpSocket};
+
+    /// A run of `pairs` free port pairs from `base` up, below the ephemeral range.
+    fn free_even_range(mut base: u16, pairs: u16) -> u16 {
+        loop {
+            if (base..base + pairs * 2)
+                .all(|port| UdpSocket::bind((Ipv4Addr::LOCALHOST, port)).is_ok())
+            {
+                return base;
+            }
+            base += pairs * 2 + 2;
+        }
+    }
+
+    /// A controller over `pairs` loopback pairs; time is whatever the tests pass in.
+    fn controller(base: u16, pairs: u16) -> (Controller, Instant) {
+        let base = free_even_range(base, pairs);
+        let config = MediaConfig {
+            io_mode: crate::IoMode::Batched,
+            kernel_forwarding: false,
+            ..MediaConfig::loopback(base, base + pairs * 2 - 1)
+        };
+        let epoch = Instant::now();
+        (Controller::new(config, epoch).unwrap(), epoch)
+    }
+
+    fn run(controller: &mut Controller, now: Instant, entries: &[(&str, &str)]) -> Reply {
+        let request = Value::Dict(
+            entries
+                .iter()
+                .map(|(key, value)| (key.as_bytes().to_vec().into(), Value::string(*value)))
+                .collect(),
+        );
+        controller.handle_at(parse_command(request).unwrap(), now)
+    }
+
+    const SDP: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 9000 RTP/AVP 0\r\n";
+
+    fn set_up(controller: &mut Controller, now: Instant, call_id: &str) -> Reply {
+        let offer = run(
+            controller,
+            now,
+            &[
+                ("command", "offer"),
+                ("call-id", call_id),
+                ("from-tag", "a"),
+                ("sdp", SDP),
+            ],
+        );
+        if !matches!(offer, Reply::Ok { .. }) {
+            return offer;
+        }
+        run(
+            controller,
+            now,
+            &[
+                ("command", "answer"),
+                ("call-id", call_id),
+                ("from-tag", "a"),
+                ("to-tag", "b"),
+                ("sdp", SDP),
+            ],
+        )
+    }
+
+    fn is_ok(reply: &Reply) -> bool {
+        matches!(reply, Reply::Ok { warning: None, .. })
+    }
+
+    fn query(controller: &mut Controller, now: Instant, call_id: &str) -> Reply {
+        run(
+            controller,
+            now,
+            &[("command", "query"), ("call-id", call_id)],
+        )
+    }
+
+    fn listed(controller: &mut Controller, now: Instant) -> Vec<String> {
+        match run(controller, now, &[("command", "list")]) {
+            Reply::Ok {
+                body: ReplyBody::Calls(calls),
+                ..
+            } => calls,
+            other => panic!("list: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn delete_frees_the_ports_at_once_and_keeps_the_call_for_queries_until_the_delay_ends() {
+        // Two streams' worth of pairs: one call at a time.
+        let (mut controller, t0) = controller(24_000, 2);
+        assert!(is_ok(&set_up(&mut controller, t0, "first")));
+        assert_eq!(
+            set_up(&mut controller, t0, "second"),
+            Reply::error(PortsExhausted)
+        );
+        let deleted = run(
+            &mut controller,
+            t0,
+            &[("command", "delete"), ("call-id", "first")],
+        );
+        assert!(
+            matches!(&deleted, Reply::Ok { body: ReplyBody::Call(report), .. } if report.tags.len() == 2),
+            "{deleted:?}"
+        );
+        // The default delete delay is 30 s, yet the ports are free now.
+        assert!(is_ok(&set_up(&mut controller, t0, "second")));
+        assert_eq!(controller.port_pairs_in_use(), 2);
+        // The deleted call is still listed and answers queries (and a repeated delete), but
+        // is no session.
+        let later = t0 + Duration::from_secs(29);
+        controller.sweep(later);
+        assert!(is_ok(&query(&mut controller, later, "first")));
+        assert_eq!(listed(&mut controller, later), ["second", "first"]);
+        let statistics = controller.statistics();
+        assert_eq!(
+            (
+                statistics.sessions_own,
+                statistics.managed_sessions,
+                statistics.deleted_sessions
+            ),
+            (1, 2, 1)
+        );
+        // Its ports went to "second": an answer cannot bring it back.
+        let answer = run(
+            &mut controller,
+            later,
+            &[
+                ("command", "answer"),
+                ("call-id", "first"),
+                ("from-tag", "a"),
+                ("to-tag", "b"),
+                ("sdp", SDP),
+            ],
+        );
+        assert_eq!(answer, Reply::error(UNKNOWN_CALL));
+        controller.sweep(t0 + Duration::from_secs(30));
+        assert_eq!(
+            query(&mut controller, later, "first"),
+            Reply::error(UNKNOWN_CALL)
+        );
+        assert_eq!(listed(&mut controller, later), ["second"]);
+        let repeated = run(
+            &mut controller,
+            later,
+            &[("command", "delete"), ("call-id", "first")],
+        );
+        assert!(
+            matches!(
+                &repeated,
+                Reply::Ok {
+                    warning: Some(_),
+                    ..
+                }
+            ),
+            "{repeated:?}"
+        );
+    }
+
+    #[test]
+    fn a_repeated_delete_restarts_the_delay_and_an_offer_starts_the_call_afresh() {
+        let (mut controller, t0) = controller(24_100, 4);
+        assert!(is_ok(&set_up(&mut controller, t0, "call")));
+        let delete = |controller: &mut Controller, now, delay: &str| {
+            run(
+                controller,
+                now,
+                &[
+                    ("command", "delete"),
+                    ("call-id", "call"),
+                    ("delete-delay", delay),
+                ],
+            )
+        };
+        assert!(is_ok(&delete(&mut controller, t0, "10")));
+        let t5 = t0 + Duration::from_secs(5);
+        assert!(is_ok(&delete(&mut controller, t5, "10")));
+        controller.sweep(t0 + Duration::from_secs(12));
+        assert!(
+            is_ok(&query(&mut controller, t5, "call")),
+            "kept till t5 + 10 s"
+        );
+        controller.sweep(t5 + Duration::from_secs(10));
+        assert_eq!(
+            query(&mut controller, t5, "call"),
+            Reply::error(UNKNOWN_CALL)
+        );
+
+        // Deleted again, then offered again (a new INVITE with the same Call-ID): a live call
+        // with new ports, not the deleted record.
+        assert!(is_ok(&set_up(&mut controller, t5, "call")));
+        assert!(is_ok(&delete(&mut controller, t5, "10")));
+        assert!(is_ok(&set_up(&mut controller, t5, "call")));
+        assert_eq!(listed(&mut controller, t5), ["call"]);
+        // Past the deleted record's delay, within the media timeout.
+        assert_eq!(controller.sweep(t5 + Duration::from_secs(20)), []);
+        assert!(
+            is_ok(&query(&mut controller, t5, "call")),
+            "live, not expired"
+        );
+        // A zero delay forgets the call at once.
+        assert!(is_ok(&delete(&mut controller, t5, "0")));
+        assert_eq!(
+            query(&mut controller, t5, "call"),
+            Reply::error(UNKNOWN_CALL)
+        );
+        assert_eq!(controller.statistics().deleted_sessions, 3);
+    }
+
+    #[test]
+    fn a_timed_out_call_is_gone_at_once_so_the_proxy_learns_of_it() {
+        let (mut controller, t0) = controller(24_200, 2);
+        assert!(is_ok(&set_up(&mut controller, t0, "silent")));
+        let timeout = controller.config.media_timeout;
+        assert_eq!(
+            controller.sweep(t0 + timeout - Duration::from_millis(1)),
+            []
+        );
+        assert_eq!(
+            controller.sweep(t0 + timeout),
+            [MediaEvent::Timeout {
+                call_id: "silent".into(),
+                tags: vec!["a".into(), "b".into()],
+            }]
+        );
+        assert_eq!(
+            query(&mut controller, t0, "silent"),
+            Reply::error(UNKNOWN_CALL)
+        );
+        // Its ports are free for the next call.
+        assert!(is_ok(&set_up(&mut controller, t0 + timeout, "next")));
+    }
+
+    #[test]
+    fn deleted_calls_kept_for_queries_are_bounded_the_soonest_due_going_first() {
+        let (mut controller, t0) = controller(24_300, 1);
+        // Expiries out of order: call i expires at t0 + (i * 7 mod 1000) s.
+        for i in 0..=MAX_DELETED_CALLS {
+            let expires = t0 + Duration::from_secs((i as u64 * 7) % 1000 + 1);
+            controller.remember_deleted(&format!("call-{i}"), Call::new(t0), expires);
+        }
+        assert_eq!(controller.deleted.len(), MAX_DELETED_CALLS);
+        assert_eq!(controller.expiries.len(), MAX_DELETED_CALLS);
+        // The one evicted expired soonest (t0 + 1 s: i = 0), the newest is kept.
+        assert!(controller.find("call-0").is_none());
+        assert!(
+            controller
+                .find(&format!("call-{MAX_DELETED_CALLS}"))
+                .is_some()
+        );
+        controller.sweep(t0 + Duration::from_secs(1000));
+        assert!(controller.deleted.is_empty() && controller.expiries.is_empty());
+    }
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        Offer(usize),
+        Answer(usize),
+        /// Delete with the default delay (30 s) or none.
+        Delete(usize, bool),
+        /// Let time pass: past every delete delay.
+        Sweep,
+    }
+
+    fn steps() -> impl Strategy<Value = Vec<Step>> {
+        let call = 0_usize..3;
+        proptest::collection::vec(
+            prop_oneof![
+                call.clone().prop_map(Step::Offer),
+                call.clone().prop_map(Step::Answer),
+                (call, any::<bool>()).prop_map(|(call, delay)| Step::Delete(call, delay)),
+                Just(Step::Sweep),
+            ],
+            1..30,
+        )
+    }
+
+    /// The relay port an offer or answer reply's SDP names.
+    fn sdp_port(reply: &Reply) -> Option<u16> {
+        match reply {
+            Reply::Ok {
+                body: ReplyBody::Sdp(body),
+                ..
+            } => Some(sdp::parse(body).ok()?.media.first()?.port),
+            _ => None,
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Whatever the order of offers, answers, deletes (with or without delay) and the
+        /// passing of time, no relay port is handed to two calls with media, and an offer is
+        /// refused for lack of ports only when calls with media hold them all.
+        #[test]
+        fn no_port_serves_two_live_calls(steps in steps()) {
+            // Two calls' worth of pairs for three Call-IDs.
+            let (mut controller, mut now) = controller(24_400, 4);
+            let mut live: HashMap<usize, Vec<u16>> = HashMap::new();
+            for step in steps {
+                match step {
+                    Step::Offer(call) => {
+                        let reply = run(&mut controller, now, &[
+                            ("command", "offer"),
+                            ("call-id", &format!("call-{call}")),
+                            ("from-tag", "a"),
+                            ("sdp", SDP),
+                        ]);
+                        match sdp_port(&reply) {
+                            Some(port) => {
+                                let ports = live.entry(call).or_default();
+                                if ports.is_empty() {
+                                    ports.push(port);
+                                } else {
+                                    prop_assert_eq!(ports[0], port, "a re-offer keeps its port");
+                                }
+                            }
+                            None => {
+                                prop_assert_eq!(&reply, &Reply::error(PortsExhausted));
+                                prop_assert!(!live.contains_key(&call));
+                                prop_assert_eq!(live.len(), 2, "refused with a free pair");
+                            }
+                        }
+                    }
+                    Step::Answer(call) => {
+                        let reply = run(&mut controller, now, &[
+                            ("command", "answer"),
+                            ("call-id", &format!("call-{call}")),
+                            ("from-tag", "a"),
+                            ("to-tag", "b"),
+                            ("sdp", SDP),
+                        ]);
+                        match (sdp_port(&reply), live.get_mut(&call)) {
+                            (Some(port), Some(ports)) => {
+                                if ports.len() == 1 {
+                                    ports.push(port);
+                                } else {
+                                    prop_assert_eq!(ports[1], port, "a re-answer keeps its port");
+                                }
+                            }
+                            (None, None) => prop_assert_eq!(&reply, &Reply::error(UNKNOWN_CALL)),
+                            (port, ports) => prop_assert!(false, "answer {:?} for {:?}", port, ports),
+                        }
+                    }
+                    Step::Delete(call, delay) => {
+                        let call_id = format!("call-{call}");
+                        let mut request = vec![("command", "delete"), ("call-id", call_id.as_str())];
+                        if !delay {
+                            request.push(("delete-delay", "0"));
+                        }
+                        run(&mut controller, now, &request);
+                        live.remove(&call);
+                    }
+                    Step::Sweep => {
+                        now += Duration::from_secs(31);
+                        // Calls with media for longer than the media timeout end: signal them.
+                        for call in live.keys() {
+                            controller.calls.get_mut(&format!("call-{call}")).unwrap().last_signal = now;
+                        }
+                        prop_assert_eq!(controller.sweep(now), []);
+                    }
+                }
+                let mut ports: Vec<u16> = live.values().flatten().copied().collect();
+                let count = ports.len();
+                ports.sort_unstable();
+                ports.dedup();
+                prop_assert_eq!(ports.len(), count, "a port serves two calls: {:?}", live);
+                let listed_live = controller.calls.len();
+                prop_assert_eq!(listed_live, live.len());
+            }
+        }
+    }
 }

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -64,9 +64,17 @@ pub struct LegShared {
     /// The source the leg latched onto (first packet); afterwards only it is accepted. Written
     /// only when a leg latches or re-learns, so the lock is never contended on the hot path.
     latched: Mutex<Option<SocketAddr>>,
-    /// The relay port whose kernel route carries this leg's packets, with the table holding
-    /// its counters (added to the ones above until the route is removed and folded in).
-    kernel: Mutex<Option<(Arc<ForwardingTable>, u16)>>,
+    /// The kernel route carrying this leg's packets, if any.
+    kernel: Mutex<KernelRoute>,
+}
+
+/// The relay port whose kernel route carries a leg's packets, with the table holding its
+/// counters (added to the leg's own until the route is removed and folded in); and whether the
+/// control side has ended the leg, after which no route may carry it.
+#[derive(Debug, Default)]
+struct KernelRoute {
+    route: Option<(Arc<ForwardingTable>, u16)>,
+    stopped: bool,
 }
 
 impl LegShared {
@@ -74,6 +82,7 @@ impl LegShared {
     pub fn counters(&self) -> ng_protocol::Counters {
         let kernel = self.kernel_guard();
         let (kernel_packets, kernel_bytes) = kernel
+            .route
             .as_ref()
             .map_or((0, 0), |(table, port)| table.counters(*port));
         ng_protocol::Counters {
@@ -83,7 +92,7 @@ impl LegShared {
         }
     }
 
-    fn kernel_guard(&self) -> std::sync::MutexGuard<'_, Option<(Arc<ForwardingTable>, u16)>> {
+    fn kernel_guard(&self) -> std::sync::MutexGuard<'_, KernelRoute> {
         match self.kernel.lock() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
@@ -92,18 +101,42 @@ impl LegShared {
 
     /// Whether the kernel relays this leg's packets now.
     pub fn kernelized(&self) -> bool {
-        self.kernel_guard().is_some()
+        self.kernel_guard().route.is_some()
     }
 
-    /// The kernel now relays this leg's packets arriving at `port`.
-    fn set_kernel(&self, table: Arc<ForwardingTable>, port: u16) {
-        *self.kernel_guard() = Some((table, port));
+    /// Makes the kernel stop relaying this leg's packets at once, from the control side: a
+    /// deleted call's media ends with the reply to the delete, not when the data plane gets to
+    /// the removal (which then folds the kernel's counts in as usual).
+    pub fn stop_kernel(&self) {
+        let mut kernel = self.kernel_guard();
+        kernel.stopped = true;
+        if let Some((table, port)) = kernel.route.as_ref() {
+            table.remove(*port);
+        }
+    }
+
+    /// Whether the control side has ended the leg (no route is installed for it any more).
+    fn kernel_stopped(&self) -> bool {
+        self.kernel_guard().stopped
+    }
+
+    /// The kernel now relays this leg's packets arriving at `port`, just installed. False, with
+    /// the route removed again, when the control side ended the leg meanwhile: the route went
+    /// in after its check, and either it sees the route here or this sees its mark.
+    fn set_kernel(&self, table: Arc<ForwardingTable>, port: u16) -> bool {
+        let mut kernel = self.kernel_guard();
+        if kernel.stopped {
+            table.remove(port);
+            return false;
+        }
+        kernel.route = Some((table, port));
+        true
     }
 
     /// The kernel route is gone: its counts become the leg's own.
     fn fold_kernel(&self) {
         let mut kernel = self.kernel_guard();
-        if let Some((table, port)) = kernel.take() {
+        if let Some((table, port)) = kernel.route.take() {
             let (packets, bytes) = table.counters(port);
             self.add(&self.packets, packets);
             self.add(&self.bytes, bytes);
@@ -171,8 +204,36 @@ pub enum DataCommand {
         id: usize,
         destination: Option<SocketAddr>,
     },
-    Remove(Vec<usize>),
+    /// Closes the legs' sockets and hands their ports back to the allocator. For `quarantine`
+    /// afterwards the next owner of each port does not latch onto the removed leg's peer.
+    Remove {
+        ids: Vec<usize>,
+        quarantine: Duration,
+    },
     Shutdown,
+}
+
+/// The peer of a removed leg, remembered for its port: late packets of the ended call (a
+/// phone still sending after the BYE, packets in flight) must not become the media of the
+/// call the port goes to next. Before its first accepted packet, a leg on that port drops
+/// packets from these endpoints until `until_ms`, unless its own party's SDP names the same
+/// endpoint (then nothing tells the two apart, and the SDP wins).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FormerPeer {
+    /// The source the removed leg had latched and the endpoint its party's SDP gave.
+    endpoints: [Option<SocketAddr>; 2],
+    /// Milliseconds since the relay's epoch.
+    until_ms: u64,
+}
+
+impl FormerPeer {
+    /// Whether a packet from `source` at `now_ms` is the former peer's, for a leg whose own
+    /// party advertised `own_endpoint`.
+    fn refuses(&self, source: SocketAddr, own_endpoint: Option<SocketAddr>, now_ms: u64) -> bool {
+        now_ms < self.until_ms
+            && own_endpoint != Some(source)
+            && self.endpoints.contains(&Some(source))
+    }
 }
 
 struct Leg {
@@ -185,6 +246,10 @@ struct Leg {
     destination: Option<SocketAddr>,
     shared: Arc<LegShared>,
     release_port: Option<u16>,
+    /// The socket's local port.
+    port: u16,
+    /// The peer of the port's previous owner, while its late packets are kept out.
+    former: Option<FormerPeer>,
     /// The local port, when its datagrams are steered to the shared socket.
     steered_port: Option<u16>,
     /// The socket's own IPv4 address, when kernel forwarding can use it.
@@ -202,11 +267,52 @@ impl Leg {
     }
 }
 
+/// Wakes the data plane for queued commands with one eventfd write until the thread takes
+/// them, so the commands of a burst (an offer queues three, a loaded relay many more) cost one
+/// system call and one wake-up between them.
+#[derive(Debug)]
+struct CommandSignal {
+    eventfd: EventFd,
+    /// Raised and not yet taken: the eventfd is readable, the thread will look.
+    pending: AtomicBool,
+}
+
+impl CommandSignal {
+    fn new() -> io::Result<Self> {
+        Ok(CommandSignal {
+            eventfd: EventFd::new()?,
+            pending: AtomicBool::new(false),
+        })
+    }
+
+    /// After queueing a command.
+    fn raise(&self) -> io::Result<()> {
+        // Acquire-release on both sides: a thread that finds the signal pending (no write)
+        // queued its command before the data plane's `take`, which reads this value, so the
+        // data plane sees the command when it drains the queue after taking.
+        if self.pending.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        self.eventfd.wake().inspect_err(|_| {
+            self.pending.store(false, Ordering::Release);
+        })
+    }
+
+    /// Before the data plane drains the queue. The eventfd is cleared first: a `raise` that
+    /// finds the signal still pending then has its command drained after this, and one after
+    /// the swap writes the eventfd anew. (The other order could clear such a write and leave
+    /// the signal pending with nothing to wake the thread.)
+    fn take(&self) {
+        self.eventfd.clear();
+        self.pending.swap(false, Ordering::AcqRel);
+    }
+}
+
 /// The control side's handle on the data-plane thread; dropping it stops the thread.
 #[derive(Debug)]
 pub struct DataPlane {
     sender: mpsc::Sender<DataCommand>,
-    waker: Arc<EventFd>,
+    signal: Arc<CommandSignal>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -219,12 +325,12 @@ impl DataPlane {
         mode: IoMode,
         coalesce: Duration,
         epoch: Instant,
-        released: ReleasedPorts,
+        released: Arc<ReleasedPorts>,
         range: SteeredRange,
     ) -> io::Result<Self> {
         let poll = Epoll::new()?;
-        let waker = Arc::new(EventFd::new()?);
-        poll.add(waker.raw(), WAKER_TOKEN)?;
+        let signal = Arc::new(CommandSignal::new()?);
+        poll.add(signal.eventfd.raw(), WAKER_TOKEN)?;
         let (mode, steered) = match mode {
             IoMode::Steered => match SteeredSocket::attach(range) {
                 Ok(steered) => {
@@ -256,14 +362,14 @@ impl DataPlane {
             }
             _ => None,
         };
-        let plane_waker = Arc::clone(&waker);
+        let plane_signal = Arc::clone(&signal);
         let (sender, receiver) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name(THREAD_NAME.into())
             .spawn(move || {
                 let mut plane = Plane {
                     poll,
-                    waker: plane_waker,
+                    signal: plane_signal,
                     legs: HashMap::default(),
                     batch: Batch::new(),
                     accepted: Vec::with_capacity(BATCH),
@@ -271,6 +377,7 @@ impl DataPlane {
                     mode,
                     coalesce,
                     released,
+                    former_peers: HashMap::default(),
                     steered,
                     forwarding,
                     last_sync_ms: 0,
@@ -283,15 +390,15 @@ impl DataPlane {
             })?;
         Ok(DataPlane {
             sender,
-            waker,
+            signal,
             thread: Some(thread),
         })
     }
 
-    /// Queues a command and wakes the thread.
+    /// Queues a command and wakes the thread (unless it is woken already).
     pub fn send(&self, command: DataCommand) {
         if self.sender.send(command).is_ok()
-            && let Err(error) = self.waker.wake()
+            && let Err(error) = self.signal.raise()
         {
             tracing::error!(%error, "cannot wake the media data plane");
         }
@@ -414,14 +521,17 @@ fn elapsed_ms(epoch: Instant) -> u64 {
 
 struct Plane {
     poll: Epoll,
-    waker: Arc<EventFd>,
+    signal: Arc<CommandSignal>,
     legs: HashMap<usize, Leg, LegIdHasher>,
     batch: Batch,
     accepted: Vec<usize>,
     epoch: Instant,
     mode: IoMode,
     coalesce: Duration,
-    released: ReleasedPorts,
+    released: Arc<ReleasedPorts>,
+    /// Peers of removed legs by port, until the port's next leg takes them over (at most one
+    /// per port of the range).
+    former_peers: HashMap<u16, FormerPeer>,
     steered: Option<SteeredSocket>,
     forwarding: Option<KernelForwarding>,
     /// When kernel route counters were last turned into last-packet times.
@@ -453,7 +563,7 @@ impl Plane {
             // sender saw the ng reply that queued them (a re-INVITE's new endpoint, say), and
             // the eventfd was written before that reply went out.
             if events[..ready].iter().any(|event| event.u64 == WAKER_TOKEN) {
-                self.waker.clear();
+                self.signal.take();
                 if !self.apply_commands(receiver) {
                     return Ok(());
                 }
@@ -520,11 +630,25 @@ impl Plane {
                         leg.destination = destination;
                     }
                 }
-                Ok(DataCommand::Remove(ids)) => {
+                Ok(DataCommand::Remove { ids, quarantine }) => {
+                    let until_ms = self
+                        .round_ms
+                        .saturating_add(u64::try_from(quarantine.as_millis()).unwrap_or(u64::MAX));
                     let mut closed = Vec::new();
                     for id in ids {
+                        // The kernel stops relaying for the port before anyone can reuse it.
                         self.forget_route(id);
                         if let Some(leg) = self.legs.remove(&id) {
+                            let endpoints = [leg.latched, leg.destination];
+                            if !quarantine.is_zero() && endpoints.iter().any(Option::is_some) {
+                                self.former_peers.insert(
+                                    leg.port,
+                                    FormerPeer {
+                                        endpoints,
+                                        until_ms,
+                                    },
+                                );
+                            }
                             if let (Some(port), Some(steered)) =
                                 (leg.steered_port, self.steered.as_mut())
                             {
@@ -539,10 +663,7 @@ impl Plane {
                         }
                     }
                     // Legs (and their sockets) are dropped now; the ports may be reused.
-                    match self.released.lock() {
-                        Ok(mut released) => released.extend(closed),
-                        Err(poisoned) => poisoned.into_inner().extend(closed),
-                    }
+                    self.released.push(closed);
                 }
                 Ok(DataCommand::Shutdown) | Err(mpsc::TryRecvError::Disconnected) => return false,
                 Err(mpsc::TryRecvError::Empty) => {
@@ -568,10 +689,16 @@ impl Plane {
             return;
         }
         let steered_port = self.steer(id, &socket);
-        let local = match socket.local_addr() {
-            Ok(SocketAddr::V4(local)) if !local.ip().is_unspecified() => Some(local),
+        let local_address = socket.local_addr().ok();
+        let local = match local_address {
+            Some(SocketAddr::V4(local)) if !local.ip().is_unspecified() => Some(local),
             _ => None,
         };
+        let port = local_address.map_or(0, |address| address.port());
+        let former = self
+            .former_peers
+            .remove(&port)
+            .filter(|former| former.until_ms > self.round_ms);
         // A steered leg's own socket only sends: kept out of epoll, because a watched socket
         // makes every send walk its wait queue (sock_wfree → write-space wake-up; 8 % of the
         // relay's CPU in a profile). Otherwise the socket is watched as usual.
@@ -591,6 +718,8 @@ impl Plane {
                 destination: registration.destination,
                 shared: registration.shared,
                 release_port: registration.release_port,
+                port,
+                former,
                 steered_port,
                 local,
                 offloaded: None,
@@ -648,10 +777,17 @@ impl Plane {
         }
     }
 
-    /// Latch on first use, then strict source: packets from any other address are dropped.
-    fn admit(leg: &mut Leg, source: SocketAddr) -> bool {
+    /// Latch on first use, then strict source: packets from any other address are dropped. A
+    /// port's previous peer is not latched onto (see [`FormerPeer`]).
+    fn admit(leg: &mut Leg, source: SocketAddr, now_ms: u64) -> bool {
         match leg.latched {
             Some(latched) => latched == source,
+            None if leg
+                .former
+                .is_some_and(|former| former.refuses(source, leg.destination, now_ms)) =>
+            {
+                false
+            }
             None => {
                 leg.latched = Some(source);
                 leg.shared.set_latched(Some(source));
@@ -697,7 +833,7 @@ impl Plane {
                     && self
                         .batch
                         .source(index)
-                        .is_some_and(|source| Self::admit(leg, source));
+                        .is_some_and(|source| Self::admit(leg, source, self.round_ms));
                 if admitted {
                     self.accepted.push(index);
                     bytes += self.batch.packet(index).len() as u64;
@@ -769,7 +905,7 @@ impl Plane {
                     && self
                         .batch
                         .source(index)
-                        .is_some_and(|source| Self::admit(leg, source));
+                        .is_some_and(|source| Self::admit(leg, source, self.round_ms));
                 if !admitted {
                     leg.shared.record(0, 0, 1, 0);
                     continue;
@@ -813,7 +949,7 @@ impl Plane {
                     continue;
                 }
             };
-            if len > PACKET_CAPACITY - 1 || !Self::admit(leg, source) {
+            if len > PACKET_CAPACITY - 1 || !Self::admit(leg, source, self.round_ms) {
                 leg.shared.record(0, 0, 1, 0);
                 continue;
             }
@@ -884,15 +1020,19 @@ fn offload(
         return;
     }
     forget(legs, Some(forwarding), id);
+    let Some(leg) = legs.get_mut(&id) else {
+        return;
+    };
+    // Deleted: its removal is on the way, and no packet after the delete may be relayed.
+    if leg.shared.kernel_stopped() {
+        return;
+    }
     let table = forwarding.table();
-    let installed = table.install(local.port(), route);
-    if let Some(leg) = legs.get_mut(&id) {
-        if installed {
-            leg.offloaded = Some((route, 0));
-            leg.shared.set_kernel(Arc::clone(table), local.port());
-        } else {
-            leg.refused = Some(route);
-        }
+    if table.install(local.port(), route) && leg.shared.set_kernel(Arc::clone(table), local.port())
+    {
+        leg.offloaded = Some((route, 0));
+    } else {
+        leg.refused = Some(route);
     }
 }
 
@@ -909,5 +1049,81 @@ fn forget(
     {
         forwarding.table().remove(local.port());
         leg.shared.fold_kernel();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_ride_on_a_pending_wake_up_until_the_data_plane_takes_them() {
+        let signal = CommandSignal::new().unwrap();
+        let poll = Epoll::new().unwrap();
+        poll.add(signal.eventfd.raw(), WAKER_TOKEN).unwrap();
+        let mut events = [libc::epoll_event { events: 0, u64: 0 }; 2];
+        assert_eq!(poll.wait(&mut events, Some(0)).unwrap(), 0);
+        signal.raise().unwrap();
+        assert!(signal.pending.load(Ordering::Acquire));
+        signal.raise().unwrap();
+        assert_eq!(poll.wait(&mut events, Some(0)).unwrap(), 1);
+        signal.take();
+        assert!(!signal.pending.load(Ordering::Acquire));
+        assert_eq!(poll.wait(&mut events, Some(0)).unwrap(), 0, "taken");
+        // Taken: the next command writes again.
+        signal.raise().unwrap();
+        assert_eq!(poll.wait(&mut events, Some(1000)).unwrap(), 1);
+    }
+
+    /// A command queued while the data plane takes the signal is never stranded: either it
+    /// wakes the data plane again or the data plane sees it in the drain that follows.
+    #[test]
+    fn no_command_is_stranded_by_a_wake_up_racing_with_take() {
+        const COMMANDS: u32 = 100_000;
+        let signal = Arc::new(CommandSignal::new().unwrap());
+        let (sender, receiver) = mpsc::channel::<u32>();
+        let producer = std::thread::spawn({
+            let signal = Arc::clone(&signal);
+            move || {
+                for n in 0..COMMANDS {
+                    sender.send(n).unwrap();
+                    signal.raise().unwrap();
+                }
+            }
+        });
+        let poll = Epoll::new().unwrap();
+        poll.add(signal.eventfd.raw(), WAKER_TOKEN).unwrap();
+        let mut events = [libc::epoll_event { events: 0, u64: 0 }; 2];
+        let mut received = 0;
+        while received < COMMANDS {
+            let ready = poll.wait(&mut events, Some(2000)).unwrap();
+            assert_eq!(ready, 1, "stranded after {received} commands");
+            signal.take();
+            while receiver.try_recv().is_ok() {
+                received += 1;
+            }
+        }
+        producer.join().unwrap();
+    }
+
+    #[test]
+    fn a_former_peer_is_refused_until_its_time_runs_out_unless_the_sdp_names_it() {
+        let old_latched: SocketAddr = "192.0.2.1:4000".parse().unwrap();
+        let old_advertised: SocketAddr = "192.0.2.1:4002".parse().unwrap();
+        let new_party: SocketAddr = "198.51.100.7:5000".parse().unwrap();
+        let former = FormerPeer {
+            endpoints: [Some(old_latched), Some(old_advertised)],
+            until_ms: 30_000,
+        };
+        for source in [old_latched, old_advertised] {
+            assert!(former.refuses(source, Some(new_party), 0));
+            assert!(former.refuses(source, None, 29_999));
+            assert!(!former.refuses(source, Some(new_party), 30_000), "over");
+        }
+        assert!(!former.refuses(new_party, Some(new_party), 10));
+        assert!(!former.refuses(new_party, None, 10), "anyone else latches");
+        // The new call's own SDP names the old endpoint (a phone calling again from the same
+        // port): its packets are the new call's.
+        assert!(!former.refuses(old_latched, Some(old_latched), 10));
     }
 }

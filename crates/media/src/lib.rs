@@ -50,6 +50,9 @@ pub enum StartError {
     DataPlane(#[source] io::Error),
 }
 
+/// Receive buffer of the ng socket: some 10,000 typical requests.
+const NG_RECEIVE_BUFFER: usize = 4 * 1024 * 1024;
+
 /// How many timeout notifications wait for a consumer before new ones are dropped.
 const EVENT_QUEUE: usize = 1024;
 
@@ -82,6 +85,9 @@ impl MediaRelay {
                     address: config.ng_address,
                     source,
                 })?;
+        // Room for a burst of requests while the control task is busy (a full buffer drops
+        // them, and a lost `delete` keeps a call's ports until its media times out).
+        fastpath::force_receive_buffer(&socket2::SockRef::from(&socket), NG_RECEIVE_BUFFER);
         let ng_address = socket
             .local_addr()
             .map_err(|source| StartError::BindControl {

@@ -98,7 +98,7 @@ pub fn answer_datagram(
         return Some(cached);
     }
     let reply = match parse_request(message.payload) {
-        Ok(command) => controller.handle(command),
+        Ok(command) => controller.handle_at(command, now),
         Err(error) => {
             tracing::debug!(%error, "ng request refused");
             Reply::error(error)

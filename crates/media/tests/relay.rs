@@ -51,7 +51,9 @@ impl NgClient {
     /// Sends `request` with a fresh cookie and returns the reply dictionary.
     fn call(&mut self, request: &Value<'_>) -> Value<'static> {
         self.next += 1;
-        let cookie = format!("test_{}", self.next);
+        // The relay caches replies by cookie alone: clients of one relay must not share any.
+        let port = self.socket.local_addr().unwrap().port();
+        let cookie = format!("test_{port}_{}", self.next);
         let reply = self.send_with_cookie(&cookie, request);
         let payload = reply
             .strip_prefix(format!("{cookie} ").as_bytes())
@@ -394,27 +396,32 @@ async fn exhausted_ports_give_an_error_and_delete_frees_them() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn delete_delay_keeps_the_call_until_it_expires() {
+async fn a_deleted_call_answers_queries_during_its_delay_but_its_media_stops_at_once() {
     let relay = MediaRelay::start(config(20_700, 4)).await.unwrap();
     let mut setup = set_up_call(&relay, "call-6");
+    let to_relay = relay_address(setup.relay_for_a);
+    setup.a.0.send_to(&rtp_packet(1), to_relay).unwrap();
+    assert_eq!(receive(&setup.b.0).unwrap().0, rtp_packet(1));
     let deleted = setup.client.call(&dict(&[
         ("command", s("delete")),
         ("call-id", s("call-6")),
-        ("delete delay", s("1")),
+        ("delete delay", s("30")),
     ]));
     assert_eq!(result(&deleted), "ok");
-    assert_eq!(result(&query(&mut setup.client, "call-6")), "ok");
-    // Media still flows during the delay.
-    setup
-        .a
-        .0
-        .send_to(&rtp_packet(5), relay_address(setup.relay_for_a))
-        .unwrap();
-    assert_eq!(receive(&setup.b.0).unwrap().0, rtp_packet(5));
-    std::thread::sleep(Duration::from_millis(2200));
+    assert_eq!(totals(&deleted, "RTP", "packets"), 1);
+    // A late packet is not relayed (the port is closed).
+    setup.a.0.send_to(&rtp_packet(2), to_relay).unwrap();
+    setup.b.0.set_read_timeout(Some(SHORT)).unwrap();
+    assert!(receive(&setup.b.0).is_none(), "media after the delete");
+    // The call's final figures stay listed and queryable for the delay; it is no session any
+    // more.
+    let reply = query(&mut setup.client, "call-6");
+    assert_eq!(result(&reply), "ok");
+    assert_eq!(totals(&reply, "RTP", "packets"), 1);
+    let list = setup.client.call(&dict(&[("command", s("list"))]));
     assert_eq!(
-        reason(&query(&mut setup.client, "call-6")),
-        "Unknown call-id"
+        list.get("calls").and_then(Value::as_list),
+        Some(&[s("call-6")][..])
     );
     let stats = setup.client.call(&dict(&[("command", s("statistics"))]));
     let total = stats
@@ -429,6 +436,113 @@ async fn delete_delay_keeps_the_call_until_it_expires() {
         total.get("managedsessions").and_then(Value::as_int),
         Some(1)
     );
+    let current = stats
+        .get("statistics")
+        .and_then(|s| s.get("currentstatistics"))
+        .unwrap();
+    assert_eq!(current.get("sessionsown").and_then(Value::as_int), Some(0));
+}
+
+/// The ports of a deleted call go to the next call at once, although the delete delay runs;
+/// late packets of the deleted call reach no one: not the old peer through a kernel route left
+/// behind, and not the new call's peer by the new leg latching onto the old phone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_calls_ports_go_to_the_next_call_at_once_and_its_late_packets_are_dropped() {
+    // Two pairs: the range holds one call.
+    let relay = MediaRelay::start(config(21_500, 2)).await.unwrap();
+    let mut old = set_up_call(&relay, "old");
+    let (old_to_a, old_to_b) = (
+        relay_address(old.relay_for_a),
+        relay_address(old.relay_for_b),
+    );
+    old.a.0.send_to(&rtp_packet(0), old_to_a).unwrap();
+    assert_eq!(receive(&old.b.0).unwrap().0, rtp_packet(0));
+    old.b.0.send_to(&rtp_packet(0), old_to_b).unwrap();
+    assert_eq!(receive(&old.a.0).unwrap().0, rtp_packet(0));
+    let both = [old.relay_for_a, old.relay_for_b];
+    let kernel = both
+        .iter()
+        .all(|&port| kernelized(&wait_kernelized(&mut old.client, "old", &both), port));
+    assert!(
+        kernel || !e2e_tests::is_root(),
+        "root, yet the old call was not kernelized"
+    );
+    // Deleted with the default delete delay (30 s).
+    let deleted = old.client.call(&dict(&[
+        ("command", s("delete")),
+        ("call-id", s("old")),
+        ("from-tag", s("caller")),
+    ]));
+    assert_eq!(result(&deleted), "ok");
+    // Late packets to the free ports: the kernel routes are gone, the sockets closed.
+    old.a.0.send_to(&rtp_packet(1), old_to_a).unwrap();
+    old.b.0.send_to(&rtp_packet(1), old_to_b).unwrap();
+    for phone in [&old.a.0, &old.b.0] {
+        phone.set_read_timeout(Some(SHORT)).unwrap();
+        assert!(receive(phone).is_none(), "relayed after the delete");
+    }
+
+    // The next call gets the same ports right away, least recently freed first.
+    let mut new = set_up_call(&relay, "new");
+    assert_eq!(
+        (new.relay_for_a, new.relay_for_b),
+        (old.relay_for_a, old.relay_for_b)
+    );
+    // The old phones keep sending, RTP and RTCP, before the new phones' first packets.
+    for sequence in 2..5 {
+        old.a.0.send_to(&rtp_packet(sequence), old_to_a).unwrap();
+        old.b.0.send_to(&rtp_packet(sequence), old_to_b).unwrap();
+    }
+    old.a
+        .1
+        .send_to(b"late rtcp", relay_address(old.relay_for_a + 1))
+        .unwrap();
+    let errors_seen = |client: &mut NgClient| {
+        let reply = query(client, "new");
+        (
+            totals(&reply, "RTP", "errors"),
+            totals(&reply, "RTCP", "errors"),
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while errors_seen(&mut new.client) != (6, 1) {
+        assert!(
+            Instant::now() < deadline,
+            "late packets not dropped: {:?}",
+            errors_seen(&mut new.client)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for phone in [&new.a.0, &new.a.1, &new.b.0, &new.b.1, &old.a.0, &old.b.0] {
+        phone.set_read_timeout(Some(SHORT)).unwrap();
+        assert!(receive(phone).is_none(), "a late packet was relayed");
+    }
+    // The new phones were not displaced: their own packets latch and flow both ways.
+    for phone in [&new.a.0, &new.b.0] {
+        phone
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+    }
+    new.a
+        .0
+        .send_to(&rtp_packet(10), relay_address(new.relay_for_a))
+        .unwrap();
+    assert_eq!(
+        receive(&new.b.0).unwrap(),
+        (rtp_packet(10), relay_address(new.relay_for_b))
+    );
+    new.b
+        .0
+        .send_to(&rtp_packet(11), relay_address(new.relay_for_b))
+        .unwrap();
+    assert_eq!(
+        receive(&new.a.0).unwrap(),
+        (rtp_packet(11), relay_address(new.relay_for_a))
+    );
+    // The deleted call's record still answers, with its own figures.
+    let reply = query(&mut old.client, "old");
+    assert_eq!(result(&reply), "ok");
+    assert_eq!(totals(&reply, "RTP", "packets"), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

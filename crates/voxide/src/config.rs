@@ -273,7 +273,8 @@ pub struct MediaSection {
     pub port_max: u16,
     /// Seconds without media (and signalling) after which a call is ended.
     pub timeout_seconds: u64,
-    /// Seconds between `delete` and the release of a call's ports.
+    /// Seconds a deleted call stays known to ng `query`/`list` (its ports return to the pool at
+    /// the delete; its old peers are kept from the ports' next owners for this long).
     pub delete_delay_seconds: u64,
     /// TOS byte of relayed packets (184 = DSCP EF).
     pub tos: u8,
