@@ -268,14 +268,24 @@ fn baresip_call_through_the_relay(kernel_forwarding: bool) {
     if let Err(error) = alice.wait_for_log("Call established", Duration::from_secs(15)) {
         panic!("{error:#}\nnode:\n{}", scene.node.log());
     }
-    std::thread::sleep(Duration::from_secs(1));
-    let during = relay_calls(scene.node.media_ng_address());
-    if kernel_forwarding && e2e_tests::is_root() {
-        let parties: Vec<_> = during.iter().flat_map(|(_, t)| t.parties.iter()).collect();
-        assert!(
-            parties.len() == 2 && parties.iter().all(|party| party.rtp_kernelized),
-            "both streams kernelized: {during:?}"
-        );
+    // Both streams latched (and, with kernel forwarding, moved into the kernel): polled, as
+    // a loaded box may take longer than a fixed wait.
+    let expect_kernel = kernel_forwarding && e2e_tests::is_root();
+    let ready = |calls: &[(String, RelayTotals)]| {
+        let parties: Vec<_> = calls.iter().flat_map(|(_, t)| t.parties.iter()).collect();
+        parties.len() == 2
+            && parties
+                .iter()
+                .all(|party| party.local_port.is_some() && (!expect_kernel || party.rtp_kernelized))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut during = relay_calls(scene.node.media_ng_address());
+    while !ready(&during) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        during = relay_calls(scene.node.media_ng_address());
+    }
+    if expect_kernel {
+        assert!(ready(&during), "both streams kernelized: {during:?}");
     }
     let alice_port = during
         .iter()
