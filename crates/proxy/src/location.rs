@@ -13,13 +13,22 @@
 //!
 //! The cache belongs to one proxy node; when several proxies share one database, each sees the
 //! bindings it registered plus those present when it started.
+//!
+//! One node holds a million bindings, so the cache is compact (see [`Registry`]): one boxed
+//! record per address-of-record in a hash table that stores only a pointer per slot, the
+//! strings of a binding packed into one allocation, and the values thousands of bindings share
+//! (domains, User-Agents) interned. Lookups hand out plain [`Binding`]s.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use hashbrown::HashTable;
+use hashbrown::hash_table::Entry;
 use sip_message::{Scheme, Unescaped, Uri};
+use smallvec::SmallVec;
 use store::{LocationKey, LocationRecord, LocationRepository, Store, StoreError};
 use tokio::sync::{mpsc, oneshot};
 
@@ -106,10 +115,6 @@ impl Binding {
         self.expires_at_unix.saturating_sub(now_unix)
     }
 
-    fn is_live(&self, now_unix: u64) -> bool {
-        self.expires_at_unix > now_unix
-    }
-
     fn from_record(record: LocationRecord) -> (AddressOfRecord, Binding) {
         let aor = AddressOfRecord::new(record.username, &record.domain);
         let binding = Binding {
@@ -178,9 +183,348 @@ impl BindingChanges {
 #[derive(Debug)]
 pub struct Location {
     store: Store,
-    bindings: RwLock<HashMap<AddressOfRecord, Vec<Binding>>>,
+    bindings: RwLock<Registry>,
     database_statements: Arc<AtomicU64>,
     committer: mpsc::UnboundedSender<CommitRequest>,
+}
+
+/// The bindings in memory. A slot of the table is one pointer: with a million
+/// addresses-of-record the table has two million slots (it stays at most 7/8 full), and a
+/// pointer per slot keeps the empty ones cheap. The key is not stored apart from the record:
+/// slots are found by a hash of the user and domain and compared against the record.
+#[derive(Debug, Default)]
+struct Registry {
+    table: HashTable<Box<Registered>>,
+    hasher: RandomState,
+    /// Interned domains and User-Agents; values no binding uses any more go at each purge.
+    shared: HashSet<Arc<str>>,
+}
+
+/// The bindings of one address-of-record, highest q first (most have exactly one).
+#[derive(Debug)]
+struct Registered {
+    user: Box<str>,
+    domain: Arc<str>,
+    bindings: SmallVec<[StoredBinding; 1]>,
+}
+
+/// A [`Binding`] as kept in memory: 64 bytes plus one allocation for its own strings.
+#[derive(Debug)]
+struct StoredBinding {
+    strings: PackedStrings,
+    user_agent: Option<Arc<str>>,
+    expires_at_unix: u64,
+    updated_at_unix: u64,
+    cseq: u32,
+    reg_id: Option<u32>,
+    q: u16,
+}
+
+/// The strings of one binding in one allocation: contact, Call-ID, `received`, instance, then
+/// the Path entries. Each is its LEB128 byte length and its bytes; an optional value stores
+/// length + 1 (0: absent), and the Path its entry count first.
+#[derive(Debug)]
+struct PackedStrings(Box<[u8]>);
+
+/// The parts of [`PackedStrings`], borrowed.
+#[derive(Debug)]
+struct UnpackedStrings<'a> {
+    contact: &'a str,
+    call_id: &'a str,
+    received: Option<&'a str>,
+    instance: Option<&'a str>,
+    path: Vec<&'a str>,
+}
+
+fn length_size(mut length: usize) -> usize {
+    let mut size = 1;
+    while length >= 0x80 {
+        length >>= 7;
+        size += 1;
+    }
+    size
+}
+
+fn push_length(bytes: &mut Vec<u8>, mut length: usize) {
+    while length >= 0x80 {
+        bytes.push((length as u8 & 0x7f) | 0x80);
+        length >>= 7;
+    }
+    bytes.push(length as u8);
+}
+
+impl PackedStrings {
+    fn pack(
+        contact: &str,
+        call_id: &str,
+        received: Option<&str>,
+        instance: Option<&str>,
+        path: &[String],
+    ) -> Self {
+        let optional_size =
+            |text: Option<&str>| text.map_or(1, |text| length_size(text.len() + 1) + text.len());
+        let size = length_size(contact.len())
+            + contact.len()
+            + length_size(call_id.len())
+            + call_id.len()
+            + optional_size(received)
+            + optional_size(instance)
+            + length_size(path.len())
+            + path
+                .iter()
+                .map(|entry| length_size(entry.len()) + entry.len())
+                .sum::<usize>();
+        let mut bytes = Vec::with_capacity(size);
+        for text in [contact, call_id] {
+            push_length(&mut bytes, text.len());
+            bytes.extend_from_slice(text.as_bytes());
+        }
+        for text in [received, instance] {
+            match text {
+                None => push_length(&mut bytes, 0),
+                Some(text) => {
+                    push_length(&mut bytes, text.len() + 1);
+                    bytes.extend_from_slice(text.as_bytes());
+                }
+            }
+        }
+        push_length(&mut bytes, path.len());
+        for entry in path {
+            push_length(&mut bytes, entry.len());
+            bytes.extend_from_slice(entry.as_bytes());
+        }
+        Self(bytes.into_boxed_slice())
+    }
+
+    fn reader(&self) -> PackedReader<'_> {
+        PackedReader { rest: &self.0 }
+    }
+
+    /// The contact alone (the first part: no need to read the rest).
+    fn contact(&self) -> &str {
+        self.reader().text()
+    }
+
+    fn unpack(&self) -> UnpackedStrings<'_> {
+        let mut reader = self.reader();
+        let contact = reader.text();
+        let call_id = reader.text();
+        let received = reader.optional_text();
+        let instance = reader.optional_text();
+        let entries = reader.length();
+        let path = (0..entries).map(|_| reader.text()).collect();
+        UnpackedStrings {
+            contact,
+            call_id,
+            received,
+            instance,
+            path,
+        }
+    }
+}
+
+/// Reads [`PackedStrings`] front to back. Only [`PackedStrings::pack`] writes them, so every
+/// part is there and is UTF-8; should that ever not hold, the reader yields empty parts rather
+/// than panic.
+#[derive(Debug)]
+struct PackedReader<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> PackedReader<'a> {
+    fn length(&mut self) -> usize {
+        let mut length = 0usize;
+        let mut shift = 0;
+        while let Some((&byte, rest)) = self.rest.split_first() {
+            self.rest = rest;
+            if shift < usize::BITS {
+                length |= usize::from(byte & 0x7f) << shift;
+            }
+            if byte & 0x80 == 0 {
+                break;
+            }
+            shift += 7;
+        }
+        length
+    }
+
+    fn take(&mut self, length: usize) -> &'a str {
+        let (part, rest) = self.rest.split_at(length.min(self.rest.len()));
+        self.rest = rest;
+        std::str::from_utf8(part).unwrap_or_default()
+    }
+
+    fn text(&mut self) -> &'a str {
+        let length = self.length();
+        self.take(length)
+    }
+
+    fn optional_text(&mut self) -> Option<&'a str> {
+        match self.length() {
+            0 => None,
+            length => Some(self.take(length - 1)),
+        }
+    }
+}
+
+impl StoredBinding {
+    fn is_live(&self, now_unix: u64) -> bool {
+        self.expires_at_unix > now_unix
+    }
+
+    fn to_binding(&self) -> Binding {
+        let strings = self.strings.unpack();
+        Binding {
+            contact: strings.contact.to_owned(),
+            q: self.q,
+            expires_at_unix: self.expires_at_unix,
+            path: strings.path.into_iter().map(str::to_owned).collect(),
+            received: strings.received.map(str::to_owned),
+            call_id: strings.call_id.to_owned(),
+            cseq: self.cseq,
+            user_agent: self.user_agent.as_deref().map(str::to_owned),
+            instance: strings.instance.map(str::to_owned),
+            reg_id: self.reg_id,
+            updated_at_unix: self.updated_at_unix,
+        }
+    }
+}
+
+/// The interned copy of `text`, added when new.
+fn intern(shared: &mut HashSet<Arc<str>>, text: &str) -> Arc<str> {
+    if let Some(existing) = shared.get(text) {
+        return Arc::clone(existing);
+    }
+    let interned: Arc<str> = Arc::from(text);
+    shared.insert(Arc::clone(&interned));
+    interned
+}
+
+/// Highest q first, then the most recently written, then by contact for a stable order
+/// (RFC 3261 §16.6 tries higher q first).
+fn sort_bindings(bindings: &mut [StoredBinding]) {
+    bindings.sort_by(|left, right| {
+        right
+            .q
+            .cmp(&left.q)
+            .then(right.updated_at_unix.cmp(&left.updated_at_unix))
+            .then_with(|| left.strings.contact().cmp(right.strings.contact()))
+    });
+}
+
+impl Registry {
+    fn hash(&self, user: &str, domain: &str) -> u64 {
+        self.hasher.hash_one((user, domain))
+    }
+
+    fn get(&self, aor: &AddressOfRecord) -> Option<&Registered> {
+        let hash = self.hash(&aor.user, &aor.domain);
+        self.table
+            .find(hash, |registered| registered.is(aor))
+            .map(|registered| &**registered)
+    }
+
+    fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    fn store(&mut self, binding: &Binding) -> StoredBinding {
+        StoredBinding {
+            strings: PackedStrings::pack(
+                &binding.contact,
+                &binding.call_id,
+                binding.received.as_deref(),
+                binding.instance.as_deref(),
+                &binding.path,
+            ),
+            user_agent: binding
+                .user_agent
+                .as_deref()
+                .map(|user_agent| intern(&mut self.shared, user_agent)),
+            expires_at_unix: binding.expires_at_unix,
+            updated_at_unix: binding.updated_at_unix,
+            cseq: binding.cseq,
+            reg_id: binding.reg_id,
+            q: binding.q,
+        }
+    }
+
+    /// Replaces the bindings named by `removals` and by the contacts of `upserts` with
+    /// `upserts`; an address-of-record left with none goes.
+    fn change(&mut self, aor: &AddressOfRecord, upserts: &[Binding], removals: &[String]) {
+        let mut added: SmallVec<[StoredBinding; 1]> =
+            upserts.iter().map(|binding| self.store(binding)).collect();
+        let hash = self.hash(&aor.user, &aor.domain);
+        let hasher = &self.hasher;
+        let entry = self.table.entry(
+            hash,
+            |registered| registered.is(aor),
+            |registered| hasher.hash_one((&*registered.user, &*registered.domain)),
+        );
+        match entry {
+            Entry::Occupied(mut occupied) => {
+                let bindings = &mut occupied.get_mut().bindings;
+                bindings.retain(|binding| {
+                    let contact = binding.strings.contact();
+                    !removals.iter().any(|removal| removal == contact)
+                        && !upserts.iter().any(|upsert| upsert.contact == contact)
+                });
+                bindings.extend(added);
+                if bindings.is_empty() {
+                    occupied.remove();
+                } else {
+                    sort_bindings(bindings);
+                    bindings.shrink_to_fit();
+                }
+            }
+            Entry::Vacant(vacant) => {
+                if added.is_empty() {
+                    return;
+                }
+                sort_bindings(&mut added);
+                vacant.insert(Box::new(Registered {
+                    user: aor.user.as_str().into(),
+                    domain: intern(&mut self.shared, &aor.domain),
+                    bindings: added,
+                }));
+            }
+        }
+    }
+
+    fn remove(&mut self, aor: &AddressOfRecord) {
+        let hash = self.hash(&aor.user, &aor.domain);
+        if let Ok(occupied) = self.table.find_entry(hash, |registered| registered.is(aor)) {
+            occupied.remove();
+        }
+    }
+
+    /// Drops bindings lapsed at `now_unix`, then interned values nothing uses, then table
+    /// space far beyond what is left.
+    fn purge(&mut self, now_unix: u64) {
+        self.table.retain(|registered| {
+            registered
+                .bindings
+                .retain(|binding| binding.is_live(now_unix));
+            registered.bindings.shrink_to_fit();
+            !registered.bindings.is_empty()
+        });
+        if self.table.capacity() / 4 > self.table.len() {
+            let hasher = &self.hasher;
+            self.table.shrink_to_fit(|registered| {
+                hasher.hash_one((&*registered.user, &*registered.domain))
+            });
+        }
+        self.shared.retain(|value| Arc::strong_count(value) > 1);
+        if self.shared.capacity() / 4 > self.shared.len() {
+            self.shared.shrink_to_fit();
+        }
+    }
+}
+
+impl Registered {
+    fn is(&self, aor: &AddressOfRecord) -> bool {
+        *self.user == *aor.user && *self.domain == *aor.domain
+    }
 }
 
 /// One caller's changes waiting for the group commit.
@@ -259,29 +603,32 @@ pub fn unix_now() -> u64 {
         .map_or(0, |elapsed| elapsed.as_secs())
 }
 
-/// Highest q first, then the most recently written, then by contact for a stable order
-/// (RFC 3261 §16.6 tries higher q first).
-fn sort_bindings(bindings: &mut [Binding]) {
-    bindings.sort_by(|left, right| {
-        right
-            .q
-            .cmp(&left.q)
-            .then(right.updated_at_unix.cmp(&left.updated_at_unix))
-            .then(left.contact.cmp(&right.contact))
-    });
-}
+/// Rows read from the database per statement while loading: a page is a few MB however many
+/// bindings the table holds.
+const LOAD_PAGE_ROWS: usize = 10_000;
 
 impl Location {
-    /// Loads every binding still live at `now_unix` from the database.
+    /// Loads every binding still live at `now_unix` from the database, page by page.
     pub async fn load(store: Store, now_unix: u64) -> Result<Self, LocationError> {
-        let records = store.list_live_locations(now_unix).await?;
-        let mut bindings: HashMap<AddressOfRecord, Vec<Binding>> = HashMap::new();
-        for record in records {
-            let (aor, binding) = Binding::from_record(record);
-            bindings.entry(aor).or_default().push(binding);
-        }
-        for list in bindings.values_mut() {
-            sort_bindings(list);
+        let mut registry = Registry::default();
+        let mut after: Option<LocationKey> = None;
+        loop {
+            let page = store
+                .live_locations_page(now_unix, after.as_ref(), LOAD_PAGE_ROWS)
+                .await?;
+            let complete = page.len() < LOAD_PAGE_ROWS;
+            after = page.last().map(|last| LocationKey {
+                domain: last.domain.clone(),
+                username: last.username.clone(),
+                contact: last.contact.clone(),
+            });
+            for record in page {
+                let (aor, binding) = Binding::from_record(record);
+                registry.change(&aor, std::slice::from_ref(&binding), &[]);
+            }
+            if complete {
+                break;
+            }
         }
         let database_statements = Arc::new(AtomicU64::new(1));
         let (committer, requests) = mpsc::unbounded_channel();
@@ -292,7 +639,7 @@ impl Location {
         ));
         Ok(Self {
             store,
-            bindings: RwLock::new(bindings),
+            bindings: RwLock::new(registry),
             database_statements,
             committer,
         })
@@ -311,10 +658,12 @@ impl Location {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         bindings
             .get(aor)
-            .map(|list| {
-                list.iter()
+            .map(|registered| {
+                registered
+                    .bindings
+                    .iter()
                     .filter(|binding| binding.is_live(now_unix))
-                    .cloned()
+                    .map(StoredBinding::to_binding)
                     .collect()
             })
             .unwrap_or_default()
@@ -371,23 +720,10 @@ impl Location {
             .await
             .map_err(|_| StoreError::invalid("location", "the location committer has stopped"))??;
 
-        let mut bindings = self
-            .bindings
+        self.bindings
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let list = bindings.entry(aor.clone()).or_default();
-        list.retain(|binding| {
-            !changes.removals.contains(&binding.contact)
-                && !changes
-                    .upserts
-                    .iter()
-                    .any(|upsert| upsert.contact == binding.contact)
-        });
-        list.extend(changes.upserts.iter().cloned());
-        sort_bindings(list);
-        if list.is_empty() {
-            bindings.remove(aor);
-        }
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .change(aor, &changes.upserts, &changes.removals);
         Ok(())
     }
 
@@ -410,14 +746,10 @@ impl Location {
     pub async fn purge_expired(&self, now_unix: u64) -> Result<u64, LocationError> {
         let removed = self.store.purge_expired_locations(now_unix).await?;
         self.database_statements.fetch_add(1, Ordering::Relaxed);
-        let mut bindings = self
-            .bindings
+        self.bindings
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        bindings.retain(|_, list| {
-            list.retain(|binding| binding.is_live(now_unix));
-            !list.is_empty()
-        });
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .purge(now_unix);
         Ok(removed)
     }
 
@@ -436,5 +768,150 @@ impl Location {
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn binding(contact: &str, q: u16, updated_at_unix: u64) -> Binding {
+        Binding {
+            contact: contact.to_owned(),
+            q,
+            expires_at_unix: 2_000,
+            path: vec!["<sip:192.0.2.1:5060;lr>".to_owned()],
+            received: Some("sip:198.51.100.7:40000".to_owned()),
+            call_id: "call@phone".to_owned(),
+            cseq: 7,
+            user_agent: Some("phone/1.0".to_owned()),
+            instance: None,
+            reg_id: None,
+            updated_at_unix,
+        }
+    }
+
+    proptest! {
+        /// Whatever the strings (empty, long enough for multi-byte lengths, any characters),
+        /// unpacking gives back exactly what was packed.
+        #[test]
+        fn packed_strings_round_trip(
+            contact in ".{0,300}",
+            call_id in ".{0,200}",
+            received in proptest::option::of(".{0,150}"),
+            instance in proptest::option::of(".{0,130}"),
+            path in proptest::collection::vec(".{0,200}", 0..4),
+        ) {
+            let packed = PackedStrings::pack(
+                &contact,
+                &call_id,
+                received.as_deref(),
+                instance.as_deref(),
+                &path,
+            );
+            let unpacked = packed.unpack();
+            prop_assert_eq!(unpacked.contact, contact.as_str());
+            prop_assert_eq!(packed.contact(), contact.as_str());
+            prop_assert_eq!(unpacked.call_id, call_id.as_str());
+            prop_assert_eq!(unpacked.received, received.as_deref());
+            prop_assert_eq!(unpacked.instance, instance.as_deref());
+            prop_assert_eq!(unpacked.path, path.iter().map(String::as_str).collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    fn records_stay_small() {
+        // A million of each: every byte here is a megabyte of RSS.
+        assert_eq!(std::mem::size_of::<StoredBinding>(), 64);
+        assert_eq!(std::mem::size_of::<Registered>(), 104);
+    }
+
+    #[test]
+    fn packing_takes_exactly_the_bytes_it_needs() {
+        let long = "x".repeat(200);
+        let packed = PackedStrings::pack("sip:a@192.0.2.1", &long, None, Some(""), &[]);
+        // 1 + 15, 2 + 200 (a two-byte length), 1 (absent), 1 (present, empty), 1 (no path).
+        assert_eq!(packed.0.len(), 16 + 202 + 1 + 1 + 1);
+    }
+
+    #[test]
+    fn the_registry_keeps_bindings_sorted_and_shares_repeated_values() {
+        let mut registry = Registry::default();
+        let alice = AddressOfRecord::new("alice", "example.org");
+        let bob = AddressOfRecord::new("bob", "Example.ORG");
+        registry.change(
+            &alice,
+            &[
+                binding("sip:a@192.0.2.2", 500, 10),
+                binding("sip:a@192.0.2.1", 900, 10),
+            ],
+            &[],
+        );
+        registry.change(&bob, &[binding("sip:b@192.0.2.3", 1000, 10)], &[]);
+        assert_eq!(registry.len(), 2);
+        let stored = registry.get(&alice).expect("alice");
+        let contacts: Vec<String> = stored
+            .bindings
+            .iter()
+            .map(|binding| binding.to_binding().contact)
+            .collect();
+        assert_eq!(contacts, ["sip:a@192.0.2.1", "sip:a@192.0.2.2"]);
+        assert_eq!(
+            stored.bindings[0].to_binding(),
+            binding("sip:a@192.0.2.1", 900, 10)
+        );
+        // One copy of the domain and of the User-Agent for all three bindings.
+        assert_eq!(registry.shared.len(), 2);
+        let bob_stored = registry.get(&bob).expect("bob");
+        assert!(Arc::ptr_eq(&stored.domain, &bob_stored.domain));
+
+        // A refresh replaces by contact; removing the last binding drops the record.
+        registry.change(
+            &alice,
+            &[binding("sip:a@192.0.2.2", 1000, 20)],
+            &["sip:a@192.0.2.1".to_owned()],
+        );
+        let contacts: Vec<(String, u16)> = registry
+            .get(&alice)
+            .expect("alice")
+            .bindings
+            .iter()
+            .map(|binding| (binding.to_binding().contact, binding.q))
+            .collect();
+        assert_eq!(contacts, [("sip:a@192.0.2.2".to_owned(), 1000)]);
+        registry.change(&alice, &[], &["sip:a@192.0.2.2".to_owned()]);
+        assert!(registry.get(&alice).is_none());
+        registry.remove(&bob);
+        assert_eq!(registry.len(), 0);
+        // Interned values nothing uses go at the next purge.
+        registry.purge(0);
+        assert!(registry.shared.is_empty());
+    }
+
+    #[test]
+    fn purging_drops_lapsed_bindings_only() {
+        let mut registry = Registry::default();
+        let alice = AddressOfRecord::new("alice", "example.org");
+        let mut lapsing = binding("sip:a@192.0.2.1", 1000, 10);
+        lapsing.expires_at_unix = 100;
+        registry.change(
+            &alice,
+            &[lapsing, binding("sip:a@192.0.2.2", 1000, 10)],
+            &[],
+        );
+        registry.purge(100);
+        let left: Vec<String> = registry
+            .get(&alice)
+            .expect("alice")
+            .bindings
+            .iter()
+            .map(|binding| binding.to_binding().contact)
+            .collect();
+        assert_eq!(left, ["sip:a@192.0.2.2"]);
+        registry.purge(2_000);
+        assert_eq!(registry.len(), 0);
+        assert!(registry.shared.is_empty());
     }
 }

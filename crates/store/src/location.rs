@@ -74,10 +74,19 @@ pub trait LocationRepository {
         domain: &str,
         now: u64,
     ) -> impl Future<Output = StoreResult<Vec<LocationRecord>>> + Send;
-    /// Every binding that has not lapsed at `now` (to load the proxy's cache at start).
+    /// Every binding that has not lapsed at `now`.
     fn list_live_locations(
         &self,
         now: u64,
+    ) -> impl Future<Output = StoreResult<Vec<LocationRecord>>> + Send;
+    /// Up to `limit` bindings live at `now` whose key (domain, username, contact) sorts after
+    /// `after` (from the first when `None`), in key order. The proxy loads its cache page by
+    /// page, so a million bindings never sit in memory twice.
+    fn live_locations_page(
+        &self,
+        now: u64,
+        after: Option<&LocationKey>,
+        limit: usize,
     ) -> impl Future<Output = StoreResult<Vec<LocationRecord>>> + Send;
     /// Deletes bindings that lapsed at or before `now`; returns how many rows went.
     fn purge_expired_locations(&self, now: u64) -> impl Future<Output = StoreResult<u64>> + Send;
@@ -374,6 +383,58 @@ impl LocationRepository for Store {
         rows.into_iter().map(LocationRow::into_record).collect()
     }
 
+    async fn live_locations_page(
+        &self,
+        now: u64,
+        after: Option<&LocationKey>,
+        limit: usize,
+    ) -> StoreResult<Vec<LocationRecord>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows: Vec<LocationRow> = match (self.backend(), after) {
+            (_, None) => on_pool!(self, pool => {
+                sqlx::query_as(select_location!(
+                    "WHERE expires_at > ? ORDER BY domain, username, contact LIMIT ?"
+                ))
+                .bind(seconds(now))
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
+            }),
+            // A row value walks the primary key index in SQLite; MariaDB only plans a range
+            // over the key for the spelled-out form.
+            (Backend::Sqlite(pool), Some(key)) => {
+                sqlx::query_as(select_location!(
+                    "WHERE expires_at > ? AND (domain, username, contact) > (?, ?, ?) \
+                     ORDER BY domain, username, contact LIMIT ?"
+                ))
+                .bind(seconds(now))
+                .bind(&key.domain)
+                .bind(&key.username)
+                .bind(&key.contact)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
+            }
+            (Backend::MySql(pool), Some(key)) => {
+                sqlx::query_as(select_location!(
+                    "WHERE expires_at > ? AND (domain > ? OR (domain = ? AND (username > ? \
+                     OR (username = ? AND contact > ?)))) \
+                     ORDER BY domain, username, contact LIMIT ?"
+                ))
+                .bind(seconds(now))
+                .bind(&key.domain)
+                .bind(&key.domain)
+                .bind(&key.username)
+                .bind(&key.username)
+                .bind(&key.contact)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
+            }
+        };
+        rows.into_iter().map(LocationRow::into_record).collect()
+    }
+
     async fn purge_expired_locations(&self, now: u64) -> StoreResult<u64> {
         Ok(on_pool!(self, pool => {
             sqlx::query("DELETE FROM location WHERE expires_at <= ?")
@@ -382,5 +443,112 @@ impl LocationRepository for Store {
                 .await?
                 .rows_affected()
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn binding(username: &str, contact: &str, expires_at: u64) -> LocationRecord {
+        LocationRecord {
+            domain: "example.org".to_owned(),
+            username: username.to_owned(),
+            contact: contact.to_owned(),
+            q: 1000,
+            expires_at,
+            path: vec!["<sip:192.0.2.1;lr>".to_owned()],
+            received: None,
+            call_id: "c@x".to_owned(),
+            cseq: 1,
+            user_agent: None,
+            instance: None,
+            reg_id: None,
+            updated_at: 1,
+        }
+    }
+
+    /// Reads every live row page by page, pages of `limit` rows.
+    async fn read_in_pages(store: &Store, now: u64, limit: usize) -> Vec<LocationRecord> {
+        let mut all = Vec::new();
+        let mut after: Option<LocationKey> = None;
+        loop {
+            let page = store
+                .live_locations_page(now, after.as_ref(), limit)
+                .await
+                .unwrap();
+            assert!(page.len() <= limit);
+            let full = page.len() == limit;
+            after = page.last().map(|last| LocationKey {
+                domain: last.domain.clone(),
+                username: last.username.clone(),
+                contact: last.contact.clone(),
+            });
+            all.extend(page);
+            if !full {
+                return all;
+            }
+        }
+    }
+
+    async fn pages_cover_every_live_binding_once(store: &Store) {
+        // Users whose keys differ in each column, and lapsed rows between live ones.
+        let mut rows = Vec::new();
+        for user in ["a", "ab", "b", "bob"] {
+            for (contact, expires_at) in [
+                ("sip:x@192.0.2.1", 100),
+                ("sip:x@192.0.2.2", 5),
+                ("sip:y@192.0.2.1", 100),
+            ] {
+                rows.push(binding(user, contact, expires_at));
+            }
+        }
+        let mut other_domain = binding("a", "sip:z@192.0.2.1", 100);
+        other_domain.domain = "example.net".to_owned();
+        rows.push(other_domain);
+        store.apply_location_changes(&rows, &[]).await.unwrap();
+
+        let mut expected: Vec<LocationRecord> =
+            rows.into_iter().filter(|row| row.expires_at > 10).collect();
+        expected.sort_by(|left, right| {
+            (&left.domain, &left.username, &left.contact).cmp(&(
+                &right.domain,
+                &right.username,
+                &right.contact,
+            ))
+        });
+        for limit in [1, 2, 3, 8, 9, 100] {
+            assert_eq!(
+                read_in_pages(store, 10, limit).await,
+                expected,
+                "pages of {limit}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn pages_cover_every_live_binding_once_on_sqlite() {
+        let store = Store::connect("sqlite::memory:").await.unwrap();
+        pages_cover_every_live_binding_once(&store).await;
+    }
+
+    #[tokio::test]
+    async fn pages_cover_every_live_binding_once_on_mariadb() {
+        if std::env::var("VOXIDE_SKIP_MARIADB").as_deref() == Ok("1") {
+            return;
+        }
+        let server = "mysql://root@127.0.0.1:3306";
+        let name = format!("voxide_t_{:016x}", rand::random::<u64>());
+        let store = Store::connect(&format!("{server}/{name}"))
+            .await
+            .expect("MariaDB at 127.0.0.1:3306 (VOXIDE_SKIP_MARIADB=1 skips this test)");
+        pages_cover_every_live_binding_once(&store).await;
+        store.close().await;
+        use sqlx::{Connection, Executor};
+        let mut connection = sqlx::mysql::MySqlConnection::connect(server).await.unwrap();
+        connection
+            .execute(sqlx::AssertSqlSafe(format!("DROP DATABASE `{name}`")))
+            .await
+            .unwrap();
     }
 }

@@ -15,6 +15,13 @@ use clap::{Parser, Subcommand};
 
 use crate::config::Config;
 
+/// jemalloc, with its background threads purging freed pages: after a load peak (transactions
+/// held for Timer J, group-commit batches) unused memory goes back to the system within
+/// seconds (`dirty_decay_ms`, 10 s by default). glibc's malloc keeps most of it in its arenas,
+/// so a node stayed at its peak RSS. Tunable at run time through `_RJEM_MALLOC_CONF`.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Debug, Parser)]
 #[command(name = "voxide", version, about = "voxide: a Class-5 SIP softswitch")]
 struct Cli {
