@@ -283,6 +283,27 @@ impl Audio {
         let power = previous * previous + before * before - coefficient * previous * before;
         power / samples.len() as f64
     }
+
+    /// Panics unless the audio carries a tone at `expected` Hz — at least a quarter of a
+    /// second of loud samples, and more than `margin` times the power at `other` Hz. `who` and
+    /// `log` go into the message.
+    pub fn assert_tone(&self, who: &str, expected: f64, other: f64, margin: f64, log: &str) {
+        let (wanted, unwanted) = (self.power_at(expected), self.power_at(other));
+        let loud = self
+            .first_channel()
+            .iter()
+            .filter(|sample| sample.unsigned_abs() > 1000)
+            .count();
+        assert!(
+            loud > usize::try_from(self.sample_rate / 4).unwrap_or(2000),
+            "{who} received {} samples without a tone\n{log}",
+            self.samples.len()
+        );
+        assert!(
+            wanted > margin * unwanted,
+            "{who} heard {expected} Hz at power {wanted:.0} but {other} Hz at {unwanted:.0}\n{log}"
+        );
+    }
 }
 
 /// Sample rate and channel count of a RIFF/WAVE file (the `fmt ` chunk).

@@ -191,15 +191,7 @@ impl Router {
             let first_2xx = !context.final_sent;
             if first_2xx {
                 context.final_sent = true;
-                let others: Vec<TransactionId> = context
-                    .branches
-                    .iter()
-                    .filter(|b| b.client != client && b.final_status.is_none())
-                    .map(|b| b.client)
-                    .collect();
-                for other in others {
-                    let _ = endpoint.send_cancel(other).await;
-                }
+                cancel_other_branches(endpoint, context, client).await;
                 let committed = self.account_final(server, &response);
                 self.remember_media_dialog(server, &response);
                 if let Some(committed) = committed {
@@ -220,15 +212,7 @@ impl Router {
         }
         if status >= 600 {
             // §16.7 step 5 lets a 6xx end the search: cancel the rest.
-            let others: Vec<TransactionId> = context
-                .branches
-                .iter()
-                .filter(|b| b.client != client && b.final_status.is_none())
-                .map(|b| b.client)
-                .collect();
-            for other in others {
-                let _ = endpoint.send_cancel(other).await;
-            }
+            cancel_other_branches(endpoint, context, client).await;
         }
         let current = context
             .best
@@ -389,5 +373,19 @@ async fn send_upstream(endpoint: &SipEndpoint, server: TransactionId, response: 
         .is_err()
     {
         forward_response_statelessly(endpoint, response).await;
+    }
+}
+
+/// CANCELs every branch of `context` still waiting for a final response, but `client`
+/// (§16.7 step 10).
+async fn cancel_other_branches(
+    endpoint: &SipEndpoint,
+    context: &ServerContext,
+    client: TransactionId,
+) {
+    for branch in &context.branches {
+        if branch.client != client && branch.final_status.is_none() {
+            let _ = endpoint.send_cancel(branch.client).await;
+        }
     }
 }
