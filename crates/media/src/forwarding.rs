@@ -510,7 +510,18 @@ impl KernelForwarding {
                 .fd(0, program.as_raw_fd())?
                 .u32(4, interface)
                 .u32(8, BPF_TCX_INGRESS);
-            links.push(bpf_fd(BPF_LINK_CREATE, &mut attr)?);
+            match bpf_fd(BPF_LINK_CREATE, &mut attr) {
+                Ok(link) => links.push(link),
+                // An interface removed since the list was read (a veth going away): nothing
+                // to relay on it, and no reason to give up the others.
+                Err(error) if error.raw_os_error() == Some(libc::ENODEV) => {
+                    tracing::debug!(
+                        interface,
+                        "interface gone before kernel forwarding attached"
+                    );
+                }
+                Err(error) => return Err(error),
+            }
         }
         Ok(KernelForwarding {
             _links: links,

@@ -271,7 +271,11 @@ fn baresip_call_through_the_relay(kernel_forwarding: bool) {
         during = relay_calls(scene.node.media_ng_address());
     }
     if expect_kernel {
-        assert!(ready(&during), "both streams kernelized: {during:?}");
+        assert!(
+            ready(&during),
+            "both streams kernelized: {during:?}\nnode:\n{}",
+            scene.node.log()
+        );
     }
     let alice_port = during
         .iter()
