@@ -11,9 +11,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 
-/// How long `voxide up` may take to print `ready`.
-const START_TIMEOUT: Duration = Duration::from_secs(60);
-
 /// The SIP port `voxide up` listens on by default.
 pub const DEFAULT_SIP_PORT: u16 = 5060;
 /// The provisioning API's default port (HTTPS with a self-signed certificate).
@@ -67,28 +64,9 @@ impl DefaultNode {
             address,
             admin_password,
         };
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            if node.log().lines().any(|line| line == "ready") {
-                return Ok(node);
-            }
-            if let Some(child) = node.child.as_mut()
-                && let Some(status) = child.try_wait()?
-            {
-                node.child = None;
-                bail!(
-                    "voxide up exited during start-up ({status}):\n{}",
-                    node.log()
-                );
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "voxide up did not print `ready` within {START_TIMEOUT:?}:\n{}",
-                    node.log()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let log_path = node.directory.path().join("voxide.log");
+        crate::node::wait_until_ready(&mut node.child, &log_path, "voxide up")?;
+        Ok(node)
     }
 
     /// The working directory (holds `voxide-data/` and `voxide.log`).

@@ -186,27 +186,8 @@ impl Node {
             .spawn()
             .with_context(|| format!("starting {}", self.binary.display()))?;
         self.child = Some(child);
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            if self.log().lines().any(|line| line == "ready") {
-                return Ok(());
-            }
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|child| child.try_wait().ok().flatten())
-            {
-                self.child = None;
-                bail!("voxide exited during start-up ({status}):\n{}", self.log());
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "voxide did not print `ready` within {START_TIMEOUT:?}:\n{}",
-                    self.log()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let log_path = self.log_path();
+        wait_until_ready(&mut self.child, &log_path, "voxide up")
     }
 
     /// What the current run wrote to stderr so far.
@@ -359,28 +340,12 @@ impl Component {
             child: Some(child),
             log_path,
         };
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            if component.log().lines().any(|line| line == "ready") {
-                return Ok(component);
-            }
-            if let Some(child) = component.child.as_mut()
-                && let Some(status) = child.try_wait()?
-            {
-                component.child = None;
-                bail!(
-                    "voxide {subcommand} exited ({status}):\n{}",
-                    component.log()
-                );
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "voxide {subcommand} did not print `ready`:\n{}",
-                    component.log()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_until_ready(
+            &mut component.child,
+            &component.log_path,
+            &format!("voxide {subcommand}"),
+        )?;
+        Ok(component)
     }
 
     /// What the component wrote to stderr so far.
@@ -395,5 +360,35 @@ impl Drop for Component {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// Waits until the process in `child` writes a line `ready` to `log`; fails with the log when
+/// it exits first (then `child` is `None`) or takes longer than the start-up limit.
+pub(crate) fn wait_until_ready(
+    child: &mut Option<Child>,
+    log: &Path,
+    what: &str,
+) -> anyhow::Result<()> {
+    let read = || std::fs::read_to_string(log).unwrap_or_default();
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        if read().lines().any(|line| line == "ready") {
+            return Ok(());
+        }
+        if let Some(status) = child
+            .as_mut()
+            .and_then(|process| process.try_wait().ok().flatten())
+        {
+            *child = None;
+            bail!("{what} exited during start-up ({status}):\n{}", read());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "{what} did not print `ready` within {START_TIMEOUT:?}:\n{}",
+                read()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
