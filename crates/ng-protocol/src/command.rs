@@ -135,6 +135,23 @@ pub struct Delete<'a> {
     pub honour_to_tag: bool,
 }
 
+impl<'a> Delete<'a> {
+    /// A plain delete of the whole call: no tags, no delay, no flags (what a proxy sends
+    /// on BYE or a failed call).
+    pub fn call(call_id: impl Into<Cow<'a, str>>) -> Self {
+        Delete {
+            call_id: call_id.into(),
+            from_tag: None,
+            to_tag: None,
+            via_branch: None,
+            delete_delay: None,
+            fatal: false,
+            fast: false,
+            honour_to_tag: false,
+        }
+    }
+}
+
 /// What `query` carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Query<'a> {
@@ -855,16 +872,7 @@ mod tests {
             "d7:command4:list5:limiti32ee"
         );
         assert_eq!(
-            encoded(NgCommand::Delete(Delete {
-                call_id: "c1".into(),
-                from_tag: None,
-                to_tag: None,
-                via_branch: None,
-                delete_delay: None,
-                fatal: false,
-                fast: false,
-                honour_to_tag: false,
-            })),
+            encoded(NgCommand::Delete(Delete::call("c1"))),
             "d7:call-id2:c17:command6:deletee"
         );
         assert_eq!(

@@ -663,16 +663,7 @@ mod tests {
     }
 
     fn delete() -> NgCommand<'static> {
-        NgCommand::Delete(Delete {
-            call_id: "c".into(),
-            from_tag: None,
-            to_tag: None,
-            via_branch: None,
-            delete_delay: None,
-            fatal: false,
-            fast: false,
-            honour_to_tag: false,
-        })
+        NgCommand::Delete(Delete::call("c"))
     }
 
     fn offer() -> NgCommand<'static> {

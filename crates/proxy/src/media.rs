@@ -386,16 +386,7 @@ impl MediaRelayClient {
     /// # Errors
     /// [`NgClientError`]. An unknown call is no error (rtpengine answers `ok` with a warning).
     pub async fn delete(&self, call_id: &str) -> Result<(), NgClientError> {
-        let command = NgCommand::Delete(Delete {
-            call_id: Cow::Borrowed(call_id),
-            from_tag: None,
-            to_tag: None,
-            via_branch: None,
-            delete_delay: None,
-            fatal: false,
-            fast: false,
-            honour_to_tag: false,
-        });
+        let command = NgCommand::Delete(Delete::call(call_id));
         self.command(&command, true).await.map(drop)
     }
 
