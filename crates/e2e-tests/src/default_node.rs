@@ -7,7 +7,7 @@ use std::fs::File;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 
@@ -86,23 +86,7 @@ impl DefaultNode {
 
     /// Wait until the log has a line containing every one of `parts`.
     pub fn wait_for_log(&self, parts: &[&str], limit: Duration) -> anyhow::Result<()> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if self
-                .log()
-                .lines()
-                .any(|line| parts.iter().all(|part| line.contains(part)))
-            {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "no log line with {parts:?} within {limit:?}:\n{}",
-                    self.log()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        crate::node::wait_for_log_line(&self.directory.path().join("voxide.log"), parts, limit)
     }
 
     /// The public SIP address (UDP and TCP).

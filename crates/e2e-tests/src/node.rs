@@ -197,23 +197,7 @@ impl Node {
 
     /// Wait until the current run's log has a line containing every one of `parts`.
     pub fn wait_for_log(&self, parts: &[&str], limit: Duration) -> anyhow::Result<()> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if self
-                .log()
-                .lines()
-                .any(|line| parts.iter().all(|part| line.contains(part)))
-            {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "no log line with {parts:?} within {limit:?}:\n{}",
-                    self.log()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for_log_line(&self.log_path(), parts, limit)
     }
 
     /// Kill the process with SIGKILL (no chance to flush or say goodbye) and reap it.
@@ -388,6 +372,24 @@ pub(crate) fn wait_until_ready(
                 "{what} did not print `ready` within {START_TIMEOUT:?}:\n{}",
                 read()
             );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits until the file at `log` has a line containing every one of `parts`.
+pub(crate) fn wait_for_log_line(log: &Path, parts: &[&str], limit: Duration) -> anyhow::Result<()> {
+    let read = || std::fs::read_to_string(log).unwrap_or_default();
+    let deadline = Instant::now() + limit;
+    loop {
+        if read()
+            .lines()
+            .any(|line| parts.iter().all(|part| line.contains(part)))
+        {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("no log line with {parts:?} within {limit:?}:\n{}", read());
         }
         std::thread::sleep(Duration::from_millis(50));
     }
