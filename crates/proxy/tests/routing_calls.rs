@@ -902,11 +902,13 @@ async fn timer_c_cancels_a_branch_that_rings_forever() {
         bob.answer(&cancel, 200, "OK", "bob").await;
         bob.answer(&invite, 487, "Request Terminated", "bob").await;
         bob.receive_request(Method::Ack).await;
-        let terminated = alice.receive_response(487).await;
-        alice.send(call.ack_for(&terminated, &alice)).await;
+        // The caller did not cancel: the branch counts as timed out (§16.8), so alice hears
+        // 408, the answer a no-answer call forward will hook into.
+        let timed_out = alice.receive_response(408).await;
+        alice.send(call.ack_for(&timed_out, &alice)).await;
         assert_eq!(
             summary(&platform.acc(&call.call_id).await),
-            [("INVITE", 487)]
+            [("INVITE", 408)]
         );
     })
     .await;

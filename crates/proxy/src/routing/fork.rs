@@ -36,11 +36,12 @@ impl Router {
         }
         context.outgoing = Some(request);
         context.next_steps = plan.steps.into();
+        context.fallbacks = plan.fallbacks;
         self.start_next_step(endpoint, transaction).await;
     }
 
     /// Rings the next step of the plan: a branch per reachable target. A step with no
-    /// reachable target is skipped; with none left the caller gets 480.
+    /// reachable target is skipped; with none left the attempts end ([`Router::end_attempts`]).
     async fn start_next_step(&mut self, endpoint: &SipEndpoint, transaction: TransactionId) {
         loop {
             let Some(context) = self.servers.get_mut(&transaction) else {
@@ -49,9 +50,7 @@ impl Router {
             let (Some(step), Some(request)) =
                 (context.next_steps.pop_front(), context.outgoing.clone())
             else {
-                let response =
-                    local_response(&context.request, 480, "Temporarily Unavailable").build();
-                self.respond(endpoint, transaction, response).await;
+                self.end_attempts(endpoint, transaction).await;
                 return;
             };
             let max_forwards = context
@@ -97,6 +96,7 @@ impl Router {
                     client,
                     final_status: None,
                     timer_c,
+                    rang_out: false,
                 });
             }
             return;
@@ -210,6 +210,12 @@ impl Router {
         if !first_final || context.final_sent {
             return;
         }
+        if branch.rang_out && status == 487 {
+            // The CANCEL was Timer C's, not the caller's: the branch counts as timed out
+            // (§16.8), so the caller hears 408 and the plan sees "no answer".
+            response = local_response(&context.request, 408, "Request Timeout").build();
+        }
+        let status = response.status().unwrap_or(status);
         if status >= 600 {
             // §16.7 step 5 lets a 6xx end the search: cancel the rest.
             cancel_other_branches(endpoint, context, client).await;
@@ -273,15 +279,38 @@ impl Router {
             self.start_next_step(endpoint, server).await;
             return;
         }
-        let mut best = context
-            .best
-            .take()
-            .unwrap_or_else(|| local_response(&context.request, 408, "Request Timeout").build());
-        if best.status() == Some(503) {
-            // §16.7 step 6: a 503 from downstream must not make the caller stop using us.
-            best = local_response(&context.request, 500, "Server Internal Error").build();
-        }
-        self.respond(endpoint, server, best).await;
+        self.end_attempts(endpoint, server).await;
+    }
+
+    /// No step of the plan is left and nobody answered: the way the attempts ended is
+    /// classified and the plan's fallback for it decides what the caller gets.
+    async fn end_attempts(&mut self, endpoint: &SipEndpoint, server: TransactionId) {
+        let Some(context) = self.servers.get_mut(&server) else {
+            return;
+        };
+        let best_status = context.best.as_ref().and_then(Message::status);
+        let outcome = plan::classify(plan::Attempts {
+            best: best_status,
+            rang_out: context.rang_out,
+        });
+        let response = match (
+            context.fallbacks.after(outcome, best_status),
+            context.best.take(),
+        ) {
+            (plan::Ending::RelayBest, Some(best)) if best.status() == Some(503) => {
+                // §16.7 step 6: a 503 from downstream must not make the caller stop using us.
+                local_response(&context.request, 500, "Server Internal Error").build()
+            }
+            (plan::Ending::RelayBest, Some(best)) => best,
+            (plan::Ending::Respond(refusal), _) => {
+                local_response(&context.request, refusal.status, refusal.reason).build()
+            }
+            (plan::Ending::RelayBest, None) => {
+                local_response(&context.request, 480, "Temporarily Unavailable").build()
+            }
+        };
+        tracing::debug!(?outcome, status = response.status(), "call attempts ended");
+        self.respond(endpoint, server, response).await;
     }
 
     /// Sends a final response in server transaction `transaction` and accounts for it.

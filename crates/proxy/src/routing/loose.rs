@@ -43,6 +43,7 @@ impl Router {
                         client,
                         final_status: None,
                         timer_c: None,
+                        rang_out: false,
                     });
                 }
             }

@@ -173,6 +173,8 @@ struct Branch {
     final_status: Option<u16>,
     /// Timer C deadline for INVITE branches.
     timer_c: Option<Instant>,
+    /// Timer C cancelled this branch: its 487 counts as a 408 (RFC 3261 §16.8).
+    rang_out: bool,
 }
 
 /// The state of one proxied request (RFC 3261 §16: the response context).
@@ -200,6 +202,10 @@ struct ServerContext {
     outgoing: Option<Message>,
     /// The plan's steps still to ring.
     next_steps: VecDeque<plan::PlanStep>,
+    /// What the plan says each way of failing leads to.
+    fallbacks: plan::Fallbacks,
+    /// Timer C gave up on some branch of this request.
+    rang_out: bool,
     /// A 2xx waits for its accounting row to be committed (retransmissions are dropped).
     held_2xx: bool,
 }
@@ -312,6 +318,8 @@ impl Router {
                 media_engaged: false,
                 outgoing: None,
                 next_steps: VecDeque::new(),
+                fallbacks: plan::Fallbacks::default(),
+                rang_out: false,
                 held_2xx: false,
             },
         );
@@ -562,6 +570,12 @@ impl Router {
                 continue;
             }
             tracing::debug!(?client, "Timer C fired: cancelling the branch");
+            if let Some(context) = self.servers.get_mut(&server) {
+                context.rang_out = true;
+                if let Some(branch) = context.branches.iter_mut().find(|b| b.client == client) {
+                    branch.rang_out = true;
+                }
+            }
             if endpoint.send_cancel(client).await.is_err() {
                 self.handle_branch_failure(endpoint, server, client, 408, "Request Timeout")
                     .await;

@@ -4,9 +4,10 @@
 //!
 //! Order (RFC 3261 §16.6 with q-values): contacts of the highest q ring first, all contacts of
 //! one q-value in parallel; when every branch of a step has failed without a 6xx, the next
-//! lower q-value rings. What a busy, unanswered or unreachable attempt leads to beyond that
-//! (call forwarding, voicemail, peering) is what later features add to the plan; today the
-//! best response of the last step goes to the caller (§16.7).
+//! lower q-value rings. When no step is left, how the attempts ended is classified
+//! ([`classify`]: busy, no answer, offline, failed) and the plan's [`Fallbacks`] say what that
+//! outcome leads to ([`CallPlan::after`]). Today every outcome relays the best response
+//! (§16.7); call forwarding, voicemail and peering fill in the other [`Continuation`]s.
 //!
 //! No I/O, no clock: the router's `decide` gathers the inputs, the router's fork code executes the
 //! plan.
@@ -56,12 +57,112 @@ pub struct PlanStep {
     pub targets: Vec<ForkTarget>,
 }
 
-/// What the router does with a call: ring `steps` one after another.
+/// What the router does with a call: ring `steps` one after another, then what
+/// `fallbacks` say for the way the attempts ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallPlan {
     /// Never empty.
     pub steps: Vec<PlanStep>,
+    pub fallbacks: Fallbacks,
 }
+
+impl CallPlan {
+    /// What the caller gets once every step has ended with `outcome` and `best` (the §16.7
+    /// best response's status, `None` when no branch could even be started).
+    pub fn after(&self, outcome: Outcome, best: Option<u16>) -> Ending {
+        self.fallbacks.after(outcome, best)
+    }
+}
+
+/// How the attempts of a call ended, in the terms call features are defined in (C5's CFB,
+/// CFT and CFNA triggers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// The best response says busy: 486 Busy Here or 600 Busy Everywhere.
+    Busy,
+    /// A branch rang until the proxy's ring timer (Timer C) gave up on it.
+    NoAnswer,
+    /// Nobody to ring: not registered, no contact reachable, or the contacts timed out or
+    /// said unavailable (408, 480) or could not be reached (503 from the transport).
+    Offline,
+    /// Any other final failure (a 4xx, 5xx or 6xx the callee chose).
+    Failed,
+}
+
+/// The ways a call's attempts end, as [`classify`] reads them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attempts {
+    /// The status of the §16.7 best response; `None` when no branch was started.
+    pub best: Option<u16>,
+    /// Some branch was cancelled by the ring timer (its ending counts as a 408).
+    pub rang_out: bool,
+}
+
+/// Classifies how the attempts of a call ended.
+pub fn classify(attempts: Attempts) -> Outcome {
+    match attempts.best {
+        None => Outcome::Offline,
+        Some(486 | 600) => Outcome::Busy,
+        Some(408) if attempts.rang_out => Outcome::NoAnswer,
+        Some(408 | 480 | 503) => Outcome::Offline,
+        Some(_) => Outcome::Failed,
+    }
+}
+
+/// What one [`Outcome`] leads to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Continuation {
+    /// The caller gets the best response (RFC 3261 §16.7), or `480 Temporarily Unavailable`
+    /// when no branch answered at all.
+    #[default]
+    Relay,
+    /// The caller gets this answer, whatever the branches said.
+    Refuse(Refusal),
+}
+
+/// What each outcome of a call leads to. The default relays the best response for every one;
+/// subscriber features (forwarding, voicemail) and peering set others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Fallbacks {
+    pub busy: Continuation,
+    pub no_answer: Continuation,
+    pub offline: Continuation,
+    pub failed: Continuation,
+}
+
+/// The end of a call that reached nobody: the status and reason the caller gets, or the best
+/// response as it arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// Send the §16.7 best response.
+    RelayBest,
+    /// Send this answer.
+    Respond(Refusal),
+}
+
+impl Fallbacks {
+    /// The continuation for `outcome`.
+    pub fn continuation(&self, outcome: Outcome) -> Continuation {
+        match outcome {
+            Outcome::Busy => self.busy,
+            Outcome::NoAnswer => self.no_answer,
+            Outcome::Offline => self.offline,
+            Outcome::Failed => self.failed,
+        }
+    }
+
+    /// What the caller gets for `outcome` with best response status `best`.
+    pub fn after(&self, outcome: Outcome, best: Option<u16>) -> Ending {
+        match (self.continuation(outcome), best) {
+            (Continuation::Refuse(refusal), _) => Ending::Respond(refusal),
+            (Continuation::Relay, Some(_)) => Ending::RelayBest,
+            (Continuation::Relay, None) => Ending::Respond(UNAVAILABLE),
+        }
+    }
+}
+
+/// The answer when nobody could be rung.
+const UNAVAILABLE: Refusal = Refusal::new(480, "Temporarily Unavailable");
 
 /// The From identity must be the subscriber who proved it (no call hijacking).
 pub fn check_identity(from: Identity<'_>, authenticated: Identity<'_>) -> Result<(), Refusal> {
@@ -96,11 +197,17 @@ pub fn plan_call(callee: Option<Callee<'_>>) -> Result<CallPlan, Refusal> {
     let Some(callee) = callee else {
         return Err(Refusal::new(404, "Not Found"));
     };
+    let fallbacks = Fallbacks::default();
     if !callee.active || callee.bindings.is_empty() {
-        return Err(Refusal::new(480, "Temporarily Unavailable"));
+        // Not registered: the offline outcome before any attempt.
+        return Err(match fallbacks.after(Outcome::Offline, None) {
+            Ending::Respond(refusal) => refusal,
+            Ending::RelayBest => UNAVAILABLE,
+        });
     }
     Ok(CallPlan {
         steps: steps_by_q(callee.bindings),
+        fallbacks,
     })
 }
 
@@ -213,7 +320,108 @@ mod tests {
         );
     }
 
+    #[test]
+    fn outcomes_as_call_features_read_them() {
+        let ended = |best, rang_out| classify(Attempts { best, rang_out });
+        assert_eq!(ended(Some(486), false), Outcome::Busy);
+        assert_eq!(ended(Some(600), true), Outcome::Busy);
+        assert_eq!(ended(Some(408), true), Outcome::NoAnswer);
+        // A 408 the callee's side sent, or a transaction timeout: unreachable, not unanswered.
+        assert_eq!(ended(Some(408), false), Outcome::Offline);
+        assert_eq!(ended(Some(480), false), Outcome::Offline);
+        assert_eq!(ended(Some(503), false), Outcome::Offline);
+        assert_eq!(ended(None, false), Outcome::Offline);
+        assert_eq!(ended(Some(403), false), Outcome::Failed);
+        assert_eq!(ended(Some(603), true), Outcome::Failed);
+    }
+
+    #[test]
+    fn the_default_relays_the_best_response_and_480_when_none() {
+        let plan = plan_call(Some(Callee {
+            active: true,
+            bindings: &[contact("a", 1000)],
+        }))
+        .unwrap();
+        for outcome in [
+            Outcome::Busy,
+            Outcome::NoAnswer,
+            Outcome::Offline,
+            Outcome::Failed,
+        ] {
+            assert_eq!(plan.after(outcome, Some(486)), Ending::RelayBest);
+            assert_eq!(
+                plan.after(outcome, None),
+                Ending::Respond(Refusal::new(480, "Temporarily Unavailable"))
+            );
+        }
+    }
+
+    #[test]
+    fn a_refusing_continuation_replaces_only_its_own_outcome() {
+        let forward = Refusal::new(302, "Moved Temporarily");
+        let fallbacks = Fallbacks {
+            busy: Continuation::Refuse(forward),
+            ..Fallbacks::default()
+        };
+        assert_eq!(
+            fallbacks.after(Outcome::Busy, Some(486)),
+            Ending::Respond(forward)
+        );
+        assert_eq!(
+            fallbacks.after(Outcome::Failed, Some(486)),
+            Ending::RelayBest
+        );
+    }
+
+    fn any_outcome() -> impl Strategy<Value = Outcome> {
+        prop_oneof![
+            Just(Outcome::Busy),
+            Just(Outcome::NoAnswer),
+            Just(Outcome::Offline),
+            Just(Outcome::Failed),
+        ]
+    }
+
     proptest! {
+        /// Every final status falls in exactly the class its rule names; the ring timer only
+        /// ever turns a 408 into "no answer".
+        #[test]
+        fn classification_is_total_and_the_ring_timer_only_moves_408(
+            best in proptest::option::of(300u16..700),
+            rang_out: bool,
+        ) {
+            let outcome = classify(Attempts { best, rang_out });
+            let without_timer = classify(Attempts { best, rang_out: false });
+            if outcome != without_timer {
+                prop_assert_eq!(best, Some(408));
+                prop_assert_eq!(outcome, Outcome::NoAnswer);
+            }
+            prop_assert_eq!(outcome == Outcome::Busy, matches!(best, Some(486 | 600)));
+        }
+
+        /// A fallback set for one outcome never changes what another outcome leads to.
+        #[test]
+        fn fallbacks_are_independent(
+            chosen in any_outcome(),
+            other in any_outcome(),
+            best in proptest::option::of(300u16..700),
+        ) {
+            let refusal = Refusal::new(302, "Moved Temporarily");
+            let mut fallbacks = Fallbacks::default();
+            match chosen {
+                Outcome::Busy => fallbacks.busy = Continuation::Refuse(refusal),
+                Outcome::NoAnswer => fallbacks.no_answer = Continuation::Refuse(refusal),
+                Outcome::Offline => fallbacks.offline = Continuation::Refuse(refusal),
+                Outcome::Failed => fallbacks.failed = Continuation::Refuse(refusal),
+            }
+            let expected = if other == chosen {
+                Ending::Respond(refusal)
+            } else {
+                Fallbacks::default().after(other, best)
+            };
+            prop_assert_eq!(fallbacks.after(other, best), expected);
+        }
+
         /// Every contact is tried exactly once, steps go down in q, a step holds one q-value.
         #[test]
         fn every_contact_once_in_q_order(qs in proptest::collection::vec(0u16..=1000, 1..12)) {
