@@ -213,6 +213,18 @@ pub enum DataCommand {
     Shutdown,
 }
 
+/// How much of a leg's own socket [`Plane::relay_batched`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Take {
+    /// What one round's share is: the socket is watched (level-triggered), so the next wait
+    /// reports what is left.
+    Ready,
+    /// Everything queued, until the socket would block: nothing reports the socket again (a
+    /// steered leg's own socket, kept out of epoll, holding what arrived before its port was
+    /// steered).
+    All,
+}
+
 /// The peer of a removed leg, remembered for its port: late packets of the ended call (a
 /// phone still sending after the BYE, packets in flight) must not become the media of the
 /// call the port goes to next. Before its first accepted packet, a leg on that port drops
@@ -671,8 +683,10 @@ impl Plane {
                     // steered (the port was bound when the offer was answered): relay them now,
                     // once every queued command is in place — the answer that added a leg also
                     // set its partner's destination — later ones arrive on the shared socket.
+                    // The socket is not watched (see `add`): everything queued is taken now,
+                    // or it would stay there, neither relayed nor counted.
                     for id in steered_now {
-                        self.relay_batched(id);
+                        self.relay_batched(id, Take::All);
                     }
                     return true;
                 }
@@ -772,7 +786,7 @@ impl Plane {
 
     fn relay(&mut self, id: usize) {
         match self.mode {
-            IoMode::Batched | IoMode::Steered => self.relay_batched(id),
+            IoMode::Batched | IoMode::Steered => self.relay_batched(id, Take::Ready),
             IoMode::Simple => self.relay_simple(id),
         }
     }
@@ -796,14 +810,14 @@ impl Plane {
         }
     }
 
-    fn relay_batched(&mut self, id: usize) {
+    fn relay_batched(&mut self, id: usize, take: Take) {
         let Some(leg) = self.legs.get_mut(&id) else {
             return;
         };
         // A socket also ready in the previous round is busy: take up to BATCH per call. Else it
         // most likely holds one packet, and recvmsg is cheaper than recvmmsg (which tries a
-        // second datagram before returning).
-        let busy = leg.ready_round + 1 >= self.round;
+        // second datagram before returning). A socket emptied in one go is read in batches.
+        let busy = take == Take::All || leg.ready_round + 1 >= self.round;
         leg.ready_round = self.round;
         loop {
             let Some(leg) = self.legs.get_mut(&id) else {
@@ -867,7 +881,7 @@ impl Plane {
                     offload(&mut self.legs, self.forwarding.as_ref(), id);
                 }
             }
-            if !busy || received < BATCH {
+            if take == Take::Ready && (!busy || received < BATCH) {
                 // Level-triggered: what is left is reported by the next wait.
                 return;
             }
@@ -1104,6 +1118,93 @@ mod tests {
             }
         }
         producer.join().unwrap();
+    }
+
+    /// Packets that reach a leg's own socket before the data plane steers its port (a phone of
+    /// the port's previous call still sending while the offer's reply is on its way) are all
+    /// taken when the leg is added: nothing watches that socket afterwards, so any left behind
+    /// would be neither relayed nor counted. Steering needs CAP_BPF + CAP_NET_ADMIN; without
+    /// them the socket is watched and this holds as well.
+    #[test]
+    fn every_packet_queued_before_a_port_is_steered_is_relayed() {
+        use std::net::Ipv4Addr;
+        const PACKETS: u8 = 5;
+        // Four ports below the kernel's ephemeral range, not used by other tests.
+        let mut base = 23_200_u16;
+        let sockets = loop {
+            let bound: Vec<UdpSocket> = (base..base + 4)
+                .map_while(|port| UdpSocket::bind((Ipv4Addr::LOCALHOST, port)).ok())
+                .collect();
+            if bound.len() == 4 {
+                break bound;
+            }
+            base += 4;
+        };
+        for socket in &sockets {
+            socket.set_nonblocking(true).unwrap();
+        }
+        let [near, first_in, far, first_out] = <[UdpSocket; 4]>::try_from(sockets).unwrap();
+        let phone = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let receiver = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        receiver
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        let plane = DataPlane::spawn(
+            IoMode::Steered,
+            Duration::ZERO,
+            Instant::now(),
+            Arc::default(),
+            SteeredRange {
+                address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+                port_min: base,
+                port_max: base + 3,
+                tos: 0,
+                kernel_forwarding: false,
+            },
+        )
+        .unwrap();
+        let legs = |ids: [usize; 2], [near, far]: [UdpSocket; 2], shared: &Arc<LegShared>| {
+            DataCommand::Add(vec![
+                LegRegistration {
+                    id: ids[0],
+                    socket: near,
+                    partner: ids[1],
+                    destination: None,
+                    shared: Arc::clone(shared),
+                    release_port: None,
+                },
+                LegRegistration {
+                    id: ids[1],
+                    socket: far,
+                    partner: ids[0],
+                    destination: Some(receiver.local_addr().unwrap()),
+                    shared: Arc::default(),
+                    release_port: None,
+                },
+            ])
+        };
+        let mut buffer = [0_u8; 16];
+        // A relay that has been running a while: a first call's packet went through.
+        let first_in_address = first_in.local_addr().unwrap();
+        plane.send(legs([0, 1], [first_in, first_out], &Arc::default()));
+        phone.send_to(b"first", first_in_address).unwrap();
+        let (len, _) = receiver.recv_from(&mut buffer).expect("first call relayed");
+        assert_eq!(&buffer[..len], b"first");
+        // Queued on the near socket before the data plane knows the leg.
+        let near_address = near.local_addr().unwrap();
+        for sequence in 0..PACKETS {
+            phone.send_to(&[sequence], near_address).unwrap();
+        }
+        let shared = Arc::new(LegShared::default());
+        plane.send(legs([2, 3], [near, far], &shared));
+        for sequence in 0..PACKETS {
+            let (len, from) = receiver
+                .recv_from(&mut buffer)
+                .unwrap_or_else(|error| panic!("packet {sequence} not relayed: {error}"));
+            assert_eq!((&buffer[..len], from.port()), (&[sequence][..], base + 2));
+        }
+        let counters = shared.counters();
+        assert_eq!((counters.packets, counters.errors), (u64::from(PACKETS), 0));
     }
 
     #[test]
