@@ -533,6 +533,87 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn pages_cover_every_live_binding_once_on_a_sqlite_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/voxide.db?mode=rwc", dir.path().display());
+        let store = Store::connect(&url).await.unwrap();
+        pages_cover_every_live_binding_once(&store).await;
+    }
+
+    #[tokio::test]
+    async fn a_sqlite_file_keeps_every_field_of_a_binding_and_its_deletes() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/voxide.db?mode=rwc", dir.path().display());
+        let store = Store::connect(&url).await.unwrap();
+        let mut full = binding("alice", "sip:alice@192.0.2.1;transport=tcp", 500);
+        full.q = 700;
+        full.path = vec![
+            "<sip:10.0.0.1;lr>".to_owned(),
+            "<sip:10.0.0.2;lr>".to_owned(),
+        ];
+        full.received = Some("sip:198.51.100.7:5062".to_owned());
+        full.cseq = 42;
+        full.user_agent = Some("é".repeat(300));
+        full.instance = Some("<urn:uuid:0001>".to_owned());
+        full.reg_id = Some(3);
+        full.updated_at = 99;
+        // A lone upsert (autocommit), then a batch that replaces it and adds a row.
+        assert_eq!(
+            store
+                .apply_location_changes(&[full.clone()], &[])
+                .await
+                .unwrap(),
+            1
+        );
+        let mut stored = full.clone();
+        stored.user_agent = Some("é".repeat(255));
+        assert_eq!(
+            store
+                .find_locations("alice", "example.org", 10)
+                .await
+                .unwrap(),
+            [stored.clone()]
+        );
+        let second = binding("alice", "sip:alice@192.0.2.2", 500);
+        stored.cseq = 43;
+        let mut refreshed = full.clone();
+        refreshed.cseq = 43;
+        store
+            .apply_location_changes(&[refreshed, second.clone()], &[])
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .find_locations("alice", "example.org", 10)
+                .await
+                .unwrap(),
+            [second.clone(), stored],
+            "q 1000 first"
+        );
+        // A batch of deletes, one of them of a row that does not exist.
+        let key = |record: &LocationRecord| LocationKey {
+            domain: record.domain.clone(),
+            username: record.username.clone(),
+            contact: record.contact.clone(),
+        };
+        let missing = binding("alice", "sip:gone@192.0.2.9", 500);
+        store
+            .apply_location_changes(&[], &[key(&full), key(&missing)])
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .find_locations("alice", "example.org", 10)
+                .await
+                .unwrap(),
+            [second]
+        );
+        // Another store on the same file sees what was committed.
+        let other = Store::connect(&url).await.unwrap();
+        assert_eq!(other.list_live_locations(10).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
     async fn pages_cover_every_live_binding_once_on_mariadb() {
         if std::env::var("VOXIDE_SKIP_MARIADB").as_deref() == Ok("1") {
             return;
