@@ -4,6 +4,9 @@
 //! No sockets, no clock reads, no thread RNG: time and randomness are passed in.
 //!
 //! - [`transaction`]: the RFC 3261 §17 state machines and the layer that matches messages.
+//! - [`dialog`]: RFC 3261 §12 dialogs for a UA core (a B2BUA leg): creation from either side,
+//!   in-dialog requests and their checks, target refresh, forking, re-INVITE glare (§14),
+//!   PRACK (RFC 3262), UPDATE (RFC 3311) and the RFC 5057 responses that end a dialog.
 //! - [`auth`]: RFC 7616/8760 digest, server and client side.
 //! - [`response_routing`]: `received`/`rport` stamping (§18.2.1, RFC 3581), response targets
 //!   (§18.2.2) and a request's stamped source.
@@ -15,6 +18,7 @@
 //!   `X-Voxide-Source` value the LB writes for the proxy.
 
 pub mod auth;
+pub mod dialog;
 pub mod internal_headers;
 pub mod proxy_rules;
 pub mod response_routing;
