@@ -83,8 +83,9 @@ pub use preference::{
     PreferenceSource, PreferenceType,
 };
 pub use rewrite::{
-    NewRewriteRule, NewRewriteRuleSet, RewriteDirection, RewriteField, RewriteRule,
-    RewriteRuleFilter, RewriteRuleRepository, RewriteRuleSet, RewriteRuleSetFilter,
+    CompiledRuleSet, NewRewriteRule, NewRewriteRuleSet, RewriteDirection, RewriteField,
+    RewriteRule, RewriteRuleFilter, RewriteRuleRepository, RewriteRuleSet, RewriteRuleSetFilter,
+    RewriteVariables, Rewritten, SkippedRule,
 };
 pub use subscriber::{
     AliasNumber, E164Number, NewSubscriber, Number, NumberFilter, NumberUpdate, SipCredentials,

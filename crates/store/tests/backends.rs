@@ -1492,7 +1492,7 @@ on_both_backends!(rewrite_rules_crud_and_apply, |db| {
         priority: 50,
         enabled: true,
     };
-    store.create_rewrite_rule(&national).await.unwrap();
+    let national_rule = store.create_rewrite_rule(&national).await.unwrap();
     let international = NewRewriteRule {
         match_pattern: "^00([1-9][0-9]+)$".into(),
         replace_pattern: r"\1".into(),
@@ -1528,21 +1528,235 @@ on_both_backends!(rewrite_rules_crud_and_apply, |db| {
             .await,
         "set_id",
     );
-    let apply = |number: &'static str| async move {
-        store
-            .apply_rewrite_rules(set.id, RewriteDirection::In, RewriteField::Callee, number)
-            .await
-            .unwrap()
+    let unset = RewriteVariables::default();
+    let apply = |number: &'static str| {
+        let unset = &unset;
+        async move {
+            store
+                .apply_rewrite_rules(
+                    set.id,
+                    RewriteDirection::In,
+                    RewriteField::Callee,
+                    number,
+                    unset,
+                )
+                .await
+                .unwrap()
+        }
     };
-    assert_eq!(apply("01234567").await, "431234567");
-    assert_eq!(apply("004912345").await, "4912345");
-    assert_eq!(apply("+4312").await, "+4312");
+    assert_eq!(apply("01234567").await.number, "431234567");
+    // First match wins: the international rule (priority 10) runs, the national one never sees
+    // its result.
+    assert_eq!(
+        apply("004912345").await,
+        Rewritten {
+            number: "4912345".into(),
+            rule_id: Some(first.id),
+        }
+    );
+    assert_eq!(
+        apply("+4312").await,
+        Rewritten {
+            number: "+4312".into(),
+            rule_id: None,
+        }
+    );
     assert_eq!(
         store
-            .apply_rewrite_rules(set.id, RewriteDirection::Out, RewriteField::Callee, "01234")
+            .apply_rewrite_rules(
+                set.id,
+                RewriteDirection::Out,
+                RewriteField::Callee,
+                "01234",
+                &unset,
+            )
             .await
-            .unwrap(),
+            .unwrap()
+            .number,
         "01234"
+    );
+    assert_not_found(
+        store
+            .apply_rewrite_rules(
+                9999,
+                RewriteDirection::In,
+                RewriteField::Callee,
+                "1",
+                &unset,
+            )
+            .await,
+    );
+    assert_invalid(
+        store
+            .create_rewrite_rule(&NewRewriteRule {
+                replace_pattern: r"43\2".into(),
+                ..national.clone()
+            })
+            .await,
+        "replace_pattern",
+    );
+
+    // Variables come from a subscriber's primary number (cc 43, ac 1), as in the ngcp example
+    // `^0([1-9])` -> `${caller_cc}\1`; the outbound rule renders E.164 national again.
+    let vars_set = store
+        .create_rewrite_rule_set(&NewRewriteRuleSet {
+            name: "with-variables".into(),
+            description: None,
+        })
+        .await
+        .unwrap();
+    let callee_in = store
+        .create_rewrite_rule(&NewRewriteRule {
+            set_id: vars_set.id,
+            replace_pattern: r"${caller_cc}\1".into(),
+            ..national.clone()
+        })
+        .await
+        .unwrap();
+    let callee_out = store
+        .create_rewrite_rule(&NewRewriteRule {
+            set_id: vars_set.id,
+            match_pattern: "^43(.+)$".into(),
+            replace_pattern: r"0\1".into(),
+            direction: RewriteDirection::Out,
+            ..national.clone()
+        })
+        .await
+        .unwrap();
+    let rw_domain = domain(store, "rewrite.example.org").await;
+    let rw_customer = customer(store, "rewrite customer").await;
+    let caller = store
+        .create_subscriber(&subscriber_input(
+            rw_customer.id,
+            rw_domain.id,
+            "austria",
+            Some("234567"),
+        ))
+        .await
+        .unwrap();
+    let no_number = store
+        .create_subscriber(&subscriber_input(
+            rw_customer.id,
+            rw_domain.id,
+            "nonumber",
+            None,
+        ))
+        .await
+        .unwrap();
+    let vars = store
+        .rewrite_variables(Some(caller.id), None)
+        .await
+        .unwrap();
+    assert_eq!(vars.caller_cc.as_deref(), Some("43"));
+    assert_eq!(vars.caller_ac.as_deref(), Some("1"));
+    assert_eq!(vars.caller_sn.as_deref(), Some("234567"));
+    assert_eq!(vars.callee_cc, None);
+    let both = store
+        .rewrite_variables(Some(no_number.id), Some(caller.id))
+        .await
+        .unwrap();
+    assert_eq!(both.caller_cc, None);
+    assert_eq!(both.callee_cc.as_deref(), Some("43"));
+    assert_not_found(store.rewrite_variables(Some(9999), None).await);
+    let normalised = store
+        .apply_rewrite_rules(
+            vars_set.id,
+            RewriteDirection::In,
+            RewriteField::Callee,
+            "01234567",
+            &vars,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        normalised,
+        Rewritten {
+            number: "431234567".into(),
+            rule_id: Some(callee_in.id),
+        }
+    );
+    // An unset variable expands to nothing.
+    assert_eq!(
+        store
+            .apply_rewrite_rules(
+                vars_set.id,
+                RewriteDirection::In,
+                RewriteField::Callee,
+                "01234567",
+                &unset,
+            )
+            .await
+            .unwrap()
+            .number,
+        "1234567"
+    );
+    // applyrewrites by subscriber: the set comes from the rewrite_rule_set preference.
+    let by_subscriber = |id: i64| async move {
+        store
+            .apply_subscriber_rewrite_rules(
+                id,
+                RewriteDirection::In,
+                RewriteField::Callee,
+                "01234567",
+            )
+            .await
+    };
+    assert_eq!(
+        by_subscriber(caller.id).await.unwrap(),
+        Rewritten {
+            number: "01234567".into(),
+            rule_id: None,
+        }
+    );
+    store
+        .set_preference(
+            PreferenceLevel::Domain,
+            rw_domain.id,
+            "rewrite_rule_set",
+            &json!("with-variables"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        by_subscriber(caller.id).await.unwrap(),
+        Rewritten {
+            number: "431234567".into(),
+            rule_id: Some(callee_in.id),
+        }
+    );
+    assert_eq!(by_subscriber(no_number.id).await.unwrap().number, "1234567");
+    assert_not_found(by_subscriber(9999).await);
+    let compiled = store.compiled_rewrite_rule_set(vars_set.id).await.unwrap();
+    assert_eq!(compiled.len(), 2);
+    assert!(compiled.skipped().is_empty());
+    assert_eq!(
+        compiled.apply(
+            RewriteDirection::Out,
+            RewriteField::Callee,
+            &normalised.number,
+            &vars
+        ),
+        Rewritten {
+            number: "01234567".into(),
+            rule_id: Some(callee_out.id),
+        }
+    );
+    assert_eq!(
+        compiled
+            .apply(
+                RewriteDirection::In,
+                RewriteField::Callee,
+                "01234567",
+                &vars
+            )
+            .number,
+        "431234567"
+    );
+    assert_not_found(store.compiled_rewrite_rule_set(9999).await);
+    let whole = store.compiled_rewrite_rule_set(set.id).await.unwrap();
+    assert_eq!(
+        whole.rule_ids(RewriteDirection::In, RewriteField::Callee),
+        vec![first.id, national_rule.id]
     );
     let listed = store
         .list_rewrite_rules(

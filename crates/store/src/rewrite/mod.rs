@@ -1,7 +1,19 @@
 //! Rewrite rule sets: ordered regex substitutions that normalise caller and callee numbers on
 //! the way in and out (the ngcp dialplan, Kamailio `dialplan` module semantics).
+//!
+//! This module stores sets and rules; the engine (`rewrite/engine.rs`, pure, no I/O) applies
+//! them: the first matching rule by priority wins, `\1` groups, `${caller_cc}`-style variables
+//! (the full syntax and semantics are on [`CompiledRuleSet`]). The proxy loads a set with
+//! [`RewriteRuleRepository::compiled_rewrite_rule_set`] and calls [`CompiledRuleSet::apply`];
+//! `applyrewrites` dry runs go through [`RewriteRuleRepository::apply_rewrite_rules`], which uses
+//! the same engine.
 
 use serde::{Deserialize, Serialize};
+
+mod engine;
+
+use engine::Replacement;
+pub use engine::{CompiledRuleSet, RewriteVariables, Rewritten, SkippedRule};
 
 use crate::customer::check_text;
 use crate::error::{ConstraintKind, StoreError, StoreResult, constraint_kind, map_write_error};
@@ -58,7 +70,8 @@ pub struct RewriteRule {
     pub set_id: i64,
     /// Regular expression the number must match.
     pub match_pattern: String,
-    /// Replacement; `\1`…`\9` refer to capture groups.
+    /// Replacement; `\1`…`\9` refer to capture groups, `${caller_cc}` … to variables (the full
+    /// syntax and matching semantics are on [`CompiledRuleSet`]).
     pub replace_pattern: String,
     /// Free text.
     pub description: String,
@@ -81,7 +94,8 @@ pub struct NewRewriteRule {
     pub set_id: i64,
     /// Regular expression (must compile).
     pub match_pattern: String,
-    /// Replacement.
+    /// Replacement (`\1` groups, `${caller_cc}` variables); may only refer to groups the
+    /// pattern has.
     pub replace_pattern: String,
     /// Free text.
     #[serde(default)]
@@ -155,7 +169,8 @@ pub trait RewriteRuleRepository {
     ) -> impl Future<Output = StoreResult<RewriteRuleSet>> + Send;
     /// Deletes a set and its rules.
     fn delete_rewrite_rule_set(&self, id: i64) -> impl Future<Output = StoreResult<()>> + Send;
-    /// Creates a rule after checking the pattern compiles.
+    /// Creates a rule after checking the pattern compiles and the replacement refers only to
+    /// groups the pattern has.
     fn create_rewrite_rule(
         &self,
         new: &NewRewriteRule,
@@ -176,15 +191,48 @@ pub trait RewriteRuleRepository {
     ) -> impl Future<Output = StoreResult<RewriteRule>> + Send;
     /// Deletes a rule.
     fn delete_rewrite_rule(&self, id: i64) -> impl Future<Output = StoreResult<()>> + Send;
-    /// Applies the enabled rules of one list (set × direction × field) in priority order; each
-    /// matching rule rewrites the number and the next rule sees the result (`applyrewrites`).
+    /// Applies one list (set × direction × field) to `number` with [`CompiledRuleSet`]: the enabled
+    /// rules are tried in priority order (then id) and the **first** matching rule alone gives the
+    /// result (Kamailio `dp_translate`; no chaining); no match returns the number unchanged with
+    /// `rule_id: None`. Stored rules that no longer compile are skipped (and logged). This is
+    /// the `applyrewrites` dry run; `NotFound` when the set does not exist.
     fn apply_rewrite_rules(
         &self,
         set_id: i64,
         direction: RewriteDirection,
         field: RewriteField,
         number: &str,
-    ) -> impl Future<Output = StoreResult<String>> + Send;
+        variables: &RewriteVariables,
+    ) -> impl Future<Output = StoreResult<Rewritten>> + Send;
+    /// Loads and compiles all four lists of a set in one query, for callers that apply them
+    /// many times (the proxy). Unusable stored rules are left out, listed in
+    /// [`CompiledRuleSet::skipped`] and logged. `NotFound` when the set does not exist.
+    fn compiled_rewrite_rule_set(
+        &self,
+        set_id: i64,
+    ) -> impl Future<Output = StoreResult<CompiledRuleSet>> + Send;
+    /// The `${caller_*}` variables from the primary number of subscriber `caller` and the
+    /// `${callee_*}` ones from that of `callee`; a party that is `None` or has no primary number
+    /// leaves its variables unset (they expand to the empty string). `NotFound` when a given
+    /// subscriber does not exist.
+    fn rewrite_variables(
+        &self,
+        caller: Option<i64>,
+        callee: Option<i64>,
+    ) -> impl Future<Output = StoreResult<RewriteVariables>> + Send;
+    /// `applyrewrites` in ngcp's shape (`subscriber_id`, `direction` such as `callee_in`,
+    /// `number`): the set is the subscriber's effective `rewrite_rule_set` preference (subscriber
+    /// over customer over domain), and both the `${caller_*}` and the `${callee_*}` variables come
+    /// from that subscriber's primary number (ngcp-panel's `apply_rewrite` uses the one subscriber
+    /// for both). No set → the number unchanged, `rule_id: None`. `NotFound` for an unknown
+    /// subscriber.
+    fn apply_subscriber_rewrite_rules(
+        &self,
+        subscriber_id: i64,
+        direction: RewriteDirection,
+        field: RewriteField,
+        number: &str,
+    ) -> impl Future<Output = StoreResult<Rewritten>> + Send;
 }
 
 /// Compiles a match pattern, naming the field on failure.
@@ -196,36 +244,12 @@ pub(crate) fn compile_pattern(field: &str, pattern: &str) -> StoreResult<regex::
         .map_err(|e| StoreError::invalid(field, format!("not a valid regular expression: {e}")))
 }
 
-/// Turns the ngcp/PCRE replacement syntax (`\1`) into the `regex` crate's (`${1}`), escaping
-/// literal `$` so it is not read as a group reference.
-pub(crate) fn translate_replacement(replace: &str) -> String {
-    let mut out = String::with_capacity(replace.len() + 8);
-    let mut chars = replace.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => match chars.peek().copied() {
-                Some(d) if d.is_ascii_digit() => {
-                    chars.next();
-                    out.push_str("${");
-                    out.push(d);
-                    out.push('}');
-                }
-                Some('\\') => {
-                    chars.next();
-                    out.push('\\');
-                }
-                _ => out.push('\\'),
-            },
-            '$' => out.push_str("$$"),
-            other => out.push(other),
-        }
-    }
-    out
-}
-
 fn check_rule(new: &NewRewriteRule) -> StoreResult<()> {
-    compile_pattern("match_pattern", &new.match_pattern)?;
+    let pattern = compile_pattern("match_pattern", &new.match_pattern)?;
     check_text("replace_pattern", &new.replace_pattern, 0, 255)?;
+    Replacement::parse(&new.replace_pattern)
+        .check_groups(pattern.captures_len())
+        .map_err(|reason| StoreError::invalid("replace_pattern", reason))?;
     check_text("description", &new.description, 0, 255)?;
     Ok(())
 }
@@ -474,7 +498,8 @@ impl RewriteRuleRepository for Store {
         direction: RewriteDirection,
         field: RewriteField,
         number: &str,
-    ) -> StoreResult<String> {
+        variables: &RewriteVariables,
+    ) -> StoreResult<Rewritten> {
         self.get_rewrite_rule_set(set_id).await?;
         let rules = on_pool!(self, pool => {
             sqlx::query_as::<_, RewriteRule>(concat!(
@@ -488,36 +513,152 @@ impl RewriteRuleRepository for Store {
             .fetch_all(pool)
             .await?
         });
-        let mut current = number.to_owned();
-        for rule in rules {
-            let pattern = compile_pattern("match_pattern", &rule.match_pattern)?;
-            let replacement = translate_replacement(&rule.replace_pattern);
-            if pattern.is_match(&current) {
-                current = pattern.replace(&current, replacement.as_str()).into_owned();
-            }
-        }
-        Ok(current)
+        let compiled = compile_logged(set_id, &rules);
+        Ok(compiled.apply(direction, field, number, variables))
     }
+
+    async fn compiled_rewrite_rule_set(&self, set_id: i64) -> StoreResult<CompiledRuleSet> {
+        self.get_rewrite_rule_set(set_id).await?;
+        let rules = on_pool!(self, pool => {
+            sqlx::query_as::<_, RewriteRule>(concat!(
+                rule_select!(),
+                "WHERE set_id = ? AND enabled = 1 ORDER BY priority, id"
+            ))
+            .bind(set_id)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(compile_logged(set_id, &rules))
+    }
+
+    async fn rewrite_variables(
+        &self,
+        caller: Option<i64>,
+        callee: Option<i64>,
+    ) -> StoreResult<RewriteVariables> {
+        use crate::SubscriberRepository;
+        let mut variables = RewriteVariables::default();
+        if let Some(id) = caller
+            && let Some(number) = self.get_subscriber(id).await?.primary_number
+        {
+            variables = variables.with_caller(&number);
+        }
+        if let Some(id) = callee
+            && let Some(number) = self.get_subscriber(id).await?.primary_number
+        {
+            variables = variables.with_callee(&number);
+        }
+        Ok(variables)
+    }
+
+    async fn apply_subscriber_rewrite_rules(
+        &self,
+        subscriber_id: i64,
+        direction: RewriteDirection,
+        field: RewriteField,
+        number: &str,
+    ) -> StoreResult<Rewritten> {
+        use crate::PreferenceRepository;
+        let variables = self
+            .rewrite_variables(Some(subscriber_id), Some(subscriber_id))
+            .await?;
+        let unchanged = || Rewritten {
+            number: number.to_owned(),
+            rule_id: None,
+        };
+        let Some(preference) = self
+            .effective_preference(subscriber_id, "rewrite_rule_set")
+            .await?
+        else {
+            return Ok(unchanged());
+        };
+        let Some(name) = preference.value.as_str() else {
+            return Ok(unchanged());
+        };
+        let Some(set) = self.find_rewrite_rule_set(name).await? else {
+            return Ok(unchanged());
+        };
+        self.apply_rewrite_rules(set.id, direction, field, number, &variables)
+            .await
+    }
+}
+
+/// Compiles stored rules, logging the ones the engine has to leave out.
+fn compile_logged(set_id: i64, rules: &[RewriteRule]) -> CompiledRuleSet {
+    let compiled = CompiledRuleSet::new(rules);
+    for skipped in compiled.skipped() {
+        tracing::warn!(
+            set_id,
+            rule_id = skipped.id,
+            reason = %skipped.reason,
+            "rewrite rule skipped"
+        );
+    }
+    compiled
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn new_rule(match_pattern: &str, replace_pattern: &str) -> NewRewriteRule {
+        NewRewriteRule {
+            set_id: 1,
+            match_pattern: match_pattern.into(),
+            replace_pattern: replace_pattern.into(),
+            description: String::new(),
+            direction: RewriteDirection::In,
+            field: RewriteField::Callee,
+            priority: 50,
+            enabled: true,
+        }
+    }
+
     #[test]
-    fn replacement_syntax_is_translated() {
-        assert_eq!(translate_replacement(r"43\1"), "43${1}");
-        assert_eq!(translate_replacement(r"$x\\"), "$$x\\");
-        let re = compile_pattern("match_pattern", "^0([1-9][0-9]+)$").unwrap();
-        assert_eq!(
-            re.replace("01234", translate_replacement(r"43\1").as_str()),
-            "431234"
+    fn stored_rules_apply_through_the_engine() {
+        let rule = RewriteRule {
+            id: 1,
+            set_id: 1,
+            match_pattern: "^0([1-9][0-9]+)$".into(),
+            replace_pattern: r"${caller_cc}\1$x\\".into(),
+            description: String::new(),
+            direction: RewriteDirection::In,
+            field: RewriteField::Callee,
+            priority: 50,
+            enabled: true,
+        };
+        let variables = RewriteVariables {
+            caller_cc: Some("43".into()),
+            ..RewriteVariables::default()
+        };
+        let out = CompiledRuleSet::new(&[rule]).apply(
+            RewriteDirection::In,
+            RewriteField::Callee,
+            "01234",
+            &variables,
         );
+        assert_eq!(out.number, r"431234$x\");
+        assert_eq!(out.rule_id, Some(1));
     }
 
     #[test]
     fn bad_regex_names_the_field() {
         let err = compile_pattern("match_pattern", "^(unclosed").unwrap_err();
         assert!(matches!(err, StoreError::Invalid { field, .. } if field == "match_pattern"));
+    }
+
+    #[test]
+    fn a_rule_may_only_refer_to_groups_its_pattern_has() {
+        assert!(check_rule(&new_rule("^0([1-9])([0-9]*)$", r"43\1\2")).is_ok());
+        assert!(check_rule(&new_rule("^0", r"43\0")).is_ok());
+        assert!(check_rule(&new_rule("^0", "${caller_cc}$1")).is_ok());
+        let err = check_rule(&new_rule("^0([1-9])$", r"\2")).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Invalid { field, reason }
+                if field == "replace_pattern" && reason.contains("\\2")),
+            "{err:?}"
+        );
+        let err = check_rule(&new_rule("^0$", r"\1")).unwrap_err();
+        assert!(matches!(err, StoreError::Invalid { field, .. } if field == "replace_pattern"));
     }
 }
