@@ -63,6 +63,7 @@ mod decide;
 mod fork;
 mod loose;
 mod media_session;
+pub mod peering;
 pub mod plan;
 mod response;
 #[cfg(test)]
