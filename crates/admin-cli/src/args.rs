@@ -568,6 +568,37 @@ pub enum RewriteCommand {
     /// Rewrite rules inside a set
     #[command(subcommand)]
     Rule(RewriteRuleCommand),
+    /// Show what a number becomes through a subscriber's rewrite rules (a dry run)
+    Apply {
+        /// Subscriber id or username@domain (its rewrite_rule_set preference and its number's
+        /// cc/ac/sn as the ${caller_cc}-style variables)
+        subscriber: SubscriberRef,
+        /// The number to rewrite
+        number: String,
+        /// Which rule list runs
+        #[arg(long, value_enum, default_value_t = RewriteList::CalleeIn)]
+        list: RewriteList,
+    },
+}
+
+/// One of the four rule lists of a set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RewriteList {
+    CallerIn,
+    CalleeIn,
+    CallerOut,
+    CalleeOut,
+}
+
+impl RewriteList {
+    pub(crate) fn api_name(self) -> &'static str {
+        match self {
+            Self::CallerIn => "caller_in",
+            Self::CalleeIn => "callee_in",
+            Self::CallerOut => "caller_out",
+            Self::CalleeOut => "callee_out",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Subcommand)]

@@ -202,6 +202,15 @@ impl ApiClient {
         Self::read_json(&item_url, response).await
     }
 
+    /// POST `body` to `path` (an action such as `applyrewrites/`) and return its JSON answer.
+    pub async fn post(&self, path: &str, body: &Value) -> Result<Value, CliError> {
+        let url = self.url(path, &[])?;
+        let response = self
+            .send(Method::POST, url.clone(), Some(("application/json", body)))
+            .await?;
+        Self::read_json(&url, response).await
+    }
+
     /// PATCH `path` with a JSON Patch (RFC 6902) array.
     pub async fn patch(&self, path: &str, operations: &Value) -> Result<(), CliError> {
         let url = self.url(path, &[])?;

@@ -861,6 +861,57 @@ async fn peerings_and_rewrite_rules_are_created() {
     let sets = admin(&api, &["rewrite", "set", "list"]).await.ok();
     assert!(sets.lines().any(|l| l.contains("default-in")), "{sets}");
 
+    // The dry run for a subscriber (cc 43): unchanged without the preference, E.164 with it.
+    provision_alice(&api).await;
+    let dry_run = |list: &'static str| {
+        let api = &api;
+        async move {
+            admin(
+                api,
+                &[
+                    "rewrite",
+                    "apply",
+                    "alice@example.org",
+                    "01234567",
+                    "--list",
+                    list,
+                ],
+            )
+            .await
+            .ok()
+        }
+    };
+    assert_eq!(
+        dry_run("callee-in").await.trim_end(),
+        "01234567 -> 01234567 (callee_in for alice@example.org, no rule matched)"
+    );
+    admin(
+        &api,
+        &[
+            "preference",
+            "set",
+            "--subscriber",
+            "alice@example.org",
+            "rewrite_rule_set",
+            "default-in",
+        ],
+    )
+    .await
+    .ok();
+    let rewritten = dry_run("callee-in").await;
+    assert!(
+        rewritten.starts_with("01234567 -> 431234567 (callee_in for alice@example.org, rule "),
+        "{rewritten}"
+    );
+    assert!(dry_run("caller-out").await.contains("no rule matched"));
+    let unknown = admin(&api, &["rewrite", "apply", "nobody@example.org", "1"])
+        .await
+        .err();
+    assert!(
+        unknown.to_string().contains("nobody@example.org"),
+        "{unknown}"
+    );
+
     // Preferences of a peering server, found by its name.
     admin(
         &api,

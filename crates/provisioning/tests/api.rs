@@ -798,6 +798,80 @@ async fn peering_and_rewrite_rules(harness: &Harness) {
         .json();
     assert_eq!(rule_view["direction"], "in");
 
+    // The dry run: a subscriber in Vienna (cc 43, ac 1) with the set, dialling nationally.
+    harness
+        .post(
+            "/api/rewriterules/",
+            &json!({"set_id": set, "match_pattern": "^([1-9][0-9]+)$", "replace_pattern": "${caller_cc}${caller_ac}\\1",
+                    "description": "local", "direction": "in", "field": "callee", "priority": 60}),
+        )
+        .await
+        .created_id();
+    let customer = create_customer(harness, "rewrite-customer").await;
+    create_domain(harness, "rewrite.example.org").await;
+    let subscriber = harness
+        .post(
+            "/api/subscribers/",
+            &subscriber_body(customer, "rewrite.example.org", "vienna", "5550100"),
+        )
+        .await
+        .created_id();
+    let apply = |number: &str, direction: &str| json!({"subscriber_id": subscriber, "direction": direction, "number": number});
+    let unset = harness
+        .post("/api/applyrewrites/", &apply("01234567", "callee_in"))
+        .await;
+    assert_eq!(unset.status, 200, "{}", unset.text);
+    assert_eq!(
+        unset.json()["result"],
+        "01234567",
+        "no rule set yet: unchanged"
+    );
+    let prefs = format!("/api/subscriberpreferences/{subscriber}");
+    let put = harness
+        .put(&prefs, &json!({"rewrite_rule_set": "default"}))
+        .await;
+    assert_eq!(put.status, 204, "{}", put.text);
+    let national = harness
+        .post("/api/applyrewrites/", &apply("01234567", "callee_in"))
+        .await
+        .json();
+    assert_eq!(national["result"], "431234567");
+    assert_eq!(national["rule_id"], rewrite, "the first match by priority");
+    let local = harness
+        .post("/api/applyrewrites/", &apply("5550199", "callee_in"))
+        .await
+        .json();
+    assert_eq!(
+        local["result"], "4315550199",
+        "variables from the subscriber's number"
+    );
+    let other_list = harness
+        .post("/api/applyrewrites/", &apply("01234567", "caller_out"))
+        .await
+        .json();
+    assert_eq!(
+        other_list["result"], "01234567",
+        "only callee_in rules exist"
+    );
+    harness
+        .post("/api/applyrewrites/", &apply("1", "sideways"))
+        .await
+        .assert_problem(422, Some("direction"));
+    harness
+        .post(
+            "/api/applyrewrites/",
+            &json!({"subscriber_id": 999_999, "direction": "callee_in", "number": "1"}),
+        )
+        .await
+        .assert_problem(404, None);
+    assert_eq!(
+        harness
+            .delete(&format!("/api/subscribers/{subscriber}"))
+            .await
+            .status,
+        204
+    );
+
     for path in [
         format!("/api/rewriterules/{rewrite}"),
         format!("/api/rewriterulesets/{set}"),

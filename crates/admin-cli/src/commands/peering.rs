@@ -317,6 +317,34 @@ pub(super) async fn rewrite(
                 &created,
             )
         }
+        RewriteCommand::Apply {
+            subscriber,
+            number,
+            list,
+        } => {
+            let found = super::find_subscriber(client, subscriber).await?;
+            let id = id_of(&found)?;
+            let answer = client
+                .post(
+                    "applyrewrites/",
+                    &json!({"subscriber_id": id, "direction": list.api_name(), "number": number}),
+                )
+                .await?;
+            let result = answer.get("result").and_then(Value::as_str).unwrap_or("");
+            let rule = match answer.get("rule_id").and_then(Value::as_i64) {
+                Some(rule) => format!("rule {rule}"),
+                None => "no rule matched".to_owned(),
+            };
+            write_done(
+                out,
+                mode,
+                &format!(
+                    "{number} -> {result} ({} for {subscriber}, {rule})",
+                    list.api_name()
+                ),
+                &answer,
+            )
+        }
         RewriteCommand::Rule(RewriteRuleCommand::List { set }) => {
             let set_id =
                 resolve_id(client, "rewriterulesets", "rewrite rule set", "name", set).await?;

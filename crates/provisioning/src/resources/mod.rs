@@ -224,6 +224,7 @@ pub fn router(state: AppState) -> Router {
         .merge(peering::rules::routes())
         .merge(rewrite::rule_sets::routes())
         .merge(rewrite::rules::routes())
+        .merge(rewrite::apply::routes())
         .split_for_parts();
     declare_common_responses(&mut openapi);
     let components = openapi.components.get_or_insert_with(Default::default);
@@ -272,6 +273,7 @@ const COLLECTIONS: &[&str] = &[
     "numbers",
     "rewriterulesets",
     "rewriterules",
+    "applyrewrites",
     "peeringgroups",
     "peeringservers",
     "peeringrules",

@@ -1,4 +1,4 @@
-//! `/api/rewriterulesets/` and `/api/rewriterules/`: number normalisation rules.
+//! `/api/rewriterulesets/`, `/api/rewriterules/` and `/api/applyrewrites/`: number normalisation rules.
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -387,4 +387,96 @@ pub mod rules {
             delete_rule
         )
     );
+}
+
+/// `POST /api/applyrewrites/`: what a number becomes through a subscriber's rewrite rules (a dry
+/// run of what the proxy does on a call), in ngcp-panel's shape.
+pub mod apply {
+    use axum::Json;
+    use axum::extract::State;
+    use serde::{Deserialize, Serialize};
+    use store::prelude::*;
+    use store::{RewriteDirection, RewriteField};
+    use utoipa::ToSchema;
+    use utoipa_axum::router::OpenApiRouter;
+    use utoipa_axum::routes;
+
+    use super::check_max_chars;
+    use crate::AppState;
+    use crate::extract::JsonBody;
+    use crate::problem::ApiResult;
+    use crate::resources::store_error;
+
+    /// Which of the four rule lists runs.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum ApplyDirection {
+        /// Caller number on the way in (normalisation).
+        CallerIn,
+        /// Callee number on the way in.
+        CalleeIn,
+        /// Caller number on the way out (the destination's format).
+        CallerOut,
+        /// Callee number on the way out.
+        CalleeOut,
+    }
+
+    impl ApplyDirection {
+        fn split(self) -> (RewriteDirection, RewriteField) {
+            match self {
+                ApplyDirection::CallerIn => (RewriteDirection::In, RewriteField::Caller),
+                ApplyDirection::CalleeIn => (RewriteDirection::In, RewriteField::Callee),
+                ApplyDirection::CallerOut => (RewriteDirection::Out, RewriteField::Caller),
+                ApplyDirection::CalleeOut => (RewriteDirection::Out, RewriteField::Callee),
+            }
+        }
+    }
+
+    /// Body of the request.
+    #[derive(Debug, Clone, Deserialize, ToSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct ApplyRewritesInput {
+        /// The subscriber whose effective `rewrite_rule_set` applies; its primary number fills
+        /// the `${caller_cc}`-style variables.
+        #[schema(minimum = 1)]
+        pub subscriber_id: i64,
+        /// `caller_in`, `callee_in`, `caller_out` or `callee_out`.
+        pub direction: ApplyDirection,
+        /// The number to rewrite (≤255 characters).
+        #[schema(max_length = 255)]
+        pub number: String,
+    }
+
+    /// The answer.
+    #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+    pub struct ApplyRewritesResult {
+        /// The number after the first matching rule (unchanged when none matched).
+        pub result: String,
+        /// The rule that matched, if any.
+        pub rule_id: Option<i64>,
+    }
+
+    #[utoipa::path(post, path = "/api/applyrewrites/", tag = "rewriterules",
+        request_body = ApplyRewritesInput,
+        responses((status = 200, description = "The rewritten number", body = ApplyRewritesResult)))]
+    async fn apply_rewrites(
+        State(state): State<AppState>,
+        JsonBody(input): JsonBody<ApplyRewritesInput>,
+    ) -> ApiResult<Json<ApplyRewritesResult>> {
+        check_max_chars("number", &input.number, 255)?;
+        let (direction, field) = input.direction.split();
+        let rewritten = state
+            .store
+            .apply_subscriber_rewrite_rules(input.subscriber_id, direction, field, &input.number)
+            .await
+            .map_err(store_error)?;
+        Ok(Json(ApplyRewritesResult {
+            result: rewritten.number,
+            rule_id: rewritten.rule_id,
+        }))
+    }
+
+    pub(crate) fn routes() -> OpenApiRouter<AppState> {
+        OpenApiRouter::new().routes(routes!(apply_rewrites))
+    }
 }
