@@ -27,6 +27,7 @@ use sip_core::auth::{
 };
 use sip_message::{HeaderName, Message, Method};
 
+use crate::preference_gate::PreferenceGate;
 use crate::reply::local_response;
 use store::{Store, SubscriberRepository};
 
@@ -107,15 +108,15 @@ pub struct Authenticator {
     store: Store,
     policy: AuthenticationPolicy,
     failures: Mutex<HashMap<FailureKey, FailureCount>>,
-    /// When the database was last asked whether any `digest_algorithms` preference exists,
-    /// and its answer.
-    digest_preferences: Mutex<Option<(std::time::Instant, bool)>>,
+    /// Whether any `digest_algorithms` preference exists, rechecked per `preference_recheck`.
+    digest_preferences: PreferenceGate,
 }
 
 impl Authenticator {
     /// An authenticator whose nonces are keyed by `secret` (share it between proxies that
     /// accept each other's nonces).
     pub fn new(store: Store, secret: [u8; 32], policy: AuthenticationPolicy) -> Self {
+        let recheck = policy.preference_recheck;
         let digest = DigestAuthenticator::new(&secret, policy.digest.clone())
             .expect("a 32-byte secret is longer than the 16-byte minimum");
         Self {
@@ -123,7 +124,7 @@ impl Authenticator {
             store,
             policy,
             failures: Mutex::new(HashMap::new()),
-            digest_preferences: Mutex::new(None),
+            digest_preferences: PreferenceGate::new("digest_algorithms", recheck),
         }
     }
 
@@ -283,41 +284,10 @@ impl Authenticator {
         }
     }
 
-    /// Whether some level sets `digest_algorithms`: asked of the database at most once per
-    /// `preference_recheck`, so a preference set through the API counts within a second
-    /// and a node where none is set does no per-request lookup.
-    async fn digest_preferences_exist(&self) -> bool {
-        let now = std::time::Instant::now();
-        {
-            let known = self
-                .digest_preferences
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Some((checked, exist)) = *known
-                && now.duration_since(checked) < self.policy.preference_recheck
-            {
-                return exist;
-            }
-        }
-        let exist = match self.store.any_digest_algorithms_preference().await {
-            Ok(exist) => exist,
-            Err(error) => {
-                tracing::error!(%error, "digest_algorithms preference check failed");
-                // Look per request until the database answers again.
-                return true;
-            }
-        };
-        *self
-            .digest_preferences
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((now, exist));
-        exist
-    }
-
     /// The digest algorithms to offer `username` in `realm`: the `digest_algorithms`
     /// preference (subscriber, customer or domain), else the configured ones.
     async fn algorithms_for(&self, username: &str, realm: &str) -> Vec<DigestAlgorithm> {
-        if !self.digest_preferences_exist().await {
+        if !self.digest_preferences.any_set(&self.store).await {
             return self.policy.digest.offered_algorithms.clone();
         }
         match self.store.find_digest_algorithms(username, realm).await {

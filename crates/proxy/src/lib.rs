@@ -19,6 +19,7 @@ pub mod authentication;
 pub mod dialog;
 pub mod location;
 pub mod media;
+pub mod preference_gate;
 pub mod registrar;
 pub mod reply;
 pub mod routing;
@@ -234,6 +235,10 @@ pub async fn start(config: ProxyConfig, store: Store) -> Result<ProxyHandle, Pro
         },
         Arc::new(RouterServices {
             store,
+            rewrite_sets: routing::PreferenceGate::new(
+                "rewrite_rule_set",
+                authenticator.policy().preference_recheck,
+            ),
             authenticator,
             location: Arc::clone(&location),
             accounting,

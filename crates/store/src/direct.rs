@@ -125,8 +125,8 @@ const DIGEST_ALGORITHMS: &str = "SELECT value FROM ( \
      ) levels ORDER BY level_rank LIMIT 1";
 
 /// One row when any level sets `digest_algorithms`.
-const ANY_DIGEST_ALGORITHMS: &str = "SELECT 1 FROM preference_definitions p WHERE \
-     p.name = 'digest_algorithms' AND ( \
+const ANY_PREFERENCE_SET: &str = "SELECT 1 FROM preference_definitions p WHERE \
+     p.name = ? AND ( \
        EXISTS (SELECT 1 FROM subscriber_preferences v WHERE v.preference_id = p.id) \
        OR EXISTS (SELECT 1 FROM customer_preferences v WHERE v.preference_id = p.id) \
        OR EXISTS (SELECT 1 FROM domain_preferences v WHERE v.preference_id = p.id))";
@@ -168,18 +168,19 @@ impl crate::Store {
             .await
     }
 
-    /// Whether any domain, customer or subscriber sets `digest_algorithms` at all (when none
-    /// does, the proxy skips the per-request lookup).
-    pub async fn any_digest_algorithms_preference(&self) -> StoreResult<bool> {
+    /// Whether any domain, customer or subscriber sets preference `name` at all (when none
+    /// does, the proxy skips its per-request lookup: `digest_algorithms`, `rewrite_rule_set`).
+    pub async fn any_preference_set(&self, name: &str) -> StoreResult<bool> {
         let found: Option<i64> = match self.direct_reader() {
             Some(reader) => reader.read(|connection| {
                 connection
-                    .prepare_cached(ANY_DIGEST_ALGORITHMS)?
-                    .query_row([], |row| row.get(0))
+                    .prepare_cached(ANY_PREFERENCE_SET)?
+                    .query_row([name], |row| row.get(0))
                     .optional()
             })?,
             None => crate::on_pool!(self, pool => {
-                sqlx::query_scalar(ANY_DIGEST_ALGORITHMS)
+                sqlx::query_scalar(ANY_PREFERENCE_SET)
+                    .bind(name)
                     .fetch_optional(pool)
                     .await?
             }),

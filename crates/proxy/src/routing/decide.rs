@@ -4,6 +4,7 @@
 
 use super::plan::{self, Refusal};
 use super::*;
+use store::{PreferenceRepository, RewriteRuleRepository};
 
 /// The decision for an out-of-dialog request: authenticate the caller, check the From
 /// identity, find the callee and its contacts.
@@ -94,6 +95,10 @@ pub(super) async fn decide(
     if let Err(refusal) = plan::check_callee_domain(served) {
         return refuse(refusal, parties);
     }
+    let callee_aor = match normalise_callee(services, caller.id, callee_aor).await {
+        Ok(aor) => aor,
+        Err(()) => return refuse(server_error, parties),
+    };
     let callee = match find_callee(&services.store, &callee_aor).await {
         Ok(callee) => callee,
         Err(()) => return refuse(server_error, parties),
@@ -195,6 +200,56 @@ pub(super) async fn is_served(
 }
 
 /// The callee by username@domain, else by E.164 number (a leading `+` dropped).
+/// The callee's user part through the caller's `callee_in` rewrite rules (C5's dialplan on
+/// the way in: national or local dialling becomes E.164, so the number lookup finds the
+/// subscriber). Unchanged when no rule set applies or none of its rules matches. While no level
+/// sets `rewrite_rule_set`, no call pays for the lookup ([`PreferenceGate`]).
+async fn normalise_callee(
+    services: &RouterServices,
+    caller_id: i64,
+    aor: AddressOfRecord,
+) -> Result<AddressOfRecord, ()> {
+    use store::{RewriteDirection, RewriteField};
+    if !services.rewrite_sets.any_set(&services.store).await {
+        return Ok(aor);
+    }
+    let store = &services.store;
+    let log = |error: store::StoreError| tracing::error!(%error, "callee_in rewrite failed");
+    let Some(preference) = store
+        .effective_preference(caller_id, "rewrite_rule_set")
+        .await
+        .map_err(log)?
+    else {
+        return Ok(aor);
+    };
+    let Some(name) = preference.value.as_str() else {
+        return Ok(aor);
+    };
+    let Some(set) = store.find_rewrite_rule_set(name).await.map_err(log)? else {
+        tracing::warn!(rule_set = name, "rewrite_rule_set names no rule set");
+        return Ok(aor);
+    };
+    let compiled = store.compiled_rewrite_rule_set(set.id).await.map_err(log)?;
+    if compiled.is_empty() {
+        return Ok(aor);
+    }
+    let variables = store
+        .rewrite_variables(Some(caller_id), None)
+        .await
+        .map_err(log)?;
+    let rewritten = compiled.apply(
+        RewriteDirection::In,
+        RewriteField::Callee,
+        &aor.user,
+        &variables,
+    );
+    if rewritten.rule_id.is_some() && rewritten.number != aor.user {
+        tracing::debug!(from = %aor.user, to = %rewritten.number, rule = rewritten.rule_id, "callee_in rewrite");
+        return Ok(AddressOfRecord::new(rewritten.number, &aor.domain));
+    }
+    Ok(aor)
+}
+
 pub(super) async fn find_callee(
     store: &Store,
     aor: &AddressOfRecord,

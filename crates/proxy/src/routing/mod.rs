@@ -56,6 +56,7 @@ use crate::authentication::{AuthOutcome, Authenticator, consume_credentials};
 use crate::dialog::{Dialog, Side};
 use crate::location::{AddressOfRecord, Location, unix_now};
 use crate::media::{MediaRelayClient, NgClientError, SdpExchange};
+pub use crate::preference_gate::PreferenceGate;
 use crate::reply::{forward_response_statelessly, local_response, send_final};
 
 mod acc;
@@ -113,6 +114,9 @@ pub struct RouterServices {
     pub accounting: AccountingSender,
     /// The media relay every SDP goes through; `None` leaves SDP alone.
     pub media: Option<MediaRelayClient>,
+    /// Whether any level sets `rewrite_rule_set` (the callee_in rewrite is skipped while none
+    /// does).
+    pub rewrite_sets: PreferenceGate,
 }
 
 /// The subscribers on both ends of a call, for accounting.

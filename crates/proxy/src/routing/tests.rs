@@ -72,6 +72,7 @@ async fn a_request_carrying_our_branch_for_itself_is_a_loop() {
             location,
             accounting,
             media: None,
+            rewrite_sets: PreferenceGate::new("rewrite_rule_set", Duration::from_secs(1)),
         }),
         work,
     );
