@@ -532,19 +532,24 @@ mod tests {
         pages_cover_every_live_binding_once(&store).await;
     }
 
-    #[tokio::test]
-    async fn pages_cover_every_live_binding_once_on_a_sqlite_file() {
+    /// A store on a SQLite file in a fresh directory (kept alive by the returned guard), and
+    /// its URL.
+    async fn file_store() -> (tempfile::TempDir, String, Store) {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}/voxide.db?mode=rwc", dir.path().display());
         let store = Store::connect(&url).await.unwrap();
+        (dir, url, store)
+    }
+
+    #[tokio::test]
+    async fn pages_cover_every_live_binding_once_on_a_sqlite_file() {
+        let (_dir, _, store) = file_store().await;
         pages_cover_every_live_binding_once(&store).await;
     }
 
     #[tokio::test]
     async fn a_sqlite_file_keeps_every_field_of_a_binding_and_its_deletes() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}/voxide.db?mode=rwc", dir.path().display());
-        let store = Store::connect(&url).await.unwrap();
+        let (_dir, url, store) = file_store().await;
         let mut full = binding("alice", "sip:alice@192.0.2.1;transport=tcp", 500);
         full.q = 700;
         full.path = vec![
