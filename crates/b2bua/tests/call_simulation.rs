@@ -11,7 +11,7 @@
 
 mod support;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -24,6 +24,7 @@ use sip_core::dialog::{
     Body, Dialog, DialogEvent, DialogSet, DialogState, InDialog, ResponseOutcome, Routed,
     TerminationReason, is_in_dialog,
 };
+use sip_core::simulation::{LinkModel, Wire};
 use sip_core::transaction::{
     Event, Incoming, LayerConfig, Reliability, TransactionId, TransactionLayer,
     make_timeout_response, new_branch, new_tag,
@@ -41,20 +42,7 @@ const BYE_AT: Duration = Duration::from_secs(10);
 const CANCEL_AT: Duration = Duration::from_secs(2);
 const MAX_DURATION: Duration = Duration::from_secs(30);
 
-#[derive(Debug, Clone, Copy)]
-struct NetworkModel {
-    loss: f64,
-    duplication: f64,
-    min_delay: Duration,
-    max_delay: Duration,
-}
-
-const CLEAN: NetworkModel = NetworkModel {
-    loss: 0.0,
-    duplication: 0.0,
-    min_delay: Duration::from_millis(10),
-    max_delay: Duration::from_millis(10),
-};
+const CLEAN: LinkModel = LinkModel::CLEAN;
 
 #[derive(Debug, Clone, Copy)]
 struct Clock {
@@ -69,10 +57,7 @@ impl Clock {
 }
 
 struct Network {
-    model: NetworkModel,
-    rng: StdRng,
-    in_flight: BTreeMap<(Instant, u64), (SocketAddr, SocketAddr, Bytes)>,
-    sequence: u64,
+    wire: Wire<StdRng>,
     /// Everything sent: when (from the start), from, to, what.
     log: Vec<(Duration, SocketAddr, SocketAddr, Message)>,
 }
@@ -82,31 +67,11 @@ impl Network {
         let message = Message::parse(payload.clone()).expect("nodes send parseable messages");
         message.validate().expect("nodes send well-formed messages");
         self.log.push((clock.elapsed(), from, to, message));
-        if self.rng.random_bool(self.model.loss) {
-            return;
-        }
-        let copies = if self.rng.random_bool(self.model.duplication) {
-            2
-        } else {
-            1
-        };
-        for _ in 0..copies {
-            let delay = self
-                .rng
-                .random_range(self.model.min_delay..=self.model.max_delay);
-            self.sequence += 1;
-            self.in_flight.insert(
-                (clock.now + delay, self.sequence),
-                (from, to, payload.clone()),
-            );
-        }
+        self.wire.carry(clock.now, from, to, payload);
     }
 
     fn pop_due(&mut self, now: Instant) -> Option<(SocketAddr, SocketAddr, Bytes)> {
-        let (&key, _) = self.in_flight.iter().next()?;
-        (key.0 <= now)
-            .then(|| self.in_flight.remove(&key))
-            .flatten()
+        self.wire.pop_due(now)
     }
 
     fn sent(&self, from: SocketAddr, to: SocketAddr) -> Vec<(Duration, &Message)> {
@@ -686,7 +651,7 @@ struct World {
 }
 
 impl World {
-    fn new(seed: u64, model: NetworkModel, script: Script) -> World {
+    fn new(seed: u64, model: LinkModel, script: Script) -> World {
         let base = Instant::now();
         let mut config = support::config();
         config.a_contact = Bytes::from_static(b"<sip:sbc@127.0.0.1:25080;leg=a>");
@@ -697,10 +662,7 @@ impl World {
         let mut world = World {
             clock: Clock { base, now: base },
             network: Network {
-                model,
-                rng: StdRng::seed_from_u64(seed),
-                in_flight: BTreeMap::new(),
-                sequence: 0,
+                wire: Wire::new(model, StdRng::seed_from_u64(seed)),
                 log: Vec::new(),
             },
             caller: Ua::new(CALLER, "<sip:alice@127.0.0.1:25060>", seed ^ 0xa11ce),
@@ -727,7 +689,7 @@ impl World {
         loop {
             self.pump();
             let next = [
-                self.network.in_flight.keys().next().map(|(at, _)| *at),
+                self.network.wire.next_delivery(),
                 self.caller.poll_timeout(),
                 self.sbc.poll_timeout(),
                 self.callee.poll_timeout(),
@@ -904,7 +866,7 @@ fn check_call(world: &World) -> Result<(), TestCaseError> {
                 .any(|(_, m)| m.status() == Some(180) && !m.body().is_empty()),
         "the 180 with SDP went to the caller"
     );
-    if world.network.model.loss == 0.0 {
+    if world.network.wire.model().loss == 0.0 {
         prop_assert!(world.caller.early_media);
     }
     prop_assert!(world.reinvite_sent);
@@ -1118,7 +1080,7 @@ proptest! {
         duplication in 0.0..0.3f64,
         max_delay_ms in 1u64..150,
     ) {
-        let model = NetworkModel {
+        let model = LinkModel {
             loss,
             duplication,
             min_delay: Duration::from_millis(1),

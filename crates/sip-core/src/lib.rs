@@ -14,6 +14,7 @@
 //!   its tokens and default ports, and where an IP-literal SIP URI leads.
 //! - [`proxy_rules`]: the §16.6 step 8 loop-detection hash, dialog-forming and target-refresh
 //!   methods.
+//! - [`simulation`]: a lossy datagram network in virtual time for the simulation tests.
 //! - [`internal_headers`]: the reserved `X-Voxide-*` headers: stripping them and the
 //!   `X-Voxide-Source` value the LB writes for the proxy.
 
@@ -22,5 +23,6 @@ pub mod dialog;
 pub mod internal_headers;
 pub mod proxy_rules;
 pub mod response_routing;
+pub mod simulation;
 pub mod transaction;
 pub mod transport;

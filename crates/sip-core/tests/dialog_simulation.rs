@@ -5,7 +5,7 @@
 //! Bob — who does not own the Call-ID — go first; then Alice hangs up. No machine clock, no
 //! thread RNG: the simulator moves `now` from one pending event to the next.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -17,6 +17,7 @@ use sip_core::dialog::{
     Body, Dialog, DialogEvent, DialogSet, DialogState, InDialog, OfferState, ResponseOutcome,
     Routed, TerminationReason, glare_retry_delay, is_in_dialog,
 };
+use sip_core::simulation::{LinkModel, Wire};
 use sip_core::transaction::{
     Event, Incoming, LayerConfig, Reliability, TransactionId, TransactionLayer,
     make_timeout_response, new_branch, new_tag,
@@ -30,19 +31,8 @@ const BOB_MOVED: &str = "<sip:bob@127.0.0.1:25062;line=moved>";
 const REINVITE_AT: Duration = Duration::from_secs(5);
 const BYE_AT: Duration = Duration::from_secs(15);
 
-#[derive(Debug, Clone, Copy)]
-struct NetworkModel {
-    loss: f64,
-    duplication: f64,
-    min_delay: Duration,
-    max_delay: Duration,
-}
-
 struct Network {
-    model: NetworkModel,
-    rng: StdRng,
-    in_flight: BTreeMap<(Instant, u64), (SocketAddr, SocketAddr, Bytes)>,
-    sequence: u64,
+    wire: Wire<StdRng>,
     /// Everything sent: when (from the start), by whom, what.
     log: Vec<(Duration, SocketAddr, Message)>,
 }
@@ -51,31 +41,11 @@ impl Network {
     fn send(&mut self, clock: Clock, from: SocketAddr, to: SocketAddr, payload: Bytes) {
         let message = Message::parse(payload.clone()).expect("UAs send parseable messages");
         self.log.push((clock.elapsed(), from, message));
-        if self.rng.random_bool(self.model.loss) {
-            return;
-        }
-        let copies = if self.rng.random_bool(self.model.duplication) {
-            2
-        } else {
-            1
-        };
-        for _ in 0..copies {
-            let delay = self
-                .rng
-                .random_range(self.model.min_delay..=self.model.max_delay);
-            self.sequence += 1;
-            self.in_flight.insert(
-                (clock.now + delay, self.sequence),
-                (from, to, payload.clone()),
-            );
-        }
+        self.wire.carry(clock.now, from, to, payload);
     }
 
     fn pop_due(&mut self, now: Instant) -> Option<(SocketAddr, SocketAddr, Bytes)> {
-        let (&key, _) = self.in_flight.iter().next()?;
-        (key.0 <= now)
-            .then(|| self.in_flight.remove(&key))
-            .flatten()
+        self.wire.pop_due(now)
     }
 }
 
@@ -465,15 +435,12 @@ struct World {
 }
 
 impl World {
-    fn new(seed: u64, model: NetworkModel) -> World {
+    fn new(seed: u64, model: LinkModel) -> World {
         let base = Instant::now();
         let mut world = World {
             clock: Clock { base, now: base },
             network: Network {
-                model,
-                rng: StdRng::seed_from_u64(seed),
-                in_flight: BTreeMap::new(),
-                sequence: 0,
+                wire: Wire::new(model, StdRng::seed_from_u64(seed)),
                 log: Vec::new(),
             },
             alice: Ua::new(ALICE, BOB, "<sip:alice@127.0.0.1:25060>", seed ^ 0xa11ce),
@@ -496,7 +463,7 @@ impl World {
         loop {
             self.pump();
             let next = [
-                self.network.in_flight.keys().next().map(|(at, _)| *at),
+                self.network.wire.next_delivery(),
                 self.alice.poll_timeout(),
                 self.bob.poll_timeout(),
                 self.reinvite_at,
@@ -562,7 +529,7 @@ fn is_status(code: u16) -> impl Fn(&Message) -> bool {
 /// BYE on both sides, every layer drained.
 fn check_invariants(world: &World) -> Result<(), TestCaseError> {
     // Without loss the first re-INVITE to arrive meets the other still pending: 491.
-    if world.network.model.loss == 0.0 {
+    if world.network.wire.model().loss == 0.0 {
         prop_assert!(!world.alice.glares.is_empty() || !world.bob.glares.is_empty());
     }
     for (ua, owner) in [(&world.alice, true), (&world.bob, false)] {
@@ -625,7 +592,7 @@ fn check_invariants(world: &World) -> Result<(), TestCaseError> {
 
 #[test]
 fn glare_resolves_by_the_section_14_1_timers_over_a_clean_network() {
-    let model = NetworkModel {
+    let model = LinkModel {
         loss: 0.0,
         duplication: 0.0,
         min_delay: Duration::from_millis(10),
@@ -691,7 +658,7 @@ fn glare_resolves_by_the_section_14_1_timers_over_a_clean_network() {
 fn unacknowledged_2xx_is_retransmitted_until_the_ack_gets_through() {
     // A slow path: the ACK needs 600 ms back, so Bob's first 2xx retransmission (T1) goes out
     // and Alice acknowledges it again.
-    let model = NetworkModel {
+    let model = LinkModel {
         loss: 0.0,
         duplication: 0.0,
         min_delay: Duration::from_millis(300),
@@ -732,7 +699,7 @@ proptest! {
         duplication in 0.0..0.3f64,
         max_delay_ms in 1u64..150,
     ) {
-        let model = NetworkModel {
+        let model = LinkModel {
             loss,
             duplication,
             min_delay: Duration::from_millis(1),

@@ -4,14 +4,15 @@
 //! UA core. Time never comes from the machine clock: the simulator moves a virtual `now` from
 //! one pending event to the next.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use proptest::prelude::*;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
+use sip_core::simulation::{LinkModel, Wire};
 use sip_core::transaction::{
     Event, Incoming, LayerConfig, Reliability, Timer, TimerConfig, TransactionId, TransactionLayer,
     make_response, make_timeout_response, new_branch, new_tag,
@@ -36,26 +37,6 @@ fn seconds(value: f64) -> Duration {
     Duration::from_secs_f64(value)
 }
 
-/// How the network treats datagrams.
-#[derive(Debug, Clone, Copy)]
-struct NetworkModel {
-    loss: f64,
-    duplication: f64,
-    min_delay: Duration,
-    max_delay: Duration,
-}
-
-impl NetworkModel {
-    fn clean() -> Self {
-        Self {
-            loss: 0.0,
-            duplication: 0.0,
-            min_delay: Duration::from_millis(10),
-            max_delay: Duration::from_millis(10),
-        }
-    }
-}
-
 /// One datagram put on the wire, for the assertions.
 #[derive(Debug, Clone)]
 struct Sent {
@@ -67,11 +48,7 @@ struct Sent {
 type DropRule = Box<dyn FnMut(&Sent) -> bool>;
 
 struct Network {
-    model: NetworkModel,
-    rng: StdRng,
-    // Ordered by (delivery time, sequence number): equal times keep send order.
-    in_flight: BTreeMap<(Instant, u64), (SocketAddr, SocketAddr, Bytes)>,
-    sequence: u64,
+    wire: Wire<StdRng>,
     log: Vec<Sent>,
     drop_rule: DropRule,
 }
@@ -93,37 +70,17 @@ impl Network {
         };
         let dropped_by_rule = (self.drop_rule)(&sent);
         self.log.push(sent);
-        if dropped_by_rule || self.rng.random_bool(self.model.loss) {
-            return;
-        }
-        let copies = if self.rng.random_bool(self.model.duplication) {
-            2
-        } else {
-            1
-        };
-        for _ in 0..copies {
-            let delay = if self.model.max_delay > self.model.min_delay {
-                self.rng
-                    .random_range(self.model.min_delay..=self.model.max_delay)
-            } else {
-                self.model.min_delay
-            };
-            self.sequence += 1;
-            self.in_flight
-                .insert((now + delay, self.sequence), (from, to, payload.clone()));
+        if !dropped_by_rule {
+            self.wire.carry(now, from, to, payload);
         }
     }
 
     fn next_delivery(&self) -> Option<Instant> {
-        self.in_flight.keys().next().map(|(at, _)| *at)
+        self.wire.next_delivery()
     }
 
     fn pop_due(&mut self, now: Instant) -> Option<(SocketAddr, SocketAddr, Bytes)> {
-        let (&key, _) = self.in_flight.iter().next()?;
-        if key.0 > now {
-            return None;
-        }
-        self.in_flight.remove(&key)
+        self.wire.pop_due(now)
     }
 }
 
@@ -236,7 +193,7 @@ struct Simulation {
 }
 
 impl Simulation {
-    fn new(seed: u64, model: NetworkModel) -> Self {
+    fn new(seed: u64, model: LinkModel) -> Self {
         let base = Instant::now();
         let config = LayerConfig {
             timers: TimerConfig {
@@ -251,10 +208,7 @@ impl Simulation {
             base,
             now: base,
             network: Network {
-                model,
-                rng: StdRng::seed_from_u64(seed),
-                in_flight: BTreeMap::new(),
-                sequence: 0,
+                wire: Wire::new(model, StdRng::seed_from_u64(seed)),
                 log: Vec::new(),
                 drop_rule: Box::new(|_| false),
             },
@@ -759,7 +713,7 @@ fn finals(records: &HashMap<TransactionId, ClientRecord>, method: Method) -> Vec
 
 #[test]
 fn invite_answered_with_200_over_a_clean_network() {
-    let mut simulation = Simulation::new(1, NetworkModel::clean());
+    let mut simulation = Simulation::new(1, LinkModel::CLEAN);
     let invite = simulation.request(
         "INVITE",
         Answer::Final {
@@ -799,7 +753,7 @@ fn invite_answered_with_200_over_a_clean_network() {
 
 #[test]
 fn invite_retransmissions_follow_timer_a_and_timer_b_times_out() {
-    let mut simulation = Simulation::new(2, NetworkModel::clean());
+    let mut simulation = Simulation::new(2, LinkModel::CLEAN);
     simulation.network.drop_rule = Box::new(|sent| sent.from == client_address());
     let invite = simulation.request(
         "INVITE",
@@ -824,7 +778,7 @@ fn invite_retransmissions_follow_timer_a_and_timer_b_times_out() {
 
 #[test]
 fn non_invite_retransmissions_follow_timer_e_capped_at_t2_and_timer_f_times_out() {
-    let mut simulation = Simulation::new(3, NetworkModel::clean());
+    let mut simulation = Simulation::new(3, LinkModel::CLEAN);
     simulation.network.drop_rule = Box::new(|sent| sent.from == client_address());
     let options = simulation.request(
         "OPTIONS",
@@ -848,7 +802,7 @@ fn non_invite_retransmissions_follow_timer_e_capped_at_t2_and_timer_f_times_out(
 
 #[test]
 fn server_retransmits_a_rejection_on_timer_g_until_timer_h_when_acks_are_lost() {
-    let mut simulation = Simulation::new(4, NetworkModel::clean());
+    let mut simulation = Simulation::new(4, LinkModel::CLEAN);
     simulation.network.drop_rule = Box::new(|sent| sent.message.method() == Some(&Method::Ack));
     let invite = simulation.request(
         "INVITE",
@@ -878,7 +832,7 @@ fn server_retransmits_a_rejection_on_timer_g_until_timer_h_when_acks_are_lost() 
 
 #[test]
 fn ack_for_a_rejection_is_absorbed_by_the_server_transaction() {
-    let mut simulation = Simulation::new(5, NetworkModel::clean());
+    let mut simulation = Simulation::new(5, LinkModel::CLEAN);
     let invite = simulation.request(
         "INVITE",
         Answer::Final {
@@ -910,7 +864,7 @@ fn ack_for_a_rejection_is_absorbed_by_the_server_transaction() {
 
 #[test]
 fn cancel_of_a_pending_invite_yields_487_and_the_cancel_gets_200() {
-    let mut simulation = Simulation::new(6, NetworkModel::clean());
+    let mut simulation = Simulation::new(6, LinkModel::CLEAN);
     simulation.cancel_on_ringing = true;
     let invite = simulation.request("INVITE", Answer::RingForever);
     simulation.send_at(Duration::ZERO, invite);
@@ -939,7 +893,7 @@ fn cancel_of_a_pending_invite_yields_487_and_the_cancel_gets_200() {
 
 #[test]
 fn success_retransmissions_reach_the_client_tu_and_only_the_server_tu_retransmits_them() {
-    let mut simulation = Simulation::new(7, NetworkModel::clean());
+    let mut simulation = Simulation::new(7, LinkModel::CLEAN);
     let mut acks_dropped = 0;
     simulation.network.drop_rule = Box::new(move |sent| {
         let drop = sent.message.method() == Some(&Method::Ack) && acks_dropped < 3;
@@ -980,11 +934,11 @@ fn success_retransmissions_reach_the_client_tu_and_only_the_server_tu_retransmit
 
 #[test]
 fn duplicated_requests_are_absorbed_and_answered_with_the_last_response() {
-    let model = NetworkModel {
+    let model = LinkModel {
         duplication: 1.0,
         min_delay: Duration::from_millis(10),
         max_delay: Duration::from_millis(60),
-        ..NetworkModel::clean()
+        ..LinkModel::CLEAN
     };
     let mut simulation = Simulation::new(8, model);
     let register = simulation.request(
@@ -1036,7 +990,7 @@ fn duplicated_requests_are_absorbed_and_answered_with_the_last_response() {
 
 #[test]
 fn reliable_transport_sends_once_and_ends_without_waiting() {
-    let mut simulation = Simulation::new(9, NetworkModel::clean());
+    let mut simulation = Simulation::new(9, LinkModel::CLEAN);
     simulation.reliability = Reliability::Reliable;
     let invite = simulation.request(
         "INVITE",
@@ -1187,7 +1141,7 @@ proptest! {
     /// once, and every transaction terminates exactly when one of its RFC timers allows.
     #[test]
     fn random_networks_keep_the_transaction_invariants(scenario in scenario()) {
-        let model = NetworkModel {
+        let model = LinkModel {
             loss: scenario.loss,
             duplication: scenario.duplication,
             min_delay: Duration::from_millis(1),
