@@ -4,6 +4,7 @@
 //! their BYE and hands rows to the writer.
 
 use super::*;
+use store::AccRepository;
 
 /// Whether a final `status` to `method` is accounted: every initial INVITE (not a challenge:
 /// the authenticated retry is the attempt), and a BYE that succeeded.
@@ -75,6 +76,79 @@ pub(super) fn final_record(
         source_domain,
         call_type: "call".to_owned(),
     }
+}
+
+/// Most Call-IDs of stray answers remembered; past it the set starts over.
+const MAX_STRAY_ANSWERS: usize = 10_000;
+
+impl Router {
+    /// The INVITE row of a 2xx that matched no transaction, when the database has none for its
+    /// call: after a restart, the callee's retransmitted 2xx is the first this node sees of a
+    /// call whose row the previous process never committed (it was killed while the 2xx was
+    /// held for it), and the caller must not see that answer without a row. A call whose row
+    /// exists (a retransmission after the transaction ended, or the previous process committed
+    /// it) gets none, and each Call-ID is looked up once, so nothing is doubled.
+    pub(super) async fn account_stray_answer(
+        &mut self,
+        response: &Message,
+    ) -> Option<tokio::sync::oneshot::Receiver<bool>> {
+        if response.cseq().ok()?.method != Method::Invite {
+            return None;
+        }
+        let call_id = response.call_id().ok().map(text)?;
+        if self.stray_answers.len() >= MAX_STRAY_ANSWERS {
+            self.stray_answers.clear();
+        }
+        if !self.stray_answers.insert(call_id.clone()) {
+            return None;
+        }
+        match self
+            .services
+            .store
+            .list_acc_records_by_call_id(&call_id)
+            .await
+        {
+            Ok(rows)
+                if rows
+                    .iter()
+                    .any(|row| row.method == "INVITE" && (200..300).contains(&row.sip_code)) =>
+            {
+                return None;
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::error!(%error, "acc lookup for a stray answer failed");
+                return None;
+            }
+        }
+        tracing::warn!(%call_id, "an answer with no transaction and no INVITE row: row written");
+        Some(
+            self.services
+                .accounting
+                .record_durable(stray_answer_record(response, unix_time_ms())),
+        )
+    }
+}
+
+/// The INVITE row of an answer known only from the response itself: the parties' ids and the
+/// caller's address are unknown (the mediator treats them as foreign parties), the callee is
+/// the To URI.
+fn stray_answer_record(response: &Message, time_ms: i64) -> NewAccRecord {
+    let unknown_source = SocketAddr::from(([0, 0, 0, 0], 0));
+    let mut record = final_record(
+        response,
+        &Method::Invite,
+        response,
+        &CallParties::default(),
+        unknown_source,
+        time_ms,
+    );
+    if let Ok(to) = response.to() {
+        let (user, domain) = user_and_host(&to.uri);
+        record.destination_user = user;
+        record.destination_domain = domain;
+    }
+    record
 }
 
 /// The stop row of a call the relay ended for lack of media (a BYE the proxy sent itself).

@@ -233,6 +233,9 @@ pub struct Router {
     next_media_check: Option<Instant>,
     /// A media check task is running.
     media_check_running: bool,
+    /// Call-IDs of answers that matched no transaction and were looked up for their INVITE
+    /// row ([`Router::account_stray_answer`]); cleared when it grows past a bound.
+    stray_answers: std::collections::HashSet<String>,
 }
 
 impl Router {
@@ -254,6 +257,7 @@ impl Router {
             media_dialogs: HashMap::new(),
             next_media_check: None,
             media_check_running: false,
+            stray_answers: std::collections::HashSet::new(),
         }
     }
 
@@ -480,6 +484,13 @@ impl Router {
             let mut response = response;
             response.pop_via();
             self.media_for_response(&mut response, true).await;
+            if let Some(committed) = self.account_stray_answer(&response).await {
+                // Rare (a restart while the 2xx was held for its row): waiting here for the
+                // group commit keeps "no answer before its row" without a transaction to hold.
+                if !committed.await.unwrap_or(false) {
+                    tracing::error!("accounting row of a stray answer not on disk");
+                }
+            }
             forward_response_statelessly(endpoint, response).await;
         }
     }
