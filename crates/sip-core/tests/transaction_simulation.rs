@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use proptest::prelude::*;
-use rand::rngs::StdRng;
 use rand::SeedableRng;
+use rand::rngs::StdRng;
 use sip_core::simulation::{LinkModel, Wire};
 use sip_core::transaction::{
     Event, Incoming, LayerConfig, Reliability, Timer, TimerConfig, TransactionId, TransactionLayer,
