@@ -4,7 +4,7 @@
 
 use super::plan::{self, Refusal};
 use super::*;
-use store::{PreferenceRepository, RewriteRuleRepository};
+use store::RewriteRuleRepository;
 
 /// The decision for an out-of-dialog request: authenticate the caller, check the From
 /// identity, find the callee and its contacts.
@@ -215,21 +215,13 @@ async fn normalise_callee(
     }
     let store = &services.store;
     let log = |error: store::StoreError| tracing::error!(%error, "callee_in rewrite failed");
-    let Some(preference) = store
-        .effective_preference(caller_id, "rewrite_rule_set")
+    let Some(compiled) = store
+        .subscriber_rewrite_rule_set(caller_id)
         .await
         .map_err(log)?
     else {
         return Ok(aor);
     };
-    let Some(name) = preference.value.as_str() else {
-        return Ok(aor);
-    };
-    let Some(set) = store.find_rewrite_rule_set(name).await.map_err(log)? else {
-        tracing::warn!(rule_set = name, "rewrite_rule_set names no rule set");
-        return Ok(aor);
-    };
-    let compiled = store.compiled_rewrite_rule_set(set.id).await.map_err(log)?;
     if compiled.is_empty() {
         return Ok(aor);
     }
@@ -243,7 +235,7 @@ async fn normalise_callee(
         &aor.user,
         &variables,
     );
-    if rewritten.rule_id.is_some() && rewritten.number != aor.user {
+    if rewritten.number != aor.user {
         tracing::debug!(from = %aor.user, to = %rewritten.number, rule = rewritten.rule_id, "callee_in rewrite");
         return Ok(AddressOfRecord::new(rewritten.number, &aor.domain));
     }

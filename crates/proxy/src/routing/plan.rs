@@ -6,7 +6,7 @@
 //! one q-value in parallel; when every branch of a step has failed without a 6xx, the next
 //! lower q-value rings. When no step is left, how the attempts ended is classified
 //! ([`classify`]: busy, no answer, offline, failed) and the plan's [`Fallbacks`] say what that
-//! outcome leads to ([`CallPlan::after`]). Today every outcome relays the best response
+//! outcome leads to ([`Fallbacks::after`]). Today every outcome relays the best response
 //! (§16.7); call forwarding, voicemail and peering fill in the other [`Continuation`]s.
 //!
 //! No I/O, no clock: the router's `decide` gathers the inputs, the router's fork code executes the
@@ -64,14 +64,6 @@ pub struct CallPlan {
     /// Never empty.
     pub steps: Vec<PlanStep>,
     pub fallbacks: Fallbacks,
-}
-
-impl CallPlan {
-    /// What the caller gets once every step has ended with `outcome` and `best` (the §16.7
-    /// best response's status, `None` when no branch could even be started).
-    pub fn after(&self, outcome: Outcome, best: Option<u16>) -> Ending {
-        self.fallbacks.after(outcome, best)
-    }
 }
 
 /// How the attempts of a call ended, in the terms call features are defined in (C5's CFB,
@@ -348,9 +340,9 @@ mod tests {
             Outcome::Offline,
             Outcome::Failed,
         ] {
-            assert_eq!(plan.after(outcome, Some(486)), Ending::RelayBest);
+            assert_eq!(plan.fallbacks.after(outcome, Some(486)), Ending::RelayBest);
             assert_eq!(
-                plan.after(outcome, None),
+                plan.fallbacks.after(outcome, None),
                 Ending::Respond(Refusal::new(480, "Temporarily Unavailable"))
             );
         }

@@ -220,6 +220,13 @@ pub trait RewriteRuleRepository {
         caller: Option<i64>,
         callee: Option<i64>,
     ) -> impl Future<Output = StoreResult<RewriteVariables>> + Send;
+    /// The compiled set a subscriber's calls use: its effective `rewrite_rule_set` preference
+    /// (subscriber over customer over domain). `None` when no level sets one or the name
+    /// matches no set (logged).
+    fn subscriber_rewrite_rule_set(
+        &self,
+        subscriber_id: i64,
+    ) -> impl Future<Output = StoreResult<Option<CompiledRuleSet>>> + Send;
     /// `applyrewrites` in ngcp's shape (`subscriber_id`, `direction` such as `callee_in`,
     /// `number`): the set is the subscriber's effective `rewrite_rule_set` preference (subscriber
     /// over customer over domain), and both the `${caller_*}` and the `${callee_*}` variables come
@@ -500,20 +507,7 @@ impl RewriteRuleRepository for Store {
         number: &str,
         variables: &RewriteVariables,
     ) -> StoreResult<Rewritten> {
-        self.get_rewrite_rule_set(set_id).await?;
-        let rules = on_pool!(self, pool => {
-            sqlx::query_as::<_, RewriteRule>(concat!(
-                rule_select!(),
-                "WHERE set_id = ? AND direction = ? AND field = ? AND enabled = 1 \
-                 ORDER BY priority, id"
-            ))
-            .bind(set_id)
-            .bind(direction.as_str())
-            .bind(field.as_str())
-            .fetch_all(pool)
-            .await?
-        });
-        let compiled = compile_logged(set_id, &rules);
+        let compiled = self.compiled_rewrite_rule_set(set_id).await?;
         Ok(compiled.apply(direction, field, number, variables))
     }
 
@@ -551,6 +545,27 @@ impl RewriteRuleRepository for Store {
         Ok(variables)
     }
 
+    async fn subscriber_rewrite_rule_set(
+        &self,
+        subscriber_id: i64,
+    ) -> StoreResult<Option<CompiledRuleSet>> {
+        use crate::PreferenceRepository;
+        let Some(preference) = self
+            .effective_preference(subscriber_id, "rewrite_rule_set")
+            .await?
+        else {
+            return Ok(None);
+        };
+        let Some(name) = preference.value.as_str() else {
+            return Ok(None);
+        };
+        let Some(set) = self.find_rewrite_rule_set(name).await? else {
+            tracing::warn!(rule_set = name, "rewrite_rule_set names no rule set");
+            return Ok(None);
+        };
+        self.compiled_rewrite_rule_set(set.id).await.map(Some)
+    }
+
     async fn apply_subscriber_rewrite_rules(
         &self,
         subscriber_id: i64,
@@ -558,28 +573,18 @@ impl RewriteRuleRepository for Store {
         field: RewriteField,
         number: &str,
     ) -> StoreResult<Rewritten> {
-        use crate::PreferenceRepository;
         let variables = self
             .rewrite_variables(Some(subscriber_id), Some(subscriber_id))
             .await?;
-        let unchanged = || Rewritten {
-            number: number.to_owned(),
-            rule_id: None,
-        };
-        let Some(preference) = self
-            .effective_preference(subscriber_id, "rewrite_rule_set")
-            .await?
-        else {
-            return Ok(unchanged());
-        };
-        let Some(name) = preference.value.as_str() else {
-            return Ok(unchanged());
-        };
-        let Some(set) = self.find_rewrite_rule_set(name).await? else {
-            return Ok(unchanged());
-        };
-        self.apply_rewrite_rules(set.id, direction, field, number, &variables)
-            .await
+        Ok(
+            match self.subscriber_rewrite_rule_set(subscriber_id).await? {
+                Some(set) => set.apply(direction, field, number, &variables),
+                None => Rewritten {
+                    number: number.to_owned(),
+                    rule_id: None,
+                },
+            },
+        )
     }
 }
 
